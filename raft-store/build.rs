@@ -1,0 +1,8 @@
+//! Compiles the member-to-member protocol with protox (no `protoc` needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(["proto/raft.proto"], ["proto"])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    Ok(())
+}

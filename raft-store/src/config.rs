@@ -1,0 +1,66 @@
+//! A member's configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::network::NetworkFilter;
+use crate::typ::NodeId;
+
+/// How a member runs.
+#[derive(Clone, Debug)]
+pub struct RaftStoreConfig {
+    /// The member's id, unique in the cluster and never reused.
+    pub id: NodeId,
+    /// Where the member keeps its database and snapshot.
+    pub data_dir: PathBuf,
+    /// Where the member transport listens (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Election timeout lower bound (the upper bound is twice this).
+    pub election_timeout: Duration,
+    /// Applied entries after which a snapshot is built and the log behind it purged.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, for members that lag only a little.
+    pub keep_logs_behind_snapshot: u64,
+    /// How long a request may wait for a leader, a read index or a forwarded reply.
+    pub request_timeout: Duration,
+    /// Watch progress-notification interval.
+    pub progress_interval: Duration,
+    /// Faults to inject into outgoing member traffic (tests only; empty by default).
+    pub filter: Arc<NetworkFilter>,
+}
+
+impl RaftStoreConfig {
+    /// Defaults for a member on a LAN: 100 ms heartbeats, 500–1000 ms elections, a snapshot
+    /// every 10 000 entries.
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        RaftStoreConfig {
+            id,
+            data_dir: data_dir.into(),
+            listen,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+            snapshot_every: 10_000,
+            keep_logs_behind_snapshot: 1_000,
+            request_timeout: Duration::from_secs(5),
+            progress_interval: flotilla_core::store::DEFAULT_PROGRESS_INTERVAL,
+            filter: Arc::default(),
+        }
+    }
+
+    pub(crate) fn raft_config(&self) -> openraft::Config {
+        let election = self.election_timeout.as_millis() as u64;
+        openraft::Config {
+            cluster_name: "flotilla".into(),
+            heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs_behind_snapshot,
+            ..Default::default()
+        }
+    }
+}

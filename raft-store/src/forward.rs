@@ -1,0 +1,198 @@
+//! Requests a member forwards to the leader, and how the leader answers them.
+//!
+//! Writes, read indexes and lease keep-alives must be served by the leader. A member that is
+//! not the leader forwards them; when the receiver turns out not to be the leader either, it
+//! says so *before* doing anything, so the sender may safely try again. A write whose outcome
+//! is unknown (the connection broke after sending, or the leader lost its term with the entry
+//! in flight) is reported as [`Error::Indeterminate`] and never retried here, so a write is
+//! never applied twice by this layer.
+
+use openraft::type_config::async_runtime::WatchReceiver as _;
+use std::time::Duration;
+
+use flotilla_core::store::{Command, CommandResult, Error, LeaseId};
+use openraft::ReadPolicy;
+use openraft::errors::{ClientWriteError, LinearizableReadError};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::codec;
+use crate::pb::Blob;
+use crate::store::Inner;
+use crate::typ::{NodeId, Request};
+
+/// A request served by the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ForwardRequest {
+    /// Propose a command.
+    Write(Command),
+    /// Confirm leadership and return the log index a linearizable read must wait for.
+    ReadIndex,
+    /// Renew a lease.
+    LeaseKeepAlive(LeaseId),
+    /// Report a lease's remaining seconds.
+    LeaseTimeToLive(LeaseId),
+}
+
+/// The leader's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ForwardResponse {
+    /// The command's result and the log index it was applied at.
+    Write(Result<CommandResult, Error>, u64),
+    /// The read index.
+    ReadIndex(u64),
+    /// The lease's TTL after renewal, or its remaining seconds.
+    Lease(i64),
+    /// The request failed; nothing was done.
+    Failed(Error),
+    /// The receiver is not the leader and did nothing.
+    NotLeader,
+}
+
+impl Inner {
+    /// Serves a forwarded (or local) request as leader, giving up after `limit`: a write
+    /// that was proposed but not committed by then (say, on the minority side of a
+    /// partition) has an unknown outcome.
+    pub(crate) async fn serve_as_leader_within(
+        &self,
+        req: ForwardRequest,
+        limit: Duration,
+    ) -> ForwardResponse {
+        let is_write = matches!(req, ForwardRequest::Write(_));
+        match tokio::time::timeout(limit, self.serve_as_leader(req)).await {
+            Ok(r) => r,
+            Err(_) if is_write => ForwardResponse::Failed(Error::Indeterminate {
+                reason: format!("write not committed within {limit:?}"),
+            }),
+            Err(_) => ForwardResponse::Failed(Error::Unavailable {
+                reason: format!("leader could not confirm a quorum within {limit:?}"),
+            }),
+        }
+    }
+
+    /// Serves a forwarded (or local) request as leader.
+    async fn serve_as_leader(&self, req: ForwardRequest) -> ForwardResponse {
+        match req {
+            ForwardRequest::Write(cmd) => match self.raft.client_write(Request { cmd }).await {
+                Ok(resp) => {
+                    if let Some(Ok(CommandResult::LeaseGrant(g))) = &resp.data.result {
+                        // The lease's clock starts now, on the member that will expire it.
+                        self.lessor.lock().grant(g.id, g.ttl, Instant::now());
+                    }
+                    ForwardResponse::Write(
+                        resp.data
+                            .result
+                            .unwrap_or_else(|| Err(Error::Storage("write applied without a result".into()))),
+                        resp.log_id.index(),
+                    )
+                }
+                Err(e) => match e.into_api_error() {
+                    Some(ClientWriteError::ForwardToLeader(_)) => ForwardResponse::NotLeader,
+                    Some(ClientWriteError::LogEntryDiscarded(f)) => {
+                        ForwardResponse::Failed(Error::Indeterminate {
+                            reason: format!("leadership changed while the write was in flight ({f})"),
+                        })
+                    }
+                    Some(other) => ForwardResponse::Failed(Error::Storage(other.to_string())),
+                    None => ForwardResponse::Failed(Error::Unavailable { reason: "raft stopped".into() }),
+                },
+            },
+            ForwardRequest::ReadIndex => match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+                Ok(lin) => ForwardResponse::ReadIndex(lin.read_log_id().index()),
+                Err(e) => match e.into_api_error() {
+                    Some(LinearizableReadError::ForwardToLeader(_)) => ForwardResponse::NotLeader,
+                    Some(LinearizableReadError::QuorumNotEnough(q)) => {
+                        ForwardResponse::Failed(Error::Unavailable { reason: q.to_string() })
+                    }
+                    None => ForwardResponse::Failed(Error::Unavailable { reason: "raft stopped".into() }),
+                },
+            },
+            ForwardRequest::LeaseKeepAlive(id) => self.with_lessor(id, |l, now| l.keep_alive(id, now)),
+            ForwardRequest::LeaseTimeToLive(id) => self.with_lessor(id, |l, now| l.remaining_secs(id, now)),
+        }
+    }
+
+    fn with_lessor(
+        &self,
+        id: LeaseId,
+        f: impl FnOnce(&mut flotilla_core::store::Lessor, Instant) -> Option<i64>,
+    ) -> ForwardResponse {
+        if !self.leading() {
+            return ForwardResponse::NotLeader;
+        }
+        let mut lessor = self.lessor.lock();
+        self.sync_lessor(&mut lessor);
+        match f(&mut lessor, Instant::now()) {
+            Some(ttl) => ForwardResponse::Lease(ttl),
+            None => ForwardResponse::Failed(Error::LeaseNotFound(id)),
+        }
+    }
+
+    /// Sends `req` to the leader (or serves it here when this member leads), retrying while
+    /// that is safe, until the request timeout.
+    pub(crate) async fn execute(&self, req: ForwardRequest) -> Result<ForwardResponse, Error> {
+        let deadline = Instant::now() + self.request_timeout;
+        let mut last = String::from("no leader known");
+        loop {
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable { reason: format!("timed out: {last}") });
+            }
+            let leader = self.raft.metrics().borrow_watched().current_leader;
+            let resp = match leader {
+                None => None,
+                Some(l) if l == self.id => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    Some(self.serve_as_leader_within(req.clone(), left).await)
+                }
+                Some(l) => match self.forward(l, &req).await {
+                    Ok(r) => Some(r),
+                    Err((retry, why)) => {
+                        if !retry && matches!(req, ForwardRequest::Write(_)) {
+                            return Err(Error::Indeterminate { reason: why });
+                        }
+                        last = why;
+                        None
+                    }
+                },
+            };
+            match resp {
+                Some(ForwardResponse::NotLeader) => {
+                    last = format!("member {leader:?} is no longer the leader")
+                }
+                Some(r) => return Ok(r),
+                None => {}
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Sends one forwarded request. On failure, says whether it surely was not delivered.
+    async fn forward(&self, to: NodeId, req: &ForwardRequest) -> Result<ForwardResponse, (bool, String)> {
+        let addr = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&to)
+            .map(|n| n.addr.clone())
+            .ok_or_else(|| (true, format!("leader {to} is not in the membership")))?;
+        let mut client = self.transport.client(to, &addr).await.map_err(|e| (true, e))?;
+        let data = codec::encode(req).map_err(|e| (true, e.to_string()))?;
+        let mut request = tonic::Request::new(Blob { data });
+        request.set_timeout(self.request_timeout);
+        match client.forward(request).await {
+            Ok(resp) => codec::decode(&resp.into_inner().data)
+                .map_err(|e| (false, format!("bad reply from {to}: {e}"))),
+            Err(status) => {
+                // A refused connection never carried the request.
+                let not_sent =
+                    status.code() == tonic::Code::Unavailable && status.message().contains("connect");
+                Err((not_sent, format!("forwarding to {to} failed: {}", status.message())))
+            }
+        }
+    }
+}
+
+/// The pause between attempts while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);

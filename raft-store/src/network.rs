@@ -1,0 +1,255 @@
+//! The member-to-member transport: openraft's RPCs and forwarded client requests over tonic,
+//! with an in-process fault filter for tests.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, ReplicationClosed, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::{BasicNode, OptionalSend};
+use parking_lot::{Mutex, RwLock};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec;
+use crate::pb::raft_transport_client::RaftTransportClient;
+use crate::pb::{Blob, SnapshotChunk};
+use crate::typ::{
+    AppendEntriesRequest, AppendEntriesResponse, NodeId, RPCError, RaftError, Snapshot, SnapshotData,
+    SnapshotResponse, StreamingError, Vote, VoteRequest, VoteResponse,
+};
+
+/// Bytes per snapshot chunk on the wire.
+pub(crate) const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// How long connecting to a member may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest message a member accepts (a chunk, or an append of many entries).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Faults injected into this process's outgoing member traffic: partitions, message loss
+/// and delay. Used by tests; a production member leaves it empty.
+#[derive(Debug, Default)]
+pub struct NetworkFilter {
+    state: RwLock<FilterState>,
+}
+
+#[derive(Debug, Default)]
+struct FilterState {
+    blocked: HashSet<(NodeId, NodeId)>,
+    drop_per_mille: u32,
+    delay: Duration,
+}
+
+impl NetworkFilter {
+    /// Blocks traffic between every member of `a` and every member of `b`, both ways.
+    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        let mut s = self.state.write();
+        for &x in a {
+            for &y in b {
+                s.blocked.insert((x, y));
+                s.blocked.insert((y, x));
+            }
+        }
+    }
+
+    /// Blocks traffic from `from` to `to` only.
+    pub fn block_one_way(&self, from: NodeId, to: NodeId) {
+        self.state.write().blocked.insert((from, to));
+    }
+
+    /// Drops each message with probability `per_mille / 1000`.
+    pub fn set_drop_rate(&self, per_mille: u32) {
+        self.state.write().drop_per_mille = per_mille.min(1000);
+    }
+
+    /// Delays every message by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.write().delay = delay;
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) {
+        *self.state.write() = FilterState::default();
+    }
+
+    /// Applies the faults to one message from `from` to `to`.
+    async fn pass(&self, from: NodeId, to: NodeId) -> Result<(), String> {
+        let (blocked, drop, delay) = {
+            let s = self.state.read();
+            (s.blocked.contains(&(from, to)), s.drop_per_mille, s.delay)
+        };
+        if blocked {
+            return Err(format!("partitioned: {from} -> {to}"));
+        }
+        if drop > 0 && rand::random_range(0..1000) < drop {
+            return Err(format!("dropped: {from} -> {to}"));
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(())
+    }
+}
+
+/// Connections to the other members, shared by raft replication and request forwarding.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    id: NodeId,
+    filter: Arc<NetworkFilter>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Transport {
+    pub(crate) fn new(id: NodeId, filter: Arc<NetworkFilter>) -> Self {
+        Transport { id, filter, channels: Arc::default() }
+    }
+
+    /// A client for `addr`, after the filter let a message from this member to `to` pass.
+    pub(crate) async fn client(
+        &self,
+        to: NodeId,
+        addr: &str,
+    ) -> Result<RaftTransportClient<Channel>, String> {
+        self.filter.pass(self.id, to).await?;
+        let channel = {
+            let mut channels = self.channels.lock();
+            match channels.get(addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Endpoint::from_shared(format!("http://{addr}"))
+                        .map_err(|e| format!("bad member address {addr:?}: {e}"))?
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    channels.insert(addr.to_string(), c.clone());
+                    c
+                }
+            }
+        };
+        Ok(RaftTransportClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+/// Creates openraft connections to other members.
+pub(crate) struct NetworkFactory {
+    pub(crate) transport: Transport,
+}
+
+impl RaftNetworkFactory<crate::typ::TypeConfig> for NetworkFactory {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        Connection { target, addr: node.addr.clone(), transport: self.transport.clone() }
+    }
+}
+
+/// openraft's connection to one member.
+pub(crate) struct Connection {
+    target: NodeId,
+    addr: String,
+    transport: Transport,
+}
+
+impl Connection {
+    async fn call<Req, Resp>(&self, req: &Req, option: &RPCOption, kind: Rpc) -> Result<Resp, RPCError>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self
+            .transport
+            .client(self.target, &self.addr)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))?;
+        let mut request = tonic::Request::new(Blob { data });
+        request.set_timeout(option.soft_ttl());
+        let fut = async {
+            match kind {
+                Rpc::Append => client.append_entries(request).await,
+                Rpc::Vote => client.vote(request).await,
+            }
+        };
+        let resp = tokio::time::timeout(option.hard_ttl(), fut)
+            .await
+            .map_err(|_| {
+                RPCError::Unreachable(Unreachable::from_string(format!(
+                    "{kind:?} to {} timed out",
+                    self.target
+                )))
+            })?
+            .map_err(|status| status_to_rpc_error(self.target, status))?;
+        let decoded: Result<Resp, RaftError> =
+            codec::decode(&resp.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| {
+            RPCError::Network(NetworkError::from_string(format!("member {} failed: {e}", self.target)))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+}
+
+fn status_to_rpc_error(target: NodeId, status: tonic::Status) -> RPCError {
+    let msg = format!("member {target}: {}", status.message());
+    if status.code() == tonic::Code::Unavailable {
+        RPCError::Unreachable(Unreachable::from_string(msg))
+    } else {
+        RPCError::Network(NetworkError::from_string(msg))
+    }
+}
+
+impl RaftNetworkV2<crate::typ::TypeConfig> for Connection {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RPCError> {
+        self.call(&rpc, &option, Rpc::Append).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RPCError> {
+        self.call(&rpc, &option, Rpc::Vote).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse, StreamingError> {
+        let unreachable = |e: String| StreamingError::Unreachable(Unreachable::from_string(e));
+        let header = codec::encode(&(vote, snapshot.meta.clone()))
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let data = snapshot.snapshot.into_inner();
+        let mut chunks: Vec<SnapshotChunk> = data
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .map(|c| SnapshotChunk { header: Vec::new(), data: c.to_vec() })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(SnapshotChunk::default());
+        }
+        chunks[0].header = header;
+        let mut client = self.transport.client(self.target, &self.addr).await.map_err(unreachable)?;
+        let send = client.install_snapshot(tokio_stream::iter(chunks));
+        let resp = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = tokio::time::timeout(option.hard_ttl().max(Duration::from_secs(30)), send) => r,
+        };
+        let resp = resp
+            .map_err(|_| unreachable(format!("snapshot to {} timed out", self.target)))?
+            .map_err(|s| StreamingError::Network(NetworkError::from_string(s.message())))?;
+        let decoded: Result<SnapshotResponse, String> = codec::decode(&resp.into_inner().data)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| StreamingError::Network(NetworkError::from_string(e)))
+    }
+}

@@ -1,0 +1,83 @@
+//! The member transport server: openraft RPCs and forwarded requests.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::codec;
+use crate::forward::ForwardRequest;
+use crate::network::MAX_MESSAGE_BYTES;
+use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
+use crate::pb::{Blob, SnapshotChunk};
+use crate::store::Inner;
+use crate::typ::{AppendEntriesRequest, Snapshot, SnapshotData, SnapshotMeta, Vote, VoteRequest};
+
+struct Service {
+    inner: Arc<Inner>,
+}
+
+/// Serves the member transport on `listener` until `cancel` fires.
+pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener, cancel: CancellationToken) {
+    let svc = RaftTransportServer::new(Service { inner: inner.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let res = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .await;
+    if let Err(e) = res {
+        tracing::error!(id = inner.id, error = %e, "member transport stopped");
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+    codec::decode(bytes).map_err(|e| Status::invalid_argument(format!("undecodable message: {e}")))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Blob>, Status> {
+    let data = codec::encode(value).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
+    Ok(Response::new(Blob { data }))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for Service {
+    async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc: AppendEntriesRequest = decode(&req.into_inner().data)?;
+        reply(&self.inner.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc: VoteRequest = decode(&req.into_inner().data)?;
+        reply(&self.inner.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<Blob>, Status> {
+        let mut stream = req.into_inner();
+        let mut header: Option<(Vote, SnapshotMeta)> = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if header.is_none() {
+                header = Some(decode(&chunk.header)?);
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let (vote, meta) = header.ok_or_else(|| Status::invalid_argument("snapshot stream had no chunks"))?;
+        let snapshot = Snapshot { meta, snapshot: SnapshotData::new(data) };
+        let res = self.inner.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
+        reply(&res)
+    }
+
+    async fn forward(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let fwd: ForwardRequest = decode(&req.into_inner().data)?;
+        reply(&self.inner.serve_as_leader_within(fwd, self.inner.request_timeout).await)
+    }
+}

@@ -1,0 +1,370 @@
+//! [`RaftStore`]: one member of a replicated store, implementing core's [`Store`].
+
+use openraft::type_config::async_runtime::WatchReceiver as _;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flotilla_core::store::{
+    Command, CommandResult, CompactResponse, Error, KvEngine, LeaseGrantResponse, LeaseId,
+    LeaseKeepAliveResponse, LeaseTimeToLiveResponse, Lessor, MvccState, RangeRequest, RangeResponse,
+    ResponseHeader, Result, Revision, Store, TxnRequest, TxnResponse, WatchRequest, WatchStream,
+    new_lease_id, validate_command, validate_key_range, validate_range,
+};
+use openraft::BasicNode;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::RaftStoreConfig;
+use crate::db::Db;
+use crate::error::OpenError;
+use crate::forward::{ForwardRequest, ForwardResponse};
+use crate::log_store::LogStore;
+use crate::network::{NetworkFactory, Transport};
+use crate::state_machine::StateMachine;
+use crate::typ::{NodeId, Raft};
+
+/// State shared by a member's handle, its server and its background tasks.
+pub(crate) struct Inner {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) engine: KvEngine,
+    pub(crate) transport: Transport,
+    pub(crate) lessor: Mutex<Lessor>,
+    pub(crate) request_timeout: Duration,
+    /// Whether this member's lessor holds a leader's deadlines.
+    lessor_promoted: Mutex<bool>,
+}
+
+impl Inner {
+    pub(crate) fn leading(&self) -> bool {
+        self.raft.metrics().borrow_watched().current_leader == Some(self.id)
+    }
+
+    /// Brings the lessor's lease set in line with the state machine's: new leases get a full
+    /// TTL from now, vanished ones are dropped.
+    pub(crate) fn sync_lessor(&self, lessor: &mut Lessor) {
+        let now = tokio::time::Instant::now();
+        let leases: Vec<(LeaseId, i64)> = self.engine.read(|s| s.leases().collect());
+        lessor.sync(leases, now);
+    }
+}
+
+/// One member of a replicated store. Cloning shares the member.
+#[derive(Clone)]
+pub struct RaftStore {
+    inner: Arc<Inner>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    local_addr: SocketAddr,
+}
+
+impl RaftStore {
+    /// Opens (or creates) a member's data, starts raft and serves the member transport on
+    /// `config.listen`. A new member is idle until [`initialize`](Self::initialize)d or
+    /// added to a cluster by its leader.
+    pub async fn open(config: RaftStoreConfig) -> std::result::Result<Self, OpenError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| OpenError::DataDir { path: config.data_dir.clone(), source })?;
+        let db_path = config.data_dir.join("db");
+        let db = Db::open(&db_path)?;
+        let log_store = LogStore::new(db.clone());
+        log_store.verify()?;
+        let progress = config.progress_interval;
+        let sm = StateMachine::open(db, config.data_dir.clone(), |state: MvccState| {
+            KvEngine::with_progress_interval(state, progress)
+        })?;
+        let engine = sm.engine().clone();
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| OpenError::Listen { addr: config.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| OpenError::Listen { addr: config.listen, source })?;
+        let transport = Transport::new(config.id, config.filter.clone());
+        let raft_config =
+            Arc::new(config.raft_config().validate().map_err(|e| OpenError::Config(e.to_string()))?);
+        let network = NetworkFactory { transport: transport.clone() };
+        let raft = Raft::new(config.id, raft_config, network, log_store, sm)
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            id: config.id,
+            raft,
+            engine,
+            transport,
+            lessor: Mutex::new(Lessor::new()),
+            request_timeout: config.request_timeout,
+            lessor_promoted: Mutex::new(false),
+        });
+        let store =
+            RaftStore { inner, cancel: CancellationToken::new(), tasks: TaskTracker::new(), local_addr };
+        let server = crate::server::serve(store.inner.clone(), listener, store.cancel.clone());
+        store.tasks.spawn(server);
+        let leases = store.clone();
+        store.tasks.spawn(async move { leases.run_lease_expiry().await });
+        Ok(store)
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The address the member transport listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The raft handle, for metrics and membership operations not wrapped here.
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The engine serving this member's reads and watches.
+    pub fn engine(&self) -> &KvEngine {
+        &self.inner.engine
+    }
+
+    /// The current leader's id, as this member knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// Bootstraps a new cluster with the given voters (id to transport address). Call once,
+    /// on one member.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<()> {
+        let nodes: BTreeMap<NodeId, BasicNode> =
+            members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
+        self.inner.raft.initialize(nodes).await.map_err(|e| Error::Unavailable { reason: e.to_string() })
+    }
+
+    /// Adds a member as a learner (it receives the log but does not vote) and waits until it
+    /// has caught up. Call on the leader.
+    pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<()> {
+        self.inner
+            .raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable { reason: e.to_string() })
+    }
+
+    /// Makes exactly `voters` the voting members (promoting learners, demoting or removing
+    /// others; removed voters are kept as learners when `keep_removed_as_learners`). Call on
+    /// the leader.
+    pub async fn change_voters(
+        &self,
+        voters: impl IntoIterator<Item = NodeId>,
+        keep_removed_as_learners: bool,
+    ) -> Result<()> {
+        let voters: std::collections::BTreeSet<NodeId> = voters.into_iter().collect();
+        self.inner
+            .raft
+            .change_membership(voters, keep_removed_as_learners)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable { reason: e.to_string() })
+    }
+
+    /// A digest of the replicated state (every retained version, the leases and the
+    /// revision counters): equal on members that applied the same log.
+    pub fn state_digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        self.inner.engine.read(|s| {
+            let mut h = sha2::Sha256::new();
+            h.update(s.revision().to_be_bytes());
+            h.update(s.compact_revision().to_be_bytes());
+            for (id, ttl) in s.leases() {
+                h.update(id.to_be_bytes());
+                h.update(ttl.to_be_bytes());
+            }
+            for rec in s.records_in_revision_order() {
+                h.update(crate::codec::encode(&rec).expect("in-memory records always encode"));
+            }
+            h.finalize().into()
+        })
+    }
+
+    /// Stops serving, stops raft and every watch, and waits for all of it.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(id = self.inner.id, error = %e, "raft shutdown failed");
+        }
+        self.tasks.wait().await;
+        self.inner.engine.shutdown().await;
+    }
+
+    async fn write(&self, cmd: Command) -> Result<CommandResult> {
+        validate_command(&cmd)?;
+        match self.inner.execute(ForwardRequest::Write(cmd)).await? {
+            ForwardResponse::Write(r, index) => {
+                // Read-your-writes on this member: reads and watches here see the write once
+                // it returns, wherever it was applied first.
+                self.wait_applied(index).await?;
+                r
+            }
+            ForwardResponse::Failed(e) => Err(e),
+            other => Err(Error::Storage(format!("write answered with {other:?}"))),
+        }
+    }
+
+    /// Waits until this member has applied everything the leader had committed when asked.
+    async fn linearize(&self) -> Result<()> {
+        let index = match self.inner.execute(ForwardRequest::ReadIndex).await? {
+            ForwardResponse::ReadIndex(i) => i,
+            ForwardResponse::Failed(e) => return Err(e),
+            other => return Err(Error::Storage(format!("read index answered with {other:?}"))),
+        };
+        self.wait_applied(index).await
+    }
+
+    /// Waits until this member has applied the log up to `index`.
+    async fn wait_applied(&self, index: u64) -> Result<()> {
+        if self
+            .inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .as_ref()
+            .is_some_and(|l| l.index() >= index)
+        {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .wait(Some(self.inner.request_timeout))
+            .applied_index_at_least(Some(index), "read your writes")
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable { reason: format!("waiting to apply index {index}: {e}") })
+    }
+
+    /// The leader's lease loop: keeps the lessor's deadlines while leading (extending every
+    /// lease on taking over) and proposes revokes for expired leases.
+    async fn run_lease_expiry(&self) {
+        let mut tick = tokio::time::interval(flotilla_core::store::LEASE_CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let leading = self.inner.leading();
+            let expired = {
+                let mut promoted = self.inner.lessor_promoted.lock();
+                let mut lessor = self.inner.lessor.lock();
+                let now = tokio::time::Instant::now();
+                if leading && !*promoted {
+                    // A new leader gives every lease a full TTL from now (deadlines it set
+                    // itself since winning stay): nobody could renew them during the election.
+                    let leases: Vec<(LeaseId, i64)> = self.inner.engine.read(|s| s.leases().collect());
+                    lessor.sync(leases, now);
+                    *promoted = true;
+                } else if !leading && *promoted {
+                    lessor.demote();
+                    *promoted = false;
+                }
+                if !leading {
+                    continue;
+                }
+                self.inner.sync_lessor(&mut lessor);
+                lessor.expired(now)
+            };
+            for id in expired {
+                match self.write(Command::LeaseRevoke { id }).await {
+                    Ok(_) | Err(Error::LeaseNotFound(_)) => self.inner.lessor.lock().revoke(id),
+                    Err(e) => {
+                        tracing::warn!(lease = id, error = %e, "revoking expired lease failed; will retry")
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RaftStore {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        validate_range(&req, "range")?;
+        if !req.serializable {
+            self.linearize().await?;
+        }
+        self.inner.engine.read(|s| s.range(&req))
+    }
+
+    async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        match self.write(Command::Txn(req)).await? {
+            CommandResult::Txn(t) => Ok(t),
+            other => Err(Error::Storage(format!("txn answered with {other:?}"))),
+        }
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<CompactResponse> {
+        match self.write(Command::Compact(revision)).await? {
+            CommandResult::Compact(c) => Ok(c),
+            other => Err(Error::Storage(format!("compact answered with {other:?}"))),
+        }
+    }
+
+    async fn watch(&self, req: WatchRequest) -> Result<WatchStream> {
+        validate_key_range(&req.range, "watch.key")?;
+        self.inner.engine.watch(req)
+    }
+
+    async fn lease_grant(&self, id: LeaseId, ttl: i64) -> Result<LeaseGrantResponse> {
+        let id = if id == 0 { new_lease_id(|id| self.inner.engine.read(|s| s.has_lease(id))) } else { id };
+        match self.write(Command::LeaseGrant { id, ttl }).await? {
+            CommandResult::LeaseGrant(g) => Ok(g),
+            other => Err(Error::Storage(format!("lease grant answered with {other:?}"))),
+        }
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<LeaseKeepAliveResponse> {
+        match self.inner.execute(ForwardRequest::LeaseKeepAlive(id)).await? {
+            ForwardResponse::Lease(ttl) => Ok(LeaseKeepAliveResponse {
+                header: ResponseHeader { revision: self.inner.engine.revision() },
+                id,
+                ttl,
+            }),
+            ForwardResponse::Failed(e) => Err(e),
+            other => Err(Error::Storage(format!("keep-alive answered with {other:?}"))),
+        }
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> Result<ResponseHeader> {
+        match self.write(Command::LeaseRevoke { id }).await? {
+            CommandResult::LeaseRevoke(h) => Ok(h),
+            other => Err(Error::Storage(format!("lease revoke answered with {other:?}"))),
+        }
+    }
+
+    async fn lease_time_to_live(&self, id: LeaseId, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+        let remaining = match self.inner.execute(ForwardRequest::LeaseTimeToLive(id)).await? {
+            ForwardResponse::Lease(ttl) => ttl,
+            ForwardResponse::Failed(e) => return Err(e),
+            other => return Err(Error::Storage(format!("time-to-live answered with {other:?}"))),
+        };
+        self.linearize().await?;
+        let (granted_ttl, lease_keys, revision) =
+            self.inner.engine.read(|s| s.lease_keys(id).map(|(t, k)| (t, k, s.revision())))?;
+        Ok(LeaseTimeToLiveResponse {
+            header: ResponseHeader { revision },
+            id,
+            ttl: remaining,
+            granted_ttl,
+            keys: if keys { lease_keys } else { Vec::new() },
+        })
+    }
+
+    async fn lease_leases(&self) -> Result<Vec<LeaseId>> {
+        self.linearize().await?;
+        Ok(self.inner.engine.read(|s| s.leases().map(|(id, _)| id).collect()))
+    }
+}

@@ -1,0 +1,70 @@
+//! Partitions through the in-process fault filter: the minority cannot commit, the majority
+//! can, and once healed every member converges to the same state.
+
+use std::time::Duration;
+
+use flotilla_core::store::{Error, PutRequest, Store};
+
+use crate::harness::{Cluster, read_prefix, within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_cannot_commit_majority_can_then_converge() -> anyhow::Result<()> {
+    within("partition and heal", 90, async {
+        let c = Cluster::start(3).await?;
+        let old = c.wait_leader(Duration::from_secs(10)).await?;
+        c.member(old).put(PutRequest::new("p/before", "1")).await?;
+        let majority: Vec<u64> = c.running().into_iter().filter(|id| *id != old).collect();
+        c.filter.partition(&[old], &majority);
+
+        // The isolated old leader cannot commit.
+        let res = c.member(old).put(PutRequest::new("p/minority", "lost")).await;
+        assert!(
+            matches!(res, Err(Error::Unavailable { .. } | Error::Indeterminate { .. })),
+            "a write on the minority side must not succeed: {res:?}"
+        );
+
+        // The majority elects a leader and commits.
+        let new = c.wait_leader_among(&majority, Duration::from_secs(10)).await?;
+        assert_ne!(new, old);
+        for i in 0..20 {
+            c.member(majority[0]).put(PutRequest::new(format!("p/{i:02}"), "x")).await?;
+        }
+
+        c.filter.heal();
+        let digest = c.wait_converged(Duration::from_secs(20)).await?;
+        let reads = read_prefix(c.member(old), "p/").await?;
+        assert!(!reads.contains_key("p/minority"), "the minority write was never committed");
+        assert_eq!(reads.len(), 21);
+        assert_eq!(c.member(new).state_digest(), digest);
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_and_delays_do_not_break_agreement() -> anyhow::Result<()> {
+    within("lossy network", 90, async {
+        let c = Cluster::start(3).await?;
+        c.wait_leader(Duration::from_secs(10)).await?;
+        c.filter.set_drop_rate(100);
+        c.filter.set_delay(Duration::from_millis(5));
+        let mut ok = 0;
+        for i in 0..40 {
+            let target = c.running()[i % 3];
+            match c.member(target).put(PutRequest::new(format!("d/{i:02}"), "x")).await {
+                Ok(_) => ok += 1,
+                // A lost forward reply leaves the outcome unknown; that is allowed, a lie is not.
+                Err(Error::Indeterminate { .. } | Error::Unavailable { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        c.filter.heal();
+        c.wait_converged(Duration::from_secs(20)).await?;
+        let count = read_prefix(c.member(1), "d/").await?.len();
+        assert!(count >= ok, "{ok} writes acknowledged but only {count} present");
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
