@@ -37,14 +37,48 @@ async fn restart_keeps_data_history_and_leases() -> anyhow::Result<()> {
     .await
 }
 
+/// Whether `e` says another handle (a stopping member) still holds the database lock.
+fn is_lock_error(e: &dyn std::error::Error) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("lock") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Opens a member that must refuse to start, waiting out the lock of a member that is still
+/// stopping.
 async fn open_fails(dir: &std::path::Path) -> OpenError {
     let cfg = fast_config(1, dir, "127.0.0.1:0".parse().expect("valid"), Default::default());
-    match RaftStore::open(cfg).await {
-        Ok(s) => {
-            s.shutdown().await;
-            panic!("a member with bad data must refuse to start")
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match RaftStore::open(cfg.clone()).await {
+            Ok(s) => {
+                s.shutdown().await;
+                panic!("a member with bad data must refuse to start")
+            }
+            Err(e) if is_lock_error(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return e,
         }
-        Err(e) => e,
+    }
+}
+
+/// Opens the database directly, waiting out the lock of a member that is still stopping.
+async fn open_raw(path: &std::path::Path, cfs: [&str; 5]) -> anyhow::Result<rocksdb::DB> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match rocksdb::DB::open_cf(&rocksdb::Options::default(), path, cfs) {
+            Ok(db) => return Ok(db),
+            Err(e) if e.to_string().contains("lock") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -59,7 +93,7 @@ async fn unknown_format_and_corrupt_records_refuse_to_start() -> anyhow::Result<
 
         // A record with an unknown format version.
         {
-            let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, cfs)?;
+            let db = open_raw(&db_path, cfs).await?;
             let kv = db.cf_handle("sm_kv").expect("exists");
             let (k, mut v) = db.iterator_cf(kv, rocksdb::IteratorMode::Start).next().expect("one version")?;
             v[0] = 77;
@@ -73,7 +107,7 @@ async fn unknown_format_and_corrupt_records_refuse_to_start() -> anyhow::Result<
 
         // A database from a future layout.
         {
-            let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, cfs)?;
+            let db = open_raw(&db_path, cfs).await?;
             let meta = db.cf_handle("raft_meta").expect("exists");
             let mut v = vec![1u8];
             v.extend_from_slice(&9u32.to_le_bytes());
