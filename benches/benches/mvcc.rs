@@ -1,4 +1,5 @@
 //! State-machine apply and range, without I/O.
+#![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use flotilla_core::store::{Command, KeyRange, MvccState, PutRequest, RangeRequest, RequestOp, TxnRequest};
@@ -48,5 +49,9 @@ fn range(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, apply, range);
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = apply, range
+}
 criterion_main!(benches);
