@@ -64,3 +64,7 @@ mod tests {
         assert!(matches!(decode::<(u64, String, Vec<u8>)>(&bytes[..4]), Err(CodecError::Bincode(_))));
     }
 }
+
+#[cfg(test)]
+#[path = "codec_fixture.rs"]
+mod fixture;

@@ -8,3 +8,4 @@ mod t30_snapshot;
 mod t40_partition;
 mod t50_membership;
 mod t60_durability;
+mod t70_model;
