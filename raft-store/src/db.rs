@@ -76,13 +76,45 @@ pub enum DbError {
 /// An open member database.
 #[derive(Clone, Debug)]
 pub(crate) struct Db {
-    pub(crate) db: Arc<DB>,
+    pub(crate) db: Arc<Handle>,
     pub(crate) path: PathBuf,
 }
 
+/// The RocksDB instance, and a signal sent once it is closed (fields drop in order, so the
+/// signal goes after RocksDB's own shutdown has finished).
+#[derive(Debug)]
+pub(crate) struct Handle {
+    db: DB,
+    _closed: CloseSignal,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        &self.db
+    }
+}
+
+/// Sends on drop.
+#[derive(Debug)]
+struct CloseSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for CloseSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Resolves once a database opened by [`Db::open`] is closed (every handle dropped).
+pub(crate) type Closed = tokio::sync::oneshot::Receiver<()>;
+
 impl Db {
-    /// Opens (or creates) the database at `path` and checks its format.
-    pub(crate) fn open(path: &Path) -> Result<Self, DbError> {
+    /// Opens (or creates) the database at `path` and checks its format; the receiver
+    /// resolves when the database has been closed.
+    pub(crate) fn open(path: &Path) -> Result<(Self, Closed), DbError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -96,9 +128,10 @@ impl Db {
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|source| DbError::Open { path: path.to_path_buf(), source })?;
-        let db = Db { db: Arc::new(db), path: path.to_path_buf() };
+        let (tx, closed) = tokio::sync::oneshot::channel();
+        let db = Db { db: Arc::new(Handle { db, _closed: CloseSignal(Some(tx)) }), path: path.to_path_buf() };
         db.check_format()?;
-        Ok(db)
+        Ok((db, closed))
     }
 
     fn check_format(&self) -> Result<(), DbError> {

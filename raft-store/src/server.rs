@@ -24,7 +24,14 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener, cancel: Canc
     let svc = RaftTransportServer::new(Service { inner: inner.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // The builder's `tcp_nodelay` only reaches sockets tonic accepts itself: set it on ours,
+    // or Nagle holds a response's second frame until the peer's delayed ACK (40 ms).
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        conn.and_then(|s| {
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+    });
     let res = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(svc)

@@ -28,6 +28,9 @@ use crate::network::{NetworkFactory, Transport};
 use crate::state_machine::StateMachine;
 use crate::typ::{NodeId, Raft};
 
+/// How long `shutdown` waits for the database to close.
+const DB_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// State shared by a member's handle, its server and its background tasks.
 pub(crate) struct Inner {
     pub(crate) id: NodeId,
@@ -61,6 +64,8 @@ pub struct RaftStore {
     cancel: CancellationToken,
     tasks: TaskTracker,
     local_addr: SocketAddr,
+    /// Resolves when the database is closed; taken by the first `shutdown`.
+    closed: Arc<Mutex<Option<crate::db::Closed>>>,
 }
 
 impl RaftStore {
@@ -71,7 +76,7 @@ impl RaftStore {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| OpenError::DataDir { path: config.data_dir.clone(), source })?;
         let db_path = config.data_dir.join("db");
-        let db = Db::open(&db_path)?;
+        let (db, closed) = Db::open(&db_path)?;
         let log_store = LogStore::new(db.clone());
         log_store.verify()?;
         let progress = config.progress_interval;
@@ -100,8 +105,13 @@ impl RaftStore {
             request_timeout: config.request_timeout,
             lessor_promoted: Mutex::new(false),
         });
-        let store =
-            RaftStore { inner, cancel: CancellationToken::new(), tasks: TaskTracker::new(), local_addr };
+        let store = RaftStore {
+            inner,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            local_addr,
+            closed: Arc::new(Mutex::new(Some(closed))),
+        };
         let server = crate::server::serve(store.inner.clone(), listener, store.cancel.clone());
         store.tasks.spawn(server);
         let leases = store.clone();
@@ -198,6 +208,15 @@ impl RaftStore {
         }
         self.tasks.wait().await;
         self.inner.engine.shutdown().await;
+        // RocksDB closes when raft's last handle on it goes (the WAL syncer thread ends with
+        // it): wait for that, so a stopped member's files are released and no RocksDB thread
+        // outlives the store (one still running at process exit aborts the process).
+        let closed = self.closed.lock().take();
+        if let Some(closed) = closed
+            && tokio::time::timeout(DB_CLOSE_TIMEOUT, closed).await.is_err()
+        {
+            tracing::warn!(id = self.inner.id, "database still open {DB_CLOSE_TIMEOUT:?} after shutdown");
+        }
     }
 
     async fn write(&self, cmd: Command) -> Result<CommandResult> {

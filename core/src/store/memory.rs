@@ -36,12 +36,13 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    /// An empty store.
+    /// An empty store. Call it within a tokio runtime: it starts the lease-expiry task.
     pub fn new() -> Self {
         Self::with_engine(KvEngine::new(MvccState::new()))
     }
 
     /// A store over an existing engine (for example one with a short progress interval).
+    /// Call it within a tokio runtime: it starts the lease-expiry task.
     pub fn with_engine(engine: KvEngine) -> Self {
         let store = MemStore {
             engine,

@@ -9,3 +9,4 @@ mod t40_partition;
 mod t50_membership;
 mod t60_durability;
 mod t70_model;
+mod t80_registry;

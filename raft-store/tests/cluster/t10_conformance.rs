@@ -22,7 +22,7 @@ impl Via {
         self.cluster.member(self.id)
     }
 
-    async fn start(members: u64) -> Self {
+    pub(crate) async fn start(members: u64) -> Self {
         let cluster = Cluster::start(members).await.expect("cluster starts");
         let leader = cluster.wait_leader(std::time::Duration::from_secs(10)).await.expect("leader elected");
         let id = cluster.running().into_iter().find(|id| *id != leader).unwrap_or(leader);
@@ -61,7 +61,7 @@ impl Store for Via {
     }
 }
 
-async fn shutdown(via: Via) {
+pub(crate) async fn shutdown(via: Via) {
     via.cluster.shutdown().await;
 }
 

@@ -1,0 +1,135 @@
+//! [`DynamicObject`]: any kind's object as JSON with typed metadata, the form the registry
+//! stores, patches and serves.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Resource;
+
+/// An object of any kind: `apiVersion`, `kind`, typed `metadata`, and every other top-level
+/// field (`spec`, `status`, `data`, ...) as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DynamicObject {
+    /// `group/version` or `version`.
+    #[serde(rename = "apiVersion", default)]
+    pub api_version: String,
+    /// The kind.
+    #[serde(default)]
+    pub kind: String,
+    /// Standard object metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The other top-level fields.
+    #[serde(flatten)]
+    pub data: Map<String, Value>,
+}
+
+/// Why an object could not be converted between its typed and dynamic forms.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {source}")]
+pub struct ConvertError {
+    /// The kind being converted.
+    pub kind: &'static str,
+    /// The serde error, which names the field.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl DynamicObject {
+    /// The typed object as a dynamic one.
+    pub fn from_typed<K: Resource>(obj: &K) -> Result<Self, ConvertError> {
+        let err = |source| ConvertError { kind: K::TYPE.kind, source };
+        let mut d: DynamicObject =
+            serde_json::from_value(serde_json::to_value(obj).map_err(err)?).map_err(err)?;
+        d.api_version = K::TYPE.api_version();
+        d.kind = K::TYPE.kind.to_string();
+        Ok(d)
+    }
+
+    /// This object as kind `K` (fields `K` does not know are dropped).
+    pub fn to_typed<K: Resource>(&self) -> Result<K, ConvertError> {
+        let err = |source| ConvertError { kind: K::TYPE.kind, source };
+        serde_json::from_value(serde_json::to_value(self).map_err(err)?).map_err(err)
+    }
+
+    /// The object's name, or `""`.
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// The object's namespace, or `""`.
+    pub fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or("")
+    }
+
+    /// The object's resourceVersion, or `""`.
+    pub fn resource_version(&self) -> &str {
+        self.metadata.resource_version.as_deref().unwrap_or("")
+    }
+
+    /// The object's uid, or `""`.
+    pub fn uid(&self) -> &str {
+        self.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    /// The object's finalizers.
+    pub fn finalizers(&self) -> &[String] {
+        self.metadata.finalizers.as_deref().unwrap_or(&[])
+    }
+
+    /// Whether deletion has started (a `deletionTimestamp` is set).
+    pub fn is_deleting(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+
+    /// The whole object as JSON.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Everything but `metadata` and `status`: what a change of bumps `generation`.
+    pub fn spec_part(&self) -> Map<String, Value> {
+        self.data
+            .iter()
+            .filter(|(k, _)| k.as_str() != "status")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+
+    use super::*;
+
+    #[test]
+    fn typed_round_trip_keeps_every_field() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some("busybox".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let d = DynamicObject::from_typed(&pod).expect("converts");
+        assert_eq!(
+            (d.api_version.as_str(), d.kind.as_str(), d.name(), d.namespace()),
+            ("v1", "Pod", "web", "default")
+        );
+        assert_eq!(d.data["spec"]["containers"][0]["image"], "busybox");
+        let back: Pod = d.to_typed().expect("converts back");
+        assert_eq!(back, pod);
+        assert!(!d.spec_part().contains_key("status"));
+    }
+}

@@ -1,0 +1,536 @@
+//! Create, update, patch and delete.
+
+use k8s_openapi::api::core::v1::Namespace;
+use serde_json::Value;
+
+use super::encoding::{decode, encode, key};
+use super::options::{DeleteOptions, FieldValidation, PropagationPolicy, Subresource, WriteOptions};
+use super::{Error, Registry, Result, kind_of, meta, scope_namespace};
+use crate::object::{DynamicObject, KindStrategy, Resource, ResourceType};
+use crate::patch::{PatchType, apply_patch, builtin_schema};
+use crate::store::{
+    Compare, CompareOp, DeleteRangeRequest, KeyRange, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
+
+/// How many times a patch or an unconditional update re-reads and retries after losing a race.
+const MAX_RETRIES: usize = 8;
+/// How many names a `generateName` create tries before giving up.
+const MAX_GENERATE_ATTEMPTS: usize = 8;
+
+/// The result of a create, update or patch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    /// The object as stored (or as it would be, for a dry run).
+    pub object: DynamicObject,
+    /// Warnings for the client (unknown fields under `FieldValidation::Warn`).
+    pub warnings: Vec<String>,
+}
+
+/// The result of a delete.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deleted {
+    /// The object: its last state if gone, or with `deletionTimestamp` set if not yet.
+    pub object: DynamicObject,
+    /// Whether it is gone from the store.
+    pub gone: bool,
+}
+
+impl Registry {
+    /// Normalizes (decode, defaults, unknown fields), then validates metadata and the kind.
+    fn admit(
+        &self,
+        s: &dyn KindStrategy,
+        t: &ResourceType,
+        obj: DynamicObject,
+        old: Option<&DynamicObject>,
+        opts: &WriteOptions,
+    ) -> Result<(DynamicObject, Vec<String>)> {
+        let name = obj.name().to_string();
+        let invalid = |errors| Error::Invalid { kind: t.kind.to_string(), name: name.clone(), errors };
+        let (mut obj, unknown) = s.normalize(obj).map_err(invalid)?;
+        meta::drop_empty(&mut obj.metadata);
+        let warnings = match opts.field_validation {
+            FieldValidation::Strict if !unknown.is_empty() => {
+                let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                return Err(Error::BadRequest(format!("strict decoding error: {}", list.join(", "))));
+            }
+            FieldValidation::Warn => unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect(),
+            _ => Vec::new(),
+        };
+        let mut errs = meta::validate(t, &obj.metadata);
+        if let Some(old) = old {
+            errs.extend(meta::validate_update(&obj.metadata, &old.metadata));
+        }
+        errs.extend(s.validate(&obj, old));
+        if !errs.is_empty() {
+            return Err(invalid(errs));
+        }
+        Ok((obj, warnings))
+    }
+
+    /// Creates `obj` in `namespace` (ignored for cluster-scoped kinds).
+    pub async fn create(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        mut obj: DynamicObject,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let s = self.strategy(t)?;
+        let ns = scope_namespace(
+            t,
+            namespace.or(obj.metadata.namespace.as_deref()).map(str::to_owned).as_deref(),
+        )?
+        .to_string();
+        check_type(t, &mut obj)?;
+        if t.namespaced {
+            if obj.metadata.namespace.as_deref().is_some_and(|n| !n.is_empty() && n != ns) {
+                return Err(Error::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                        .into(),
+                ));
+            }
+            obj.metadata.namespace = Some(ns.clone());
+            self.check_namespace_open(&ns).await?;
+        } else {
+            obj.metadata.namespace = None;
+        }
+        if obj.metadata.resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
+            return Err(Error::BadRequest(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
+        }
+        obj.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+        obj.metadata.creation_timestamp = Some(self.now());
+        obj.metadata.generation = Some(1);
+        obj.metadata.deletion_timestamp = None;
+        obj.metadata.deletion_grace_period_seconds = None;
+        obj.metadata.self_link = None;
+        if t.has_status {
+            obj.data.remove("status");
+        }
+        let generate =
+            obj.name().is_empty() && obj.metadata.generate_name.as_deref().is_some_and(|g| !g.is_empty());
+        for _ in 0..MAX_GENERATE_ATTEMPTS {
+            let mut candidate = obj.clone();
+            if generate {
+                candidate.metadata.name =
+                    Some(meta::generate_name(obj.metadata.generate_name.as_deref().unwrap_or("")));
+            }
+            let (mut candidate, warnings) = self.admit(s.as_ref(), t, candidate, None, opts)?;
+            let k = key(t, &ns, candidate.name());
+            if opts.dry_run {
+                return Ok(Written { object: candidate, warnings });
+            }
+            let resp = self
+                .store
+                .txn(TxnRequest {
+                    compare: vec![Compare::absent(k.clone())],
+                    success: vec![RequestOp::Put(PutRequest::new(k, encode(&candidate)?))],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                candidate.metadata.resource_version = Some(resp.header.revision.to_string());
+                return Ok(Written { object: candidate, warnings });
+            }
+            if !generate {
+                return Err(Error::AlreadyExists {
+                    resource: super::error::qualified(t),
+                    name: candidate.name().into(),
+                });
+            }
+        }
+        Err(Error::AlreadyExists {
+            resource: super::error::qualified(t),
+            name: obj.metadata.generate_name.unwrap_or_default(),
+        })
+    }
+
+    /// Refuses creates in a namespace that does not exist or is being deleted.
+    async fn check_namespace_open(&self, ns: &str) -> Result<()> {
+        let nt = Namespace::TYPE;
+        let Some(kv) = self.store.get(key(&nt, "", ns).as_bytes()).await? else {
+            return Err(Error::not_found(&nt, ns));
+        };
+        let obj = decode(&kv)?;
+        let phase = obj.data.get("status").and_then(|s| s.get("phase")).and_then(Value::as_str);
+        if obj.is_deleting() || phase == Some("Terminating") {
+            return Err(Error::Forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the current object, linearizably.
+    pub(crate) async fn read_current(&self, t: &ResourceType, ns: &str, name: &str) -> Result<DynamicObject> {
+        let resp = self.store.range(RangeRequest::new(KeyRange::key(key(t, ns, name)))).await?;
+        let kv = resp.kvs.first().ok_or_else(|| Error::not_found(t, name))?;
+        decode(kv)
+    }
+
+    /// Replaces an object (or only its status). A non-empty `metadata.resourceVersion` must
+    /// match the stored one (409 Conflict otherwise); an empty one updates unconditionally.
+    pub async fn update(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: DynamicObject,
+        subresource: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        check_type(t, &mut obj)?;
+        if !obj.name().is_empty() && obj.name() != name {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                obj.name()
+            )));
+        }
+        let ns = scope_namespace(t, namespace)?;
+        let want_rv = obj.metadata.resource_version.clone().filter(|rv| !rv.is_empty());
+        for _ in 0..MAX_RETRIES {
+            let old = self.read_current(t, ns, name).await?;
+            if let Some(rv) = &want_rv
+                && rv != old.resource_version()
+            {
+                return Err(Error::conflict(t, name));
+            }
+            match self.write_over(t, ns, name, &old, obj.clone(), subresource, opts).await? {
+                Some(w) => return Ok(w),
+                None if want_rv.is_some() => return Err(Error::conflict(t, name)),
+                None => continue,
+            }
+        }
+        Err(Error::conflict(t, name))
+    }
+
+    /// Applies a patch to the current object and writes it, retrying on races unless the
+    /// patch itself names a resourceVersion.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        patch: &[u8],
+        subresource: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let ns = scope_namespace(t, namespace)?;
+        let schema = builtin_schema(t.group, t.version, t.kind);
+        for _ in 0..MAX_RETRIES {
+            let old = self.read_current(t, ns, name).await?;
+            let patched = apply_patch(&old.to_value(), patch_type, patch, schema).map_err(|e| {
+                if e.status_code() == 422 {
+                    let mut errors = crate::validation::ErrorList::default();
+                    errors.push(crate::validation::FieldError::invalid(
+                        crate::validation::FieldPath::new("patch"),
+                        Value::Null,
+                        e.to_string(),
+                    ));
+                    Error::Invalid { kind: t.kind.to_string(), name: name.to_string(), errors }
+                } else {
+                    Error::BadRequest(e.to_string())
+                }
+            })?;
+            let mut new: DynamicObject = serde_json::from_value(patched)
+                .map_err(|e| Error::BadRequest(format!("the patched object does not decode: {e}")))?;
+            check_type(t, &mut new)?;
+            let want_rv = new.resource_version().to_string();
+            if !want_rv.is_empty() && want_rv != old.resource_version() {
+                return Err(Error::conflict(t, name));
+            }
+            if new.name() != name {
+                return Err(Error::BadRequest("a patch may not change metadata.name".into()));
+            }
+            if let Some(w) = self.write_over(t, ns, name, &old, new, subresource, opts).await? {
+                return Ok(w);
+            }
+        }
+        Err(Error::conflict(t, name))
+    }
+
+    /// Writes `new` over `old` if `old` is still current: `None` when it is not.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_over(
+        &self,
+        t: &ResourceType,
+        ns: &str,
+        name: &str,
+        old: &DynamicObject,
+        mut new: DynamicObject,
+        subresource: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Option<Written>> {
+        let s = self.strategy(t)?;
+        let served = match subresource {
+            Subresource::Main => true,
+            Subresource::Status => t.has_status,
+            Subresource::Finalize => t.group.is_empty() && t.plural == "namespaces",
+        };
+        if !served {
+            return Err(Error::UnknownResource {
+                resource: format!("{}/{subresource:?}", super::error::qualified(t)),
+            });
+        }
+        new.metadata.namespace = old.metadata.namespace.clone();
+        new.metadata.name = Some(name.to_string());
+        match subresource {
+            Subresource::Status => {
+                let status = new.data.remove("status");
+                let mut merged = old.clone();
+                match status {
+                    Some(st) => merged.data.insert("status".into(), st),
+                    None => merged.data.remove("status"),
+                };
+                new = merged;
+            }
+            Subresource::Finalize => {
+                // Only a namespace's spec.finalizers change.
+                let finalizers = new.data.get("spec").and_then(|s| s.get("finalizers")).cloned();
+                let mut merged = old.clone();
+                let spec = merged.data.entry("spec").or_insert_with(|| Value::Object(Default::default()));
+                if let Value::Object(spec) = spec {
+                    match finalizers {
+                        Some(f) => spec.insert("finalizers".into(), f),
+                        None => spec.remove("finalizers"),
+                    };
+                }
+                new = merged;
+            }
+            Subresource::Main if t.has_status => {
+                match old.data.get("status") {
+                    Some(st) => new.data.insert("status".into(), st.clone()),
+                    None => new.data.remove("status"),
+                };
+            }
+            Subresource::Main => {}
+        }
+        meta::keep_system_fields(&mut new.metadata, &old.metadata);
+        let (mut new, warnings) = self.admit(s.as_ref(), t, new, Some(old), opts)?;
+        let annotations_count = t.group == "apps" && t.plural == "deployments";
+        if new.spec_part() != old.spec_part()
+            || annotations_count && new.metadata.annotations != old.metadata.annotations
+        {
+            new.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+        }
+        new.metadata.resource_version = old.metadata.resource_version.clone();
+        let k = key(t, ns, name);
+        let old_rev: i64 = old.resource_version().parse().unwrap_or(0);
+        // The last finalizer removed from an object being deleted: the object goes.
+        if new.is_deleting()
+            && new.finalizers().is_empty()
+            && spec_finalizers(t, &new).is_empty()
+            && !opts.dry_run
+        {
+            let resp = self
+                .store
+                .txn(TxnRequest {
+                    compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
+                    success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+                        range: KeyRange::key(k),
+                        prev_kv: false,
+                    })],
+                    failure: vec![],
+                })
+                .await?;
+            if !resp.succeeded {
+                return Ok(None);
+            }
+            new.metadata.resource_version = Some(resp.header.revision.to_string());
+            return Ok(Some(Written { object: new, warnings }));
+        }
+        if new == *old || opts.dry_run {
+            return Ok(Some(Written { object: new, warnings }));
+        }
+        let resp = self
+            .store
+            .txn(TxnRequest {
+                compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
+                success: vec![RequestOp::Put(PutRequest::new(k, encode(&new)?))],
+                failure: vec![],
+            })
+            .await?;
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        new.metadata.resource_version = Some(resp.header.revision.to_string());
+        Ok(Some(Written { object: new, warnings }))
+    }
+
+    /// Deletes an object: at once when it has no finalizers and no grace period, otherwise
+    /// by setting `deletionTimestamp` (the object goes when its finalizers are removed, or
+    /// when its node agent confirms a pod has stopped).
+    pub async fn delete(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted> {
+        let ns = scope_namespace(t, namespace)?;
+        for _ in 0..MAX_RETRIES {
+            let old = self.read_current(t, ns, name).await?;
+            if let Some(uid) = &opts.preconditions.uid
+                && uid != old.uid()
+            {
+                return Err(Error::Conflict {
+                    resource: super::error::qualified(t),
+                    name: name.into(),
+                    reason: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        old.uid()
+                    ),
+                });
+            }
+            if let Some(rv) = &opts.preconditions.resource_version
+                && rv != old.resource_version()
+            {
+                return Err(Error::Conflict {
+                    resource: super::error::qualified(t),
+                    name: name.into(),
+                    reason: format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        old.resource_version()
+                    ),
+                });
+            }
+            let grace = grace_period(t, &old, opts.grace_period_seconds);
+            let mut new = old.clone();
+            let finalizers = new.metadata.finalizers.get_or_insert_with(Vec::new);
+            match opts.propagation_policy {
+                Some(PropagationPolicy::Orphan) if !finalizers.iter().any(|f| f == "orphan") => {
+                    finalizers.push("orphan".into())
+                }
+                Some(PropagationPolicy::Foreground)
+                    if !finalizers.iter().any(|f| f == "foregroundDeletion") =>
+                {
+                    finalizers.push("foregroundDeletion".into())
+                }
+                _ => {}
+            }
+            if finalizers.is_empty() {
+                new.metadata.finalizers = None;
+            }
+            let k = key(t, ns, name);
+            let old_rev: i64 = old.resource_version().parse().unwrap_or(0);
+            let namespace_finalizers = spec_finalizers(t, &new);
+            if !namespace_finalizers.is_empty() {
+                // A namespace with spec.finalizers terminates: its content is deleted by the
+                // namespace controller, which then finalizes it.
+                let status = new.data.entry("status").or_insert_with(|| Value::Object(Default::default()));
+                if let Value::Object(status) = status {
+                    status.insert("phase".into(), Value::String("Terminating".into()));
+                }
+            }
+            if new.finalizers().is_empty() && namespace_finalizers.is_empty() && grace == 0 {
+                if opts.dry_run {
+                    return Ok(Deleted { object: old, gone: true });
+                }
+                let resp = self
+                    .store
+                    .txn(TxnRequest {
+                        compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
+                        success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+                            range: KeyRange::key(k),
+                            prev_kv: false,
+                        })],
+                        failure: vec![],
+                    })
+                    .await?;
+                if resp.succeeded {
+                    // The last state, at the revision of its deletion (as Kubernetes answers).
+                    let mut last = old;
+                    last.metadata.resource_version = Some(resp.header.revision.to_string());
+                    return Ok(Deleted { object: last, gone: true });
+                }
+                continue;
+            }
+            // Deferred deletion: start it, or shorten an already running grace period.
+            let now = self.now();
+            let shorter = old.metadata.deletion_grace_period_seconds.is_none_or(|g| grace < g);
+            if !old.is_deleting() || shorter {
+                new.metadata.deletion_grace_period_seconds = Some(grace);
+                let at =
+                    now.0.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(grace)).unwrap_or(now.0);
+                new.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+                // Starting (or hurrying) deletion is a change of intent: generation moves.
+                if let Some(g) = new.metadata.generation.filter(|g| *g > 0) {
+                    new.metadata.generation = Some(g + 1);
+                }
+            }
+            if new == old || opts.dry_run {
+                return Ok(Deleted { object: new, gone: false });
+            }
+            let resp = self
+                .store
+                .txn(TxnRequest {
+                    compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
+                    success: vec![RequestOp::Put(PutRequest::new(k, encode(&new)?))],
+                    failure: vec![],
+                })
+                .await?;
+            if resp.succeeded {
+                new.metadata.resource_version = Some(resp.header.revision.to_string());
+                return Ok(Deleted { object: new, gone: false });
+            }
+        }
+        Err(Error::conflict(t, name))
+    }
+}
+
+/// The grace period of a delete: pods that run on a node get theirs (from the request or
+/// the spec) so the node agent can stop them; everything else goes at once.
+fn grace_period(t: &ResourceType, obj: &DynamicObject, requested: Option<i64>) -> i64 {
+    if !t.group.is_empty() || t.plural != "pods" {
+        return 0;
+    }
+    let spec = obj.data.get("spec");
+    let scheduled =
+        spec.and_then(|s| s.get("nodeName")).and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let phase = obj.data.get("status").and_then(|s| s.get("phase")).and_then(Value::as_str);
+    if !scheduled || matches!(phase, Some("Succeeded" | "Failed")) {
+        return 0;
+    }
+    let from_spec =
+        spec.and_then(|s| s.get("terminationGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(30);
+    requested.unwrap_or(from_spec).max(0)
+}
+
+/// A namespace's `spec.finalizers` (empty for every other kind).
+fn spec_finalizers(t: &ResourceType, obj: &DynamicObject) -> Vec<String> {
+    if !t.group.is_empty() || t.plural != "namespaces" {
+        return Vec::new();
+    }
+    obj.data
+        .get("spec")
+        .and_then(|s| s.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Fills in or checks `apiVersion` and `kind`.
+fn check_type(t: &ResourceType, obj: &mut DynamicObject) -> Result<()> {
+    let api_version = t.api_version();
+    if !obj.api_version.is_empty() && obj.api_version != api_version {
+        return Err(Error::BadRequest(format!(
+            "the API version in the data ({}) does not match the expected API version ({api_version})",
+            obj.api_version
+        )));
+    }
+    if !obj.kind.is_empty() && obj.kind != t.kind {
+        return Err(Error::BadRequest(format!(
+            "the kind in the data ({}) does not match the expected kind ({})",
+            kind_of(t, obj),
+            t.kind
+        )));
+    }
+    obj.api_version = api_version;
+    obj.kind = t.kind.to_string();
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Object semantics over the in-memory store: the registry conformance suite, and the typed
+//! client on top of it.
+
+mod t10_registry;
+mod t20_client;
+mod t30_roundtrip;
+mod t40_model;
