@@ -178,6 +178,17 @@ impl<K: Resource> Api<K> {
         if d.gone { Ok(None) } else { to_typed(&d.object).map(Some) }
     }
 
+    /// Deletes every object the selectors of `list` select; returns them as deleted (or
+    /// marked for deletion).
+    pub async fn delete_collection(&self, list: &ListOptions, opts: &DeleteOptions) -> Result<List<K>> {
+        let l = self.client.delete_collection(&K::TYPE, self.ns(), list, opts).await?;
+        Ok(List {
+            resource_version: l.resource_version,
+            continue_token: None,
+            items: l.items.iter().map(to_typed).collect::<Result<_>>()?,
+        })
+    }
+
     /// Watches objects.
     pub async fn watch(&self, opts: &ListOptions) -> Result<impl Stream<Item = Event<K>> + Send + use<K>> {
         let stream = self.client.watch(&K::TYPE, self.ns(), opts).await?;

@@ -93,6 +93,15 @@ pub trait Client: Send + Sync + 'static {
     /// Binds a pod to a node (`pods/binding`), optionally only if its uid is `uid`.
     async fn bind(&self, namespace: &str, name: &str, node: &str, uid: Option<&str>)
     -> Result<DynamicObject>;
+
+    /// Deletes every object the selectors of `list` select (deletecollection).
+    async fn delete_collection(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<ObjectList>;
 }
 
 /// The in-process client: calls go straight to a [`Registry`].
@@ -196,5 +205,15 @@ impl Client for LocalClient {
         uid: Option<&str>,
     ) -> Result<DynamicObject> {
         self.registry.bind(namespace, name, node, uid).await
+    }
+
+    async fn delete_collection(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<ObjectList> {
+        self.registry.delete_collection(t, namespace, list, opts).await
     }
 }

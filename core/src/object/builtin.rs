@@ -237,6 +237,9 @@ fn validate_containers(list: &[Container], path: &FieldPath, names: &mut Vec<Str
                 ));
             }
         }
+        if let Some(r) = &c.resources {
+            validate_resources(r, &p.child("resources"), errs);
+        }
         if let Some(policy) = &c.image_pull_policy
             && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
         {
@@ -244,6 +247,54 @@ fn validate_containers(list: &[Container], path: &FieldPath, names: &mut Vec<Str
                 p.child("imagePullPolicy"),
                 json(policy),
                 &["Always", "IfNotPresent", "Never"],
+            ));
+        }
+    }
+}
+
+/// Checks a container's requests and limits: valid, non-negative quantities, and no request
+/// above its limit.
+fn validate_resources(
+    r: &k8s_openapi::api::core::v1::ResourceRequirements,
+    path: &FieldPath,
+    errs: &mut ErrorList,
+) {
+    use crate::quantity::Quantity;
+    let parse = |map: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+                 field: &str,
+                 errs: &mut ErrorList| {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, q) in map.iter().flatten() {
+            let at = path.child(field).key(name);
+            match Quantity::parse(&q.0) {
+                Ok(v) if v.is_negative() => {
+                    errs.push(FieldError::invalid(at, json(&q.0), "must be greater than or equal to 0"))
+                }
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(_) => errs.push(FieldError::invalid(
+                    at,
+                    json(&q.0),
+                    "quantities must match the regular expression \
+                     '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                )),
+            }
+        }
+        out
+    };
+    let requests = parse(&r.requests, "requests", errs);
+    let limits = parse(&r.limits, "limits", errs);
+    for (name, req) in &requests {
+        if let Some(limit) = limits.get(name)
+            && req > limit
+        {
+            errs.push(FieldError::invalid(
+                path.child("requests").key(name),
+                json(req.to_string()),
+                format!("must be less than or equal to {name} limit of {limit}"),
             ));
         }
     }

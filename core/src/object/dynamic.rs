@@ -50,7 +50,8 @@ impl DynamicObject {
     /// This object as kind `K` (fields `K` does not know are dropped).
     pub fn to_typed<K: Resource>(&self) -> Result<K, ConvertError> {
         let err = |source| ConvertError { kind: K::TYPE.kind, source };
-        serde_json::from_value(serde_json::to_value(self).map_err(err)?).map_err(err)
+        // Through one byte buffer: much cheaper than building a `Value` tree to decode from.
+        serde_json::from_slice(&serde_json::to_vec(self).map_err(err)?).map_err(err)
     }
 
     /// The object's name, or `""`.

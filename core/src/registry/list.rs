@@ -106,7 +106,12 @@ impl Filter {
     /// Whether the object's labels match (true without a label selector).
     pub(crate) fn matches_labels(&self, obj: &DynamicObject) -> bool {
         let empty = BTreeMap::new();
-        self.labels.as_ref().is_none_or(|l| l.matches(obj.metadata.labels.as_ref().unwrap_or(&empty)))
+        self.matches_label_map(obj.metadata.labels.as_ref().unwrap_or(&empty))
+    }
+
+    /// Whether these labels match (true without a label selector).
+    pub(crate) fn matches_label_map(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels.as_ref().is_none_or(|l| l.matches(labels))
     }
 
     /// Whether precomputed field values match (true without a field selector).
@@ -222,9 +227,10 @@ impl Registry {
                 // Pin the revision of the first read: later batches and pages read at it.
                 revision = resp.header.revision;
             }
-            let mut last_key = None;
+            let (mut last_key, mut consumed) = (None, 0i64);
             for kv in &resp.kvs {
                 last_key = Some(kv.key.clone());
+                consumed += 1;
                 let obj = decode(kv)?;
                 if filter.matches(s.as_ref(), &obj) {
                     items.push(obj);
@@ -237,8 +243,9 @@ impl Registry {
             let mut next = last;
             next.push(0);
             if limit.is_some_and(|l| items.len() as i64 >= l) {
-                // Is anything left after this page?
-                let rest = self.store.range(count_req(&next, &end, revision)).await?.count;
+                // The read counted every key from `start` on: what this page did not take is
+                // left for the next.
+                let rest = resp.count - consumed;
                 let mut out =
                     ObjectList { resource_version: revision.to_string(), items, ..Default::default() };
                 if rest > 0 {
@@ -288,11 +295,4 @@ impl Registry {
         let (items, rev) = cache.list(namespace, filter);
         Ok(Some(ObjectList { resource_version: rev.to_string(), items, ..Default::default() }))
     }
-}
-
-fn count_req(start: &[u8], end: &[u8], revision: Revision) -> RangeRequest {
-    let mut r = RangeRequest::new(KeyRange::range(start.to_vec(), end.to_vec())).at(revision);
-    r.count_only = true;
-    r.serializable = true;
-    r
 }

@@ -18,12 +18,12 @@ use crate::store::{self, EventType as StoreEventType, KeyRange, WatchRequest};
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchEvent {
     /// The object was created (or, for a selector, started to match).
-    Added(DynamicObject),
+    Added(Arc<DynamicObject>),
     /// The object changed.
-    Modified(DynamicObject),
+    Modified(Arc<DynamicObject>),
     /// The object was deleted (or stopped matching); it is the last state seen, with the
     /// resourceVersion of the deletion.
-    Deleted(DynamicObject),
+    Deleted(Arc<DynamicObject>),
     /// Nothing changed up to this resourceVersion.
     Bookmark {
         /// The revision the watch has seen everything up to.
@@ -48,7 +48,7 @@ impl WatchEvent {
     /// The object of an added, modified or deleted event.
     pub fn object(&self) -> Option<&DynamicObject> {
         match self {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => Some(o),
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => Some(o.as_ref()),
             _ => None,
         }
     }
@@ -112,12 +112,12 @@ fn convert(
                 Err(e) => return Some(Err(e)),
             };
             match (old, old_matches, filter.matches(s, &new)) {
-                (_, true, true) => Some(Ok(WatchEvent::Modified(new))),
-                (_, false, true) => Some(Ok(WatchEvent::Added(new))),
+                (_, true, true) => Some(Ok(WatchEvent::Modified(Arc::new(new)))),
+                (_, false, true) => Some(Ok(WatchEvent::Added(Arc::new(new)))),
                 // Left the selection: the previous state, at this event's revision.
                 (Some(mut o), true, false) => {
                     o.metadata.resource_version = Some(ev.kv.mod_revision.to_string());
-                    Some(Ok(WatchEvent::Deleted(o)))
+                    Some(Ok(WatchEvent::Deleted(Arc::new(o))))
                 }
                 _ => None,
             }
@@ -127,7 +127,7 @@ fn convert(
             match old {
                 Some(mut o) if old_matches => {
                     o.metadata.resource_version = Some(rv);
-                    Some(Ok(WatchEvent::Deleted(o)))
+                    Some(Ok(WatchEvent::Deleted(Arc::new(o))))
                 }
                 Some(_) => None,
                 None => {
@@ -166,7 +166,7 @@ impl Registry {
                     let rev = parse_rv(&list.resource_version)?;
                     match cache.watch(namespace, filter.clone(), opts.allow_watch_bookmarks, Some(rev)) {
                         Ok(stream) => {
-                            let initial = list.items.into_iter().map(WatchEvent::Added);
+                            let initial = list.items.into_iter().map(|o| WatchEvent::Added(Arc::new(o)));
                             return Ok(WatchStream::from_stream(
                                 futures::stream::iter(initial).chain(stream),
                             ));
@@ -190,7 +190,7 @@ impl Registry {
                 };
                 let list = self.list(t, namespace, &list_opts).await?;
                 let rv = parse_rv(&list.resource_version)?;
-                (list.items.into_iter().map(WatchEvent::Added).collect::<Vec<_>>(), rv + 1)
+                (list.items.into_iter().map(|o| WatchEvent::Added(Arc::new(o))).collect::<Vec<_>>(), rv + 1)
             }
             Some(rv) => (Vec::new(), parse_rv(rv)? + 1),
         };

@@ -534,3 +534,34 @@ fn check_type(t: &ResourceType, obj: &mut DynamicObject) -> Result<()> {
     obj.kind = t.kind.to_string();
     Ok(())
 }
+
+impl Registry {
+    /// Deletes every object of `t` (in `namespace`, or all) that the selectors of `list`
+    /// select, each as [`delete`](Self::delete) would; returns them (their last state, or
+    /// marked for deletion). Objects that vanish meanwhile are skipped.
+    pub async fn delete_collection(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        list: &super::ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<super::ObjectList> {
+        let selected = super::ListOptions {
+            label_selector: list.label_selector.clone(),
+            field_selector: list.field_selector.clone(),
+            ..Default::default()
+        };
+        let mut page = self.list(t, namespace, &selected).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for obj in std::mem::take(&mut page.items) {
+            let ns = obj.metadata.namespace.clone();
+            match self.delete(t, ns.as_deref(), obj.name(), opts).await {
+                Ok(d) => items.push(d.object),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        page.items = items;
+        Ok(page)
+    }
+}

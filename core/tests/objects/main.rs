@@ -5,3 +5,4 @@ mod t10_registry;
 mod t20_client;
 mod t30_roundtrip;
 mod t40_model;
+mod t50_watcher;

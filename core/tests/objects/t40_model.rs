@@ -33,9 +33,10 @@ use std::time::Duration;
 
 use flotilla_core::object::Resource;
 use flotilla_core::registry::conformance::registry_over;
-use flotilla_core::registry::{ListOptions, Registry};
+use flotilla_core::registry::{ListOptions, Registry, WatchCacheConfig};
 use flotilla_core::store::MemStore;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use proptest::prelude::*;
 
 use ops::{Kind, Step, within};
@@ -65,9 +66,17 @@ async fn check_lists(r: &Registry, model: &Model, at: &str) -> Result<(), String
     Ok(())
 }
 
-async fn run_case(steps: Vec<Step>, watches: Vec<watch::WatchSpec>) -> Result<(), String> {
+async fn run_case(steps: Vec<Step>, watches: Vec<watch::WatchSpec>, cached: bool) -> Result<(), String> {
     let store = Arc::new(MemStore::new());
     let r = registry_over(store.clone());
+    if cached {
+        // Every watch of the model's kinds is then served by the watch cache.
+        for t in [ConfigMap::TYPE, Pod::TYPE, Deployment::TYPE] {
+            within("watch cache", r.enable_watch_cache(&t, WatchCacheConfig::default()))
+                .await?
+                .map_err(|e| format!("starting the {} watch cache: {e}", t.kind))?;
+        }
+    }
     let ns = ops::namespace(ops::NAMESPACES[0]);
     within("create ns-a", r.create(&Namespace::TYPE, None, ns, &Default::default()))
         .await?
@@ -81,6 +90,7 @@ async fn run_case(steps: Vec<Step>, watches: Vec<watch::WatchSpec>) -> Result<()
     let mut model = Model::new(first);
     let mut trail = Vec::new();
     let res = steps_then_watches(&r, &mut model, &mut trail, first, &steps, &watches).await;
+    r.shutdown().await;
     store.shutdown().await;
     res.map_err(|e| {
         format!(
@@ -117,6 +127,20 @@ async fn steps_then_watches(
     watch::check_watches(r, model, first, watches).await.map_err(|e| format!("after the steps, {e}"))
 }
 
+/// Runs one case on a fresh runtime, under [`CASE_TIMEOUT`].
+fn run_blocking(
+    steps: Vec<Step>,
+    watches: Vec<watch::WatchSpec>,
+    cached: bool,
+) -> std::io::Result<Result<(), String>> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    Ok(rt.block_on(async {
+        tokio::time::timeout(CASE_TIMEOUT, run_case(steps, watches, cached))
+            .await
+            .unwrap_or_else(|_| Err(format!("the case did not finish within {CASE_TIMEOUT:?} (deadlock?)")))
+    }))
+}
+
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128)
 }
@@ -135,12 +159,16 @@ proptest! {
         steps in proptest::collection::vec(ops::step(), 1..40),
         watches in proptest::collection::vec(watch::watch_spec(), 6),
     ) {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let res = rt.block_on(async {
-            tokio::time::timeout(CASE_TIMEOUT, run_case(steps, watches))
-                .await
-                .unwrap_or_else(|_| Err(format!("the case did not finish within {CASE_TIMEOUT:?} (deadlock?)")))
-        });
+        let res = run_blocking(steps, watches, false)?;
+        prop_assert!(res.is_ok(), "{}", res.err().unwrap_or_default());
+    }
+
+    #[test]
+    fn registry_with_watch_cache_matches_model(
+        steps in proptest::collection::vec(ops::step(), 1..40),
+        watches in proptest::collection::vec(watch::watch_spec(), 6),
+    ) {
+        let res = run_blocking(steps, watches, true)?;
         prop_assert!(res.is_ok(), "{}", res.err().unwrap_or_default());
     }
 }

@@ -73,9 +73,8 @@ impl std::fmt::Debug for WatchCache {
     }
 }
 
-fn entry(s: &dyn KindStrategy, obj: DynamicObject) -> Entry {
-    let fields = Arc::new(selectable_fields(s, &obj));
-    Entry { obj: Arc::new(obj), fields }
+fn entry(s: &dyn KindStrategy, obj: &DynamicObject) -> Entry {
+    Entry::new(obj, selectable_fields(s, obj))
 }
 
 impl Shared {
@@ -86,7 +85,7 @@ impl Shared {
         for kv in &resp.kvs {
             objects.insert(
                 String::from_utf8_lossy(&kv.key).into_owned(),
-                entry(self.strategy.as_ref(), decode(kv)?),
+                entry(self.strategy.as_ref(), &decode(kv)?),
             );
         }
         let rev = resp.header.revision;
@@ -114,17 +113,17 @@ impl Shared {
         for ev in &resp.events {
             let key = String::from_utf8_lossy(&ev.kv.key).into_owned();
             let old = state.objects.get(&key).cloned();
-            let new = match ev.kind {
-                EventType::Delete => None,
+            let (new, decoded) = match ev.kind {
+                EventType::Delete => (None, None),
                 EventType::Put => match decode(&ev.kv) {
-                    Ok(o) => Some(entry(self.strategy.as_ref(), o)),
+                    Ok(o) => (Some(entry(self.strategy.as_ref(), &o)), Some(Arc::new(o))),
                     Err(e) => {
                         tracing::error!(kind = self.t.kind, key = %key, error = %e, "undecodable object in the store");
                         continue;
                     }
                 },
             };
-            state.apply(Change { revision: ev.kv.mod_revision, key, old, new });
+            state.apply(Change { revision: ev.kv.mod_revision, key, old, new }, decoded);
         }
         let rev = state.revision;
         drop(state);
@@ -227,7 +226,7 @@ impl WatchCache {
 
     /// The cached object at `key`.
     pub(crate) fn get(&self, key: &str) -> Option<DynamicObject> {
-        self.shared.state.lock().objects.get(key).map(|e| (*e.obj).clone())
+        self.shared.state.lock().objects.get(key).map(Entry::object)
     }
 
     /// Every cached object in `namespace` (or all) that `filter` selects, in key order, and
@@ -239,8 +238,8 @@ impl WatchCache {
             .objects
             .range(pfx.clone()..)
             .take_while(|(k, _)| k.starts_with(&pfx))
-            .filter(|(_, e)| filter.matches_labels(&e.obj) && filter.matches_fields(&e.fields))
-            .map(|(_, e)| (*e.obj).clone())
+            .filter(|(_, e)| e.selected(None, filter))
+            .map(|(_, e)| e.object())
             .collect();
         (items, state.revision)
     }
@@ -269,8 +268,8 @@ impl WatchCache {
                     .objects
                     .range(pfx.clone()..)
                     .take_while(|(k, _)| k.starts_with(&pfx))
-                    .filter(|(_, e)| w.filter.matches_labels(&e.obj) && w.filter.matches_fields(&e.fields))
-                    .map(|(_, e)| WatchEvent::Added((*e.obj).clone()))
+                    .filter(|(_, e)| e.selected(None, &w.filter))
+                    .map(|(_, e)| WatchEvent::Added(Arc::new(e.object())))
                     .collect()
             }
             Some(rev) => {

@@ -1,8 +1,12 @@
 //! The watch cache's state, with no I/O: the current objects, a bounded window of recent
 //! changes, and the watchers to notify.
+//!
+//! Objects are kept as their JSON (with what selectors need beside it, computed once): a
+//! decoded object takes about seven times the memory. They are decoded when a list or a
+//! watch needs them, once per change however many watchers receive it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 
@@ -11,11 +15,41 @@ use crate::registry::list::Filter;
 use crate::registry::{Error, WatchEvent};
 use crate::store::Revision;
 
-/// One cached object with the field values selectors need, computed once.
+/// One cached object version.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
-    pub(crate) obj: Arc<DynamicObject>,
+    /// The object's JSON, resourceVersion included.
+    json: Arc<[u8]>,
+    namespace: Arc<str>,
+    labels: Arc<BTreeMap<String, String>>,
     pub(crate) fields: Arc<BTreeMap<String, String>>,
+}
+
+impl Entry {
+    /// An entry for `obj` with its selectable `fields`.
+    pub(crate) fn new(obj: &DynamicObject, fields: BTreeMap<String, String>) -> Self {
+        Entry {
+            json: serde_json::to_vec(obj).unwrap_or_default().into(),
+            namespace: obj.namespace().into(),
+            labels: Arc::new(obj.metadata.labels.clone().unwrap_or_default()),
+            fields: Arc::new(fields),
+        }
+    }
+
+    /// The object, decoded.
+    pub(crate) fn object(&self) -> DynamicObject {
+        serde_json::from_slice(&self.json).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "watch cache entry does not decode");
+            DynamicObject::default()
+        })
+    }
+
+    /// Whether `filter` (and the namespace, if any) selects this entry.
+    pub(crate) fn selected(&self, namespace: Option<&str>, filter: &Filter) -> bool {
+        namespace.is_none_or(|ns| &*self.namespace == ns)
+            && filter.matches_label_map(&self.labels)
+            && filter.matches_fields(&self.fields)
+    }
 }
 
 /// One change in the window.
@@ -26,6 +60,41 @@ pub(crate) struct Change {
     pub(crate) old: Option<Entry>,
     /// `None` for a deletion.
     pub(crate) new: Option<Entry>,
+}
+
+/// The decoded objects of one change, made at most once however many watchers need them.
+pub(crate) struct Views<'a> {
+    c: &'a Change,
+    new: OnceLock<Arc<DynamicObject>>,
+    gone: OnceLock<Arc<DynamicObject>>,
+}
+
+impl<'a> Views<'a> {
+    pub(crate) fn of(c: &'a Change) -> Self {
+        Views { c, new: OnceLock::new(), gone: OnceLock::new() }
+    }
+
+    /// With the new object already decoded.
+    pub(crate) fn with_new(c: &'a Change, new: Arc<DynamicObject>) -> Self {
+        let v = Self::of(c);
+        let _ = v.new.set(new);
+        v
+    }
+
+    fn new_obj(&self, e: &Entry) -> Arc<DynamicObject> {
+        self.new.get_or_init(|| Arc::new(e.object())).clone()
+    }
+
+    /// The old object at this change's revision: what a watcher losing sight of it gets.
+    fn gone_obj(&self, e: &Entry) -> Arc<DynamicObject> {
+        self.gone
+            .get_or_init(|| {
+                let mut obj = e.object();
+                obj.metadata.resource_version = Some(self.c.revision.to_string());
+                Arc::new(obj)
+            })
+            .clone()
+    }
 }
 
 /// A registered watcher.
@@ -40,26 +109,20 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     fn selects(&self, e: &Entry) -> bool {
-        self.namespace.as_deref().is_none_or(|ns| e.obj.namespace() == ns)
-            && self.filter.matches_labels(&e.obj)
-            && self.filter.matches_fields(&e.fields)
+        e.selected(self.namespace.as_deref(), &self.filter)
     }
 
-    /// The event this watcher sees for `c`, with Kubernetes' selector transitions.
-    pub(crate) fn event(&self, c: &Change) -> Option<WatchEvent> {
-        let old = c.old.as_ref().filter(|e| self.selects(e));
-        match (&c.new, old) {
+    /// The event this watcher sees for a change, with Kubernetes' selector transitions.
+    pub(crate) fn event(&self, v: &Views<'_>) -> Option<WatchEvent> {
+        let old = v.c.old.as_ref().filter(|e| self.selects(e));
+        match (&v.c.new, old) {
             (Some(n), old) if self.selects(n) => Some(if old.is_some() {
-                WatchEvent::Modified((*n.obj).clone())
+                WatchEvent::Modified(v.new_obj(n))
             } else {
-                WatchEvent::Added((*n.obj).clone())
+                WatchEvent::Added(v.new_obj(n))
             }),
             // Left the selection (or deleted): the previous state, at this change's revision.
-            (Some(_), Some(o)) | (None, Some(o)) => {
-                let mut obj = (*o.obj).clone();
-                obj.metadata.resource_version = Some(c.revision.to_string());
-                Some(WatchEvent::Deleted(obj))
-            }
+            (_, Some(o)) => Some(WatchEvent::Deleted(v.gone_obj(o))),
             _ => None,
         }
     }
@@ -68,7 +131,7 @@ impl Watcher {
 /// The cache's state.
 pub(crate) struct State {
     pub(crate) objects: BTreeMap<String, Entry>,
-    changes: VecDeque<Arc<Change>>,
+    changes: VecDeque<Change>,
     capacity: usize,
     /// Every change up to this revision is applied.
     pub(crate) revision: Revision,
@@ -103,9 +166,10 @@ impl State {
         }
     }
 
-    /// Applies one change (revisions never go back) and notifies watchers; a watcher whose
-    /// buffer is full is dropped (its stream ends; it resumes from its last resourceVersion).
-    pub(crate) fn apply(&mut self, c: Change) {
+    /// Applies one change (revisions never go back) and notifies watchers; `decoded` is the
+    /// new object when the caller has it. A watcher whose buffer is full is dropped (its
+    /// stream ends; it resumes from its last resourceVersion).
+    pub(crate) fn apply(&mut self, c: Change, decoded: Option<Arc<DynamicObject>>) {
         match &c.new {
             Some(e) => {
                 self.objects.insert(c.key.clone(), e.clone());
@@ -115,16 +179,21 @@ impl State {
             }
         }
         self.revision = self.revision.max(c.revision);
-        let c = Arc::new(c);
-        self.watchers.retain(|w| {
-            if c.revision <= w.after {
-                return true;
-            }
-            match w.event(&c) {
-                Some(ev) => w.tx.try_send(ev).is_ok(),
-                None => !w.tx.is_closed(),
-            }
-        });
+        {
+            let views = match decoded {
+                Some(d) => Views::with_new(&c, d),
+                None => Views::of(&c),
+            };
+            self.watchers.retain(|w| {
+                if c.revision <= w.after {
+                    return true;
+                }
+                match w.event(&views) {
+                    Some(ev) => w.tx.try_send(ev).is_ok(),
+                    None => !w.tx.is_closed(),
+                }
+            });
+        }
         self.changes.push_back(c);
         while self.changes.len() > self.capacity {
             if let Some(old) = self.changes.pop_front() {
@@ -156,7 +225,7 @@ impl State {
         if from < self.oldest {
             return Err(Error::Expired(format!("too old resource version: {from} ({})", self.oldest)));
         }
-        Ok(self.changes.iter().filter(|c| c.revision > from).filter_map(|c| w.event(c)).collect())
+        Ok(self.changes.iter().filter(|c| c.revision > from).filter_map(|c| w.event(&Views::of(c))).collect())
     }
 
     /// Registers a watcher (after its replay was sent).

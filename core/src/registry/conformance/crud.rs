@@ -99,7 +99,11 @@ pub async fn invalid_objects_report_every_field(r: Registry) {
     namespace(&r, "v").await;
     let bad = obj(json!({
         "metadata": {"name": "Bad_Name", "labels": {"ok": "has space"}},
-        "spec": {"containers": [{"name": "a"}, {"name": "a", "image": "x"}], "restartPolicy": "Sometimes"},
+        "spec": {
+            "containers": [{"name": "a"}, {"name": "a", "image": "x", "resources": {
+                "requests": {"cpu": "abc", "memory": "2Gi"}, "limits": {"memory": "1Gi"}}}],
+            "restartPolicy": "Sometimes",
+        },
     }));
     let e = create_pod(&r, "v", bad).await.expect_err("invalid");
     assert_eq!((e.code(), e.reason()), (422, "Invalid"));
@@ -116,6 +120,8 @@ pub async fn invalid_objects_report_every_field(r: Registry) {
         "metadata.labels",
         "spec.containers[0].image",
         "spec.containers[1].name",
+        "spec.containers[1].resources.requests[cpu]",
+        "spec.containers[1].resources.requests[memory]",
         "spec.restartPolicy",
     ] {
         assert!(fields.iter().any(|x| x.starts_with(f)), "no cause for {f} in {fields:?}");
@@ -425,4 +431,22 @@ pub async fn binding_assigns_a_pod_once(r: Registry) {
     assert!(e.to_string().contains("already assigned to node \"node-1\""), "{e}");
     let e = call("bind", r.bind("b", "nope", "node-1", None)).await.expect_err("absent");
     assert_eq!(e.code(), 404);
+}
+
+/// deletecollection deletes what the selectors select, and only that.
+pub async fn delete_collection_follows_selectors(r: Registry) {
+    namespace(&r, "dc").await;
+    for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        create_pod(&r, "dc", pod(name, json!({"app": app}), &["c"])).await.expect("created");
+    }
+    let web = ListOptions { label_selector: Some("app=web".into()), ..Default::default() };
+    let gone = call(
+        "deletecollection",
+        r.delete_collection(&Pod::TYPE, Some("dc"), &web, &DeleteOptions::default()),
+    )
+    .await
+    .expect("deleted");
+    assert_eq!(gone.items.iter().map(|o| o.name()).collect::<Vec<_>>(), ["a", "b"]);
+    let left = call("list", r.list(&Pod::TYPE, Some("dc"), &ListOptions::default())).await.expect("lists");
+    assert_eq!(left.items.iter().map(|o| o.name()).collect::<Vec<_>>(), ["c"]);
 }

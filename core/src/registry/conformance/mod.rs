@@ -92,6 +92,7 @@ macro_rules! registry_conformance_tests {
                 delete_preconditions,
                 namespace_terminates_until_finalized,
                 binding_assigns_a_pod_once,
+                delete_collection_follows_selectors,
                 user_kinds_work_like_builtin_ones,
             ]
         );
