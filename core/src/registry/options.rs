@@ -36,6 +36,17 @@ pub struct ListOptions {
     pub allow_watch_bookmarks: bool,
 }
 
+impl ListOptions {
+    /// Only the selectors of these options (a full, linearizable list of what they select).
+    pub fn selectors(&self) -> ListOptions {
+        ListOptions {
+            label_selector: self.label_selector.clone(),
+            field_selector: self.field_selector.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// What an update or patch writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Subresource {

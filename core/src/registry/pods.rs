@@ -3,10 +3,9 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use super::encoding::{encode, key};
+use super::encoding::key;
 use super::{Error, Registry, Result, error::qualified};
 use crate::object::{DynamicObject, Resource};
-use crate::store::{Compare, CompareOp, PutRequest, RequestOp, TxnRequest};
 
 impl Registry {
     /// Binds a pod to `node` (Kubernetes' `pods/binding`): sets `spec.nodeName` and the
@@ -56,18 +55,9 @@ impl Registry {
         }
         let k = key(&t, namespace, name);
         let old_rev: i64 = old.resource_version().parse().unwrap_or(0);
-        let resp = self
-            .store
-            .txn(TxnRequest {
-                compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
-                success: vec![RequestOp::Put(PutRequest::new(k, encode(&new)?))],
-                failure: vec![],
-            })
-            .await?;
-        if !resp.succeeded {
-            return Err(Error::conflict(&t, name));
-        }
-        new.metadata.resource_version = Some(resp.header.revision.to_string());
+        let written = self.write_if_unchanged(k, old_rev, Some(&new)).await?;
+        let Some(rev) = written else { return Err(Error::conflict(&t, name)) };
+        new.metadata.resource_version = Some(rev.to_string());
         Ok(new)
     }
 }

@@ -157,12 +157,7 @@ impl Registry {
                 // The most recent state: a linearizable list from the store, then the cache
                 // from that list's revision (unless the cache's window no longer reaches it).
                 None | Some("") => {
-                    let list_opts = ListOptions {
-                        label_selector: opts.label_selector.clone(),
-                        field_selector: opts.field_selector.clone(),
-                        ..Default::default()
-                    };
-                    let list = self.list(t, namespace, &list_opts).await?;
+                    let list = self.list(t, namespace, &opts.selectors()).await?;
                     let rev = parse_rv(&list.resource_version)?;
                     match cache.watch(namespace, filter.clone(), opts.allow_watch_bookmarks, Some(rev)) {
                         Ok(stream) => {
@@ -183,12 +178,7 @@ impl Registry {
         }
         let (initial, start) = match opts.resource_version.as_deref() {
             None | Some("") | Some("0") => {
-                let list_opts = ListOptions {
-                    label_selector: opts.label_selector.clone(),
-                    field_selector: opts.field_selector.clone(),
-                    ..Default::default()
-                };
-                let list = self.list(t, namespace, &list_opts).await?;
+                let list = self.list(t, namespace, &opts.selectors()).await?;
                 let rv = parse_rv(&list.resource_version)?;
                 (list.items.into_iter().map(|o| WatchEvent::Added(Arc::new(o))).collect::<Vec<_>>(), rv + 1)
             }

@@ -326,38 +326,17 @@ impl Registry {
             && spec_finalizers(t, &new).is_empty()
             && !opts.dry_run
         {
-            let resp = self
-                .store
-                .txn(TxnRequest {
-                    compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
-                    success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
-                        range: KeyRange::key(k),
-                        prev_kv: false,
-                    })],
-                    failure: vec![],
-                })
-                .await?;
-            if !resp.succeeded {
-                return Ok(None);
-            }
-            new.metadata.resource_version = Some(resp.header.revision.to_string());
+            let written = self.write_if_unchanged(k, old_rev, None).await?;
+            let Some(rev) = written else { return Ok(None) };
+            new.metadata.resource_version = Some(rev.to_string());
             return Ok(Some(Written { object: new, warnings }));
         }
         if new == *old || opts.dry_run {
             return Ok(Some(Written { object: new, warnings }));
         }
-        let resp = self
-            .store
-            .txn(TxnRequest {
-                compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
-                success: vec![RequestOp::Put(PutRequest::new(k, encode(&new)?))],
-                failure: vec![],
-            })
-            .await?;
-        if !resp.succeeded {
-            return Ok(None);
-        }
-        new.metadata.resource_version = Some(resp.header.revision.to_string());
+        let written = self.write_if_unchanged(k, old_rev, Some(&new)).await?;
+        let Some(rev) = written else { return Ok(None) };
+        new.metadata.resource_version = Some(rev.to_string());
         Ok(Some(Written { object: new, warnings }))
     }
 
@@ -430,21 +409,11 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Deleted { object: old, gone: true });
                 }
-                let resp = self
-                    .store
-                    .txn(TxnRequest {
-                        compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
-                        success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
-                            range: KeyRange::key(k),
-                            prev_kv: false,
-                        })],
-                        failure: vec![],
-                    })
-                    .await?;
-                if resp.succeeded {
+                let written = self.write_if_unchanged(k, old_rev, None).await?;
+                if let Some(rev) = written {
                     // The last state, at the revision of its deletion (as Kubernetes answers).
                     let mut last = old;
-                    last.metadata.resource_version = Some(resp.header.revision.to_string());
+                    last.metadata.resource_version = Some(rev.to_string());
                     return Ok(Deleted { object: last, gone: true });
                 }
                 continue;
@@ -466,16 +435,9 @@ impl Registry {
             if new == old || opts.dry_run {
                 return Ok(Deleted { object: new, gone: false });
             }
-            let resp = self
-                .store
-                .txn(TxnRequest {
-                    compare: vec![Compare::mod_revision(k.clone(), CompareOp::Equal, old_rev)],
-                    success: vec![RequestOp::Put(PutRequest::new(k, encode(&new)?))],
-                    failure: vec![],
-                })
-                .await?;
-            if resp.succeeded {
-                new.metadata.resource_version = Some(resp.header.revision.to_string());
+            let written = self.write_if_unchanged(k, old_rev, Some(&new)).await?;
+            if let Some(rev) = written {
+                new.metadata.resource_version = Some(rev.to_string());
                 return Ok(Deleted { object: new, gone: false });
             }
         }
@@ -536,6 +498,33 @@ fn check_type(t: &ResourceType, obj: &mut DynamicObject) -> Result<()> {
 }
 
 impl Registry {
+    /// Writes `obj` at `key` (deletes the key for `None`) if the key is still at revision
+    /// `rev`, in one store transaction: the optimistic-concurrency primitive of every update.
+    /// Returns the new revision, or `None` when the key moved on.
+    pub(crate) async fn write_if_unchanged(
+        &self,
+        key: String,
+        rev: i64,
+        obj: Option<&DynamicObject>,
+    ) -> Result<Option<i64>> {
+        let op = match obj {
+            Some(o) => RequestOp::Put(PutRequest::new(key.clone(), encode(o)?)),
+            None => RequestOp::DeleteRange(DeleteRangeRequest {
+                range: KeyRange::key(key.clone()),
+                prev_kv: false,
+            }),
+        };
+        let resp = self
+            .store
+            .txn(TxnRequest {
+                compare: vec![Compare::mod_revision(key, CompareOp::Equal, rev)],
+                success: vec![op],
+                failure: vec![],
+            })
+            .await?;
+        Ok(resp.succeeded.then_some(resp.header.revision))
+    }
+
     /// Deletes every object of `t` (in `namespace`, or all) that the selectors of `list`
     /// select, each as [`delete`](Self::delete) would; returns them (their last state, or
     /// marked for deletion). Objects that vanish meanwhile are skipped.
@@ -546,12 +535,7 @@ impl Registry {
         list: &super::ListOptions,
         opts: &DeleteOptions,
     ) -> Result<super::ObjectList> {
-        let selected = super::ListOptions {
-            label_selector: list.label_selector.clone(),
-            field_selector: list.field_selector.clone(),
-            ..Default::default()
-        };
-        let mut page = self.list(t, namespace, &selected).await?;
+        let mut page = self.list(t, namespace, &list.selectors()).await?;
         let mut items = Vec::with_capacity(page.items.len());
         for obj in std::mem::take(&mut page.items) {
             let ns = obj.metadata.namespace.clone();
