@@ -4,11 +4,18 @@
 //! etcd's semantics), its in-memory implementation [`MemStore`](store::MemStore), and the
 //! conformance suite every implementation runs (feature `test-util`).
 //!
-//! The object model: [`quantity`] (resource quantities), [`validation`] (field paths and
-//! Kubernetes' name rules), [`selector`] (label and field selectors) and [`patch`] (JSON,
-//! merge and strategic merge patches). The registry, watch cache, client interface,
-//! scheduler and controllers will live here too; see `docs/architecture.md` in the repository.
+//! The object model: [`object`] (kinds, the `Resource` and `Kind` traits, `DynamicObject`,
+//! table columns), [`quantity`] (resource quantities), [`validation`] (field paths and
+//! Kubernetes' name rules), [`selector`] (label and field selectors), [`patch`] (JSON, merge
+//! and strategic merge patches) and [`apply`] (server-side apply's field sets and managed
+//! fields).
+//!
+//! The object API: [`registry`] gives objects Kubernetes' semantics over any store (with a
+//! watch cache), and [`client`] is the interface components use (`Api<K>`, a watcher, a
+//! reflector cache). The scheduler and controllers will live here too; see
+//! `docs/architecture.md` and `docs/objects.md` in the repository.
 
+pub mod apply;
 pub mod client;
 pub mod object;
 pub mod patch;

@@ -7,6 +7,7 @@
 //! turns store watches into object watch events. Every operation works on
 //! [`DynamicObject`]s of any registered kind; the typed client sits on top.
 
+mod apply;
 mod cache;
 mod encoding;
 mod error;

@@ -79,8 +79,12 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// Unknown-field handling.
     pub field_validation: FieldValidation,
-    /// The name of the actor making the change.
+    /// The name of the actor making the change: its changes are recorded in
+    /// `metadata.managedFields`. Required for server-side apply.
     pub field_manager: Option<String>,
+    /// Server-side apply only: take fields other managers own instead of failing with a
+    /// conflict.
+    pub force: bool,
 }
 
 /// What happens to an object's dependents when it is deleted.

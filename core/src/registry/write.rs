@@ -118,6 +118,9 @@ impl Registry {
                     Some(meta::generate_name(obj.metadata.generate_name.as_deref().unwrap_or("")));
             }
             let (mut candidate, warnings) = self.admit(s.as_ref(), t, candidate, None, opts)?;
+            if let Some(manager) = opts.field_manager.as_deref().filter(|m| !m.is_empty()) {
+                self.track_update(t, manager, None, &mut candidate);
+            }
             let k = key(t, &ns, candidate.name());
             if opts.dry_run {
                 return Ok(Written { object: candidate, warnings });
@@ -197,7 +200,8 @@ impl Registry {
             {
                 return Err(Error::conflict(t, name));
             }
-            match self.write_over(t, ns, name, &old, obj.clone(), subresource, opts).await? {
+            let track = opts.field_manager.as_deref();
+            match self.write_over(t, ns, name, &old, obj.clone(), subresource, opts, track).await? {
                 Some(w) => return Ok(w),
                 None if want_rv.is_some() => return Err(Error::conflict(t, name)),
                 None => continue,
@@ -220,6 +224,9 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written> {
         let ns = scope_namespace(t, namespace)?;
+        if patch_type == PatchType::Apply {
+            return self.server_side_apply(t, ns, name, patch, subresource, opts).await;
+        }
         let schema = builtin_schema(t.group, t.version, t.kind);
         for _ in 0..MAX_RETRIES {
             let old = self.read_current(t, ns, name).await?;
@@ -246,7 +253,8 @@ impl Registry {
             if new.name() != name {
                 return Err(Error::BadRequest("a patch may not change metadata.name".into()));
             }
-            if let Some(w) = self.write_over(t, ns, name, &old, new, subresource, opts).await? {
+            let track = opts.field_manager.as_deref();
+            if let Some(w) = self.write_over(t, ns, name, &old, new, subresource, opts, track).await? {
                 return Ok(w);
             }
         }
@@ -255,7 +263,7 @@ impl Registry {
 
     /// Writes `new` over `old` if `old` is still current: `None` when it is not.
     #[allow(clippy::too_many_arguments)]
-    async fn write_over(
+    pub(crate) async fn write_over(
         &self,
         t: &ResourceType,
         ns: &str,
@@ -264,6 +272,7 @@ impl Registry {
         mut new: DynamicObject,
         subresource: Subresource,
         opts: &WriteOptions,
+        track: Option<&str>,
     ) -> Result<Option<Written>> {
         let s = self.strategy(t)?;
         let served = match subresource {
@@ -316,6 +325,9 @@ impl Registry {
             || annotations_count && new.metadata.annotations != old.metadata.annotations
         {
             new.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+        }
+        if let Some(manager) = track.filter(|m| !m.is_empty()) {
+            self.track_update(t, manager, Some(old), &mut new);
         }
         new.metadata.resource_version = old.metadata.resource_version.clone();
         let k = key(t, ns, name);

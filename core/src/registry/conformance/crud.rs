@@ -450,3 +450,65 @@ pub async fn delete_collection_follows_selectors(r: Registry) {
     let left = call("list", r.list(&Pod::TYPE, Some("dc"), &ListOptions::default())).await.expect("lists");
     assert_eq!(left.items.iter().map(|o| o.name()).collect::<Vec<_>>(), ["c"]);
 }
+
+/// Server-side apply: creates, records owners, conflicts with another manager's field,
+/// takes it with force, and removes what the applier stops specifying.
+pub async fn server_side_apply_tracks_owners(r: Registry) {
+    namespace(&r, "ssa").await;
+    let t = Deployment::TYPE;
+    let manager =
+        |m: &str, force: bool| WriteOptions { field_manager: Some(m.into()), force, ..Default::default() };
+    let config = |replicas: i32, label: bool| {
+        let labels = if label { "\n  labels: {team: a}" } else { "" };
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web{labels}\nspec:\n  replicas: {replicas}\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+             spec:\n      containers:\n      - name: main\n        image: busybox:1\n"
+        )
+    };
+    let apply = |body: String, opts: WriteOptions| {
+        let r = r.clone();
+        async move {
+            r.patch(&t, Some("ssa"), "web", PatchType::Apply, body.as_bytes(), Subresource::Main, &opts).await
+        }
+    };
+    let e = call("apply", apply(config(2, true), WriteOptions::default())).await.expect_err("no manager");
+    assert_eq!(e.code(), 400, "{e}");
+    let d = call("apply", apply(config(2, true), manager("alice", false))).await.expect("created").object;
+    assert_eq!(d.data["spec"]["replicas"], 2);
+    let owners = |o: &crate::object::DynamicObject| -> Vec<String> {
+        o.metadata.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect()
+    };
+    assert_eq!(owners(&d), ["alice"]);
+    let scale = json!({"spec": {"replicas": 5}}).to_string();
+    let d = call(
+        "patch",
+        r.patch(
+            &t,
+            Some("ssa"),
+            "web",
+            PatchType::Merge,
+            scale.as_bytes(),
+            Subresource::Main,
+            &manager("hpa", false),
+        ),
+    )
+    .await
+    .expect("scaled")
+    .object;
+    assert_eq!(owners(&d), ["alice", "hpa"]);
+    let e = call("apply", apply(config(2, true), manager("alice", false))).await.expect_err("conflict");
+    assert_eq!(e.code(), 409, "{e}");
+    assert!(
+        e.to_string().contains("conflict with \"hpa\"") && e.to_string().contains(".spec.replicas"),
+        "{e}"
+    );
+    let d = call("apply", apply(config(2, false), manager("alice", true))).await.expect("forced").object;
+    assert_eq!(d.data["spec"]["replicas"], 2);
+    assert!(
+        d.metadata.labels.is_none(),
+        "a label alice stopped applying is removed: {:?}",
+        d.metadata.labels
+    );
+    assert_eq!(owners(&d), ["alice"], "hpa lost its only field");
+}

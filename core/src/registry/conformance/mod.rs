@@ -93,6 +93,7 @@ macro_rules! registry_conformance_tests {
                 namespace_terminates_until_finalized,
                 binding_assigns_a_pod_once,
                 delete_collection_follows_selectors,
+                server_side_apply_tracks_owners,
                 user_kinds_work_like_builtin_ones,
             ]
         );
