@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building Flotilla needs on a Debian machine with Rust and Docker:
-# clang and libclang-dev (RocksDB's bindgen). Idempotent; shared by the README's commands
-# and .ci/run.
+# clang and libclang-dev (RocksDB's bindgen) and protobuf-compiler (protoc, which the
+# etcd-client crate used by the etcd API tests needs to build; Flotilla's own protos are
+# compiled with protox). Idempotent; shared by the README's commands and .ci/run.
 set -euo pipefail
 need=()
-for pkg in clang libclang-dev; do
+for pkg in clang libclang-dev protobuf-compiler; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -21,6 +21,7 @@ pub mod object;
 pub mod patch;
 pub mod quantity;
 pub mod registry;
+pub mod scheduler;
 pub mod selector;
 pub mod store;
 pub mod validation;

@@ -31,6 +31,9 @@ pub struct RaftStoreConfig {
     pub progress_interval: Duration,
     /// Faults to inject into outgoing member traffic (tests only; empty by default).
     pub filter: Arc<NetworkFilter>,
+    /// Where to serve the etcd v3 gRPC API (port 0 picks a free port); `None`, the default,
+    /// serves no etcd endpoint.
+    pub etcd_listen: Option<SocketAddr>,
 }
 
 impl RaftStoreConfig {
@@ -48,6 +51,7 @@ impl RaftStoreConfig {
             request_timeout: Duration::from_secs(5),
             progress_interval: flotilla_core::store::DEFAULT_PROGRESS_INTERVAL,
             filter: Arc::default(),
+            etcd_listen: None,
         }
     }
 

@@ -4,13 +4,15 @@
 //! Start with [`RaftStore::open`] and [`RaftStoreConfig`]. Each member keeps its raft log,
 //! vote and state machine in one RocksDB database (see `docs/raft-store.md` in the
 //! repository for the layout, durability rules and failure behaviour); members talk over a
-//! small tonic service. Reads are linearizable by default (read index, no log write); writes
+//! small tonic service; with [`RaftStoreConfig::etcd_listen`] set, a member also serves the
+//! etcd v3 gRPC API ([`serve_etcd`], `docs/etcd-api.md`). Reads are linearizable by default (read index, no log write); writes
 //! and reads sent to a follower are forwarded to the leader.
 
 mod codec;
 mod config;
 mod db;
 mod error;
+mod etcd;
 mod forward;
 mod log_store;
 mod network;
@@ -30,6 +32,7 @@ pub use codec::{CodecError, FORMAT_VERSION};
 pub use config::RaftStoreConfig;
 pub use db::DbError;
 pub use error::OpenError;
+pub use etcd::serve_etcd;
 pub use network::NetworkFilter;
 pub use state_machine::StateMachine;
 pub use store::RaftStore;

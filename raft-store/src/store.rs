@@ -64,6 +64,8 @@ pub struct RaftStore {
     cancel: CancellationToken,
     tasks: TaskTracker,
     local_addr: SocketAddr,
+    /// The address the etcd v3 API listens on, when served.
+    etcd_addr: Option<SocketAddr>,
     /// Resolves when the database is closed; taken by the first `shutdown`.
     closed: Arc<Mutex<Option<crate::db::Closed>>>,
 }
@@ -89,6 +91,14 @@ impl RaftStore {
             .map_err(|source| OpenError::Listen { addr: config.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| OpenError::Listen { addr: config.listen, source })?;
+        let etcd_listener = match config.etcd_listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await.map_err(|source| OpenError::Listen { addr, source })?;
+                let bound = l.local_addr().map_err(|source| OpenError::Listen { addr, source })?;
+                Some((l, bound))
+            }
+            None => None,
+        };
         let transport = Transport::new(config.id, config.filter.clone());
         let raft_config =
             Arc::new(config.raft_config().validate().map_err(|e| OpenError::Config(e.to_string()))?);
@@ -110,10 +120,15 @@ impl RaftStore {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             local_addr,
+            etcd_addr: etcd_listener.as_ref().map(|(_, a)| *a),
             closed: Arc::new(Mutex::new(Some(closed))),
         };
         let server = crate::server::serve(store.inner.clone(), listener, store.cancel.clone());
         store.tasks.spawn(server);
+        if let Some((listener, _)) = etcd_listener {
+            let etcd = crate::etcd::serve_etcd(store.clone(), listener, store.cancel.clone());
+            store.tasks.spawn(etcd);
+        }
         let leases = store.clone();
         store.tasks.spawn(async move { leases.run_lease_expiry().await });
         Ok(store)
@@ -127,6 +142,12 @@ impl RaftStore {
     /// The address the member transport listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the etcd v3 API listens on, when
+    /// [`etcd_listen`](RaftStoreConfig::etcd_listen) was set.
+    pub fn etcd_addr(&self) -> Option<SocketAddr> {
+        self.etcd_addr
     }
 
     /// The raft handle, for metrics and membership operations not wrapped here.

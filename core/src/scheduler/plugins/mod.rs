@@ -1,0 +1,48 @@
+//! The default plugins, with kube-scheduler's semantics and reasons.
+//!
+//! | plugin | extension points | rejects with |
+//! |---|---|---|
+//! | [`NodeUnschedulable`] | filter | "node(s) were unschedulable" |
+//! | [`NodeName`] | filter | "node(s) didn't match the requested node name" |
+//! | [`TaintToleration`] | filter, score | "node(s) had untolerated taint {key: value}" |
+//! | [`NodeAffinity`] | pre-filter, filter, score | "node(s) didn't match Pod's node affinity/selector" |
+//! | [`NodeResourcesFit`] | pre-filter, filter, score | "Insufficient cpu", "Too many pods", ... |
+//! | [`NodeResourcesBalancedAllocation`] | score | |
+
+mod affinity;
+mod basic;
+mod resources;
+mod taints;
+
+use std::sync::Arc;
+
+pub use affinity::NodeAffinity;
+pub use basic::{NodeName, NodeUnschedulable};
+pub use resources::{NodeResourcesBalancedAllocation, NodeResourcesFit, ScoringStrategy};
+pub use taints::{TaintToleration, tolerates};
+
+use super::Profile;
+
+/// The `schedulerName` of pods that name no scheduler.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// kube-scheduler's default profile, for the plugins implemented so far: filters in its
+/// order, and its score weights (TaintToleration 3, NodeAffinity 2, NodeResourcesFit 1,
+/// NodeResourcesBalancedAllocation 1).
+pub fn default_profile() -> Profile {
+    let fit = Arc::new(NodeResourcesFit::default());
+    let affinity = Arc::new(NodeAffinity);
+    let taints = Arc::new(TaintToleration);
+    Profile::new(DEFAULT_SCHEDULER_NAME)
+        .with_pre_filter(fit.clone())
+        .with_pre_filter(affinity.clone())
+        .with_filter(Arc::new(NodeUnschedulable))
+        .with_filter(Arc::new(NodeName))
+        .with_filter(taints.clone())
+        .with_filter(affinity.clone())
+        .with_filter(fit.clone())
+        .with_score(taints, 3)
+        .with_score(affinity, 2)
+        .with_score(fit, 1)
+        .with_score(Arc::new(NodeResourcesBalancedAllocation::default()), 1)
+}

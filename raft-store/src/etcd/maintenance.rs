@@ -1,0 +1,149 @@
+//! The Cluster service (MemberList) and the Maintenance service (Status, Alarm list).
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+
+use futures::Stream;
+use openraft::type_config::async_runtime::WatchReceiver as _;
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+use super::pb;
+
+/// The version Status reports: the etcd API level served, marked as Flotilla's.
+pub(crate) const VERSION: &str = "3.4.0-flotilla";
+
+pub(crate) struct ClusterService(pub(crate) Ctx);
+
+fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!("etcdserver: {what} is not supported by flotilla yet"))
+}
+
+impl ClusterService {
+    /// Every member of the raft membership. Client URLs are known only for the answering
+    /// member (the membership records member transport addresses alone).
+    fn members(&self) -> Vec<pb::Member> {
+        let metrics = self.0.store.raft().metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| pb::Member {
+                id: *id,
+                name: format!("member-{id}"),
+                peer_ur_ls: vec![format!("http://{}", node.addr)],
+                client_ur_ls: match self.0.store.etcd_addr() {
+                    Some(addr) if *id == self.0.store.id() => vec![format!("http://{addr}")],
+                    _ => Vec::new(),
+                },
+                is_learner: !voters.contains(id),
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        _req: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        Err(unimplemented("MemberAdd"))
+    }
+
+    async fn member_remove(
+        &self,
+        _req: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        Err(unimplemented("MemberRemove"))
+    }
+
+    async fn member_update(
+        &self,
+        _req: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        Err(unimplemented("MemberUpdate"))
+    }
+
+    async fn member_list(
+        &self,
+        _req: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        Ok(Response::new(pb::MemberListResponse {
+            header: Some(self.0.header_now()),
+            members: self.members(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        _req: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        Err(unimplemented("MemberPromote"))
+    }
+}
+
+pub(crate) struct MaintenanceService(pub(crate) Ctx);
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        // Flotilla raises no alarms, so listing them is an empty answer.
+        if req.into_inner().action != pb::alarm_request::AlarmAction::Get as i32 {
+            return Err(unimplemented("Alarm activate/deactivate"));
+        }
+        Ok(Response::new(pb::AlarmResponse { header: Some(self.0.header_now()), alarms: Vec::new() }))
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let m = self.0.store.raft().metrics().borrow_watched().clone();
+        let me = self.0.store.id();
+        let is_learner = !m.membership_config.membership().voter_ids().any(|id| id == me);
+        Ok(Response::new(pb::StatusResponse {
+            header: Some(self.0.header_now()),
+            version: VERSION.to_string(),
+            // Not measured yet (RocksDB's live size would be the honest figure).
+            db_size: 0,
+            leader: m.current_leader.unwrap_or(0),
+            raft_index: m.last_log_index.unwrap_or(0),
+            raft_term: m.current_term,
+            raft_applied_index: m.last_applied.map(|l| l.index()).unwrap_or(0),
+            errors: Vec::new(),
+            db_size_in_use: 0,
+            is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        Err(unimplemented("Defragment"))
+    }
+
+    async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        Err(unimplemented("Hash"))
+    }
+
+    async fn hash_kv(
+        &self,
+        _req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        Err(unimplemented("HashKV"))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        Err(unimplemented("Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _req: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        Err(unimplemented("MoveLeader"))
+    }
+}

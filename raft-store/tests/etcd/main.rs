@@ -1,0 +1,9 @@
+//! The etcd v3 gRPC API of the raft store, driven by the `etcd-client` crate against three
+//! members on loopback: KV, transactions, compaction, watches (also across a leader change),
+//! leases (also their expiry), member list and status.
+
+mod harness;
+mod t10_kv;
+mod t20_watch;
+mod t30_lease;
+mod t40_cluster;
