@@ -1,7 +1,7 @@
 //! Flotilla's core: the storage contract, the object model and the typed object API.
 //!
-//! Start with [`store`]: the [`Store`](store::Store) trait (a revisioned key-value store with
-//! etcd's semantics), its in-memory implementation [`MemStore`](store::MemStore), and the
+//! Start with [`store`]: the [`Store`] trait (a revisioned key-value store with
+//! etcd's semantics), its in-memory implementation [`MemStore`], and the
 //! conformance suite every implementation runs (feature `test-util`).
 //!
 //! The object model: [`object`] (kinds, the `Resource` and `Kind` traits, `DynamicObject`,

@@ -1,9 +1,14 @@
 //! Random clusters and pods: every placement satisfies a simple model of the hard
-//! constraints, and "unschedulable" means the model finds no feasible node either.
+//! constraints (resources, taints, node selection, and pod anti-affinity by zone in both
+//! directions), and "unschedulable" means the model finds no feasible node either.
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 
 use super::plugins::default_profile;
+use super::plugins::test_pods::{term as pod_term, with_anti_affinity};
 use super::testing::{NodeBuilder, PodBuilder, node, pod, term};
 use super::{Error, Framework, Snapshot};
 
@@ -20,8 +25,12 @@ struct GenNode {
     generation: Option<i64>,
     taints: Vec<(usize, usize, usize)>,
     unschedulable: bool,
-    pods: Vec<(i64, i64)>,
+    pods: Vec<GenExisting>,
 }
+
+/// An existing pod: cpu, memory, whether it is labelled `app=x`, and whether it has required
+/// zone anti-affinity to pods labelled `app=new`.
+type GenExisting = (i64, i64, bool, bool);
 
 /// A toleration: key (None = any), `Exists` or `Equal` with a value, effect (None = any).
 type GenToleration = (Option<usize>, Option<usize>, Option<usize>);
@@ -36,6 +45,10 @@ struct GenPod {
     tolerations: Vec<GenToleration>,
     tolerate_cordon: bool,
     node_name: Option<usize>,
+    /// Required zone anti-affinity to pods labelled `app=x`.
+    anti_x: bool,
+    /// Labelled `app=new`, which existing pods may repel.
+    labelled: bool,
 }
 
 fn gen_node() -> impl Strategy<Value = GenNode> {
@@ -44,7 +57,10 @@ fn gen_node() -> impl Strategy<Value = GenNode> {
         (proptest::option::of(0u8..2), proptest::option::of(0i64..5)),
         proptest::collection::vec((0usize..2, 0usize..2, 0usize..3), 0..3),
         proptest::bool::weighted(0.15),
-        proptest::collection::vec((0i64..1500, 0i64..1500), 0..3),
+        proptest::collection::vec(
+            (0i64..1500, 0i64..1500, proptest::bool::weighted(0.3), proptest::bool::weighted(0.2)),
+            0..3,
+        ),
     )
         .prop_map(|((cpu, mem, max_pods), (zone, generation), taints, unschedulable, pods)| GenNode {
             cpu,
@@ -76,10 +92,31 @@ fn gen_pod(nodes: usize) -> impl Strategy<Value = GenPod> {
         ),
         proptest::bool::weighted(0.2),
         proptest::option::weighted(0.1, 0..nodes),
+        (proptest::bool::weighted(0.3), proptest::bool::weighted(0.5)),
     )
-        .prop_map(|((cpu, mem, init_cpu), (zone, gen_gt), tolerations, tolerate_cordon, node_name)| {
-            GenPod { cpu, mem, init_cpu, zone, gen_gt, tolerations, tolerate_cordon, node_name }
-        })
+        .prop_map(
+            |(
+                (cpu, mem, init_cpu),
+                (zone, gen_gt),
+                tolerations,
+                tolerate_cordon,
+                node_name,
+                (anti_x, labelled),
+            )| {
+                GenPod {
+                    cpu,
+                    mem,
+                    init_cpu,
+                    zone,
+                    gen_gt,
+                    tolerations,
+                    tolerate_cordon,
+                    node_name,
+                    anti_x,
+                    labelled,
+                }
+            },
+        )
 }
 
 fn name(i: usize) -> String {
@@ -148,8 +185,38 @@ fn build_pod(g: &GenPod) -> PodBuilder {
     b
 }
 
+/// The incoming pod with its labels and pod anti-affinity.
+fn finish_pod(g: &GenPod) -> Pod {
+    let mut p = build_pod(g).build();
+    if g.labelled {
+        p.metadata.labels = Some([("app".to_string(), "new".to_string())].into());
+    }
+    if g.anti_x {
+        p = with_anti_affinity(p, vec![pod_term("zone", &[("app", "x")])]);
+    }
+    p
+}
+
+/// An existing pod on node `i`.
+fn existing_pod(i: usize, j: usize, &(c, m, x, repels): &GenExisting) -> Arc<Pod> {
+    let mut p =
+        pod(&format!("old-{i}-{j}")).container(&as_refs(&requests(Some(c), Some(m)))).on(&name(i)).build();
+    if x {
+        p.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
+    }
+    if repels {
+        p = with_anti_affinity(p, vec![pod_term("zone", &[("app", "new")])]);
+    }
+    Arc::new(p)
+}
+
 /// The hard constraints, written from the generated description rather than the objects.
-fn model_feasible(i: usize, n: &GenNode, p: &GenPod) -> bool {
+fn model_feasible(i: usize, nodes: &[GenNode], p: &GenPod) -> bool {
+    let n = &nodes[i];
+    // Pod anti-affinity by zone: a node without a zone is in no domain.
+    let same_zone = || nodes.iter().filter(|m| n.zone.is_some() && m.zone == n.zone).flat_map(|m| &m.pods);
+    let anti_ok = !p.anti_x || !same_zone().any(|e| e.2);
+    let existing_anti_ok = !p.labelled || !same_zone().any(|e| e.3);
     let tolerates = |key: usize, value: usize, effect: usize| {
         p.tolerations.iter().any(|&(k, v, e)| {
             k.is_none_or(|k| k == key) && e.is_none_or(|e| e == effect) && v.is_none_or(|v| v == value)
@@ -168,12 +235,21 @@ fn model_feasible(i: usize, n: &GenNode, p: &GenPod) -> bool {
     let gen_ok = p.gen_gt.is_none_or(|gt| n.generation.is_some_and(|g| g > gt));
     let cpu = p.cpu.unwrap_or(0).max(p.init_cpu.unwrap_or(0));
     let mem = p.mem.unwrap_or(0);
-    let used_cpu: i64 = n.pods.iter().map(|(c, _)| c).sum();
-    let used_mem: i64 = n.pods.iter().map(|(_, m)| m).sum();
+    let used_cpu: i64 = n.pods.iter().map(|e| e.0).sum();
+    let used_mem: i64 = n.pods.iter().map(|e| e.1).sum();
     let cpu_ok = cpu == 0 || used_cpu + cpu <= n.cpu;
     let mem_ok = mem == 0 || used_mem + mem <= n.mem;
     let pods_ok = (n.pods.len() as i64) < n.max_pods;
-    cordon_ok && taints_ok && name_ok && zone_ok && gen_ok && cpu_ok && mem_ok && pods_ok
+    cordon_ok
+        && taints_ok
+        && name_ok
+        && zone_ok
+        && gen_ok
+        && cpu_ok
+        && mem_ok
+        && pods_ok
+        && anti_ok
+        && existing_anti_ok
 }
 
 fn cluster() -> impl Strategy<Value = (Vec<GenNode>, GenPod, u64)> {
@@ -192,19 +268,12 @@ proptest! {
         let pods: Vec<_> = nodes
             .iter()
             .enumerate()
-            .flat_map(|(i, n)| {
-                n.pods.iter().enumerate().map(move |(j, &(c, m))| {
-                    pod(&format!("old-{i}-{j}"))
-                        .container(&as_refs(&requests(Some(c), Some(m))))
-                        .on(&name(i))
-                        .arc()
-                })
-            })
+            .flat_map(|(i, n)| n.pods.iter().enumerate().map(move |(j, e)| existing_pod(i, j, e)))
             .collect();
         let snapshot = Snapshot::new(objects, pods).expect("valid cluster");
-        let new_pod = build_pod(&p).build();
+        let new_pod = finish_pod(&p);
         let fw = Framework::with_seed(default_profile(), seed);
-        let feasible: Vec<usize> = (0..nodes.len()).filter(|&i| model_feasible(i, &nodes[i], &p)).collect();
+        let feasible: Vec<usize> = (0..nodes.len()).filter(|&i| model_feasible(i, &nodes, &p)).collect();
         // Brute force with the plugins themselves: every filter on every node.
         let state = fw.pre_filter(&snapshot, &new_pod).expect("pre-filter passes");
         let passing: Vec<usize> =

@@ -60,7 +60,8 @@ struct Shared {
     revision: watch::Sender<Revision>,
 }
 
-/// The watch cache of one kind; see the [module docs](self).
+/// The watch cache of one kind: every object in memory and a window of recent changes; see
+/// [`Registry::enable_watch_cache`](crate::registry::Registry::enable_watch_cache).
 pub struct WatchCache {
     shared: Arc<Shared>,
     cancel: CancellationToken,
