@@ -157,6 +157,23 @@ impl<K: Resource> Cache<K> {
     }
 }
 
+impl Cache<k8s_openapi::api::core::v1::Pod> {
+    /// The pods-by-node index (`"nodeName"`): what a scheduler or node agent looks pods up by.
+    pub fn by_node_name() -> (String, IndexFn<k8s_openapi::api::core::v1::Pod>) {
+        (
+            "nodeName".into(),
+            Arc::new(|p: &k8s_openapi::api::core::v1::Pod| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .filter(|n| !n.is_empty())
+                    .into_iter()
+                    .collect()
+            }),
+        )
+    }
+}
+
 /// Applies every event of `events` to `cache` and passes it on.
 pub fn reflector<K: Resource>(
     cache: Cache<K>,

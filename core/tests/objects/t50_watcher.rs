@@ -66,7 +66,9 @@ async fn lists_then_follows_and_indexes() {
     let (a, b) = (Api::<Pod>::namespaced(client.clone(), "a"), Api::<Pod>::namespaced(client.clone(), "b"));
     a.create(&pod("x", "web")).await.expect("created");
     b.create(&pod("y", "db")).await.expect("created");
-    let cache = Cache::with_indexes([Cache::by_namespace(), Cache::by_label("app")].into_iter().collect());
+    let cache = Cache::with_indexes(
+        [Cache::by_namespace(), Cache::by_label("app"), Cache::by_node_name()].into_iter().collect(),
+    );
     let mut events =
         Box::pin(reflector(cache.clone(), watcher(Api::<Pod>::all(client.clone()), ListOptions::default())));
     assert_eq!(next(&mut events).await, WatcherEvent::Init);
@@ -82,6 +84,8 @@ async fn lists_then_follows_and_indexes() {
     assert!(cache.is_ready());
     a.create(&pod("z", "web")).await.expect("created");
     assert!(matches!(next(&mut events).await, WatcherEvent::Apply(p) if name(&p) == "z"));
+    a.bind("z", "node-1").await.expect("bound");
+    assert!(matches!(next(&mut events).await, WatcherEvent::Apply(p) if name(&p) == "z"));
     b.delete("y", &Default::default()).await.expect("deleted");
     assert!(matches!(next(&mut events).await, WatcherEvent::Delete(p) if name(&p) == "y"));
     let names = |v: Vec<Arc<Pod>>| {
@@ -94,6 +98,7 @@ async fn lists_then_follows_and_indexes() {
     assert_eq!(names(cache.indexed("label:app", "web")), ["x", "z"]);
     assert!(cache.indexed("label:app", "db").is_empty(), "deleted objects leave the indexes");
     assert!(cache.get("a/x").is_some() && cache.get("b/y").is_none());
+    assert_eq!(names(cache.indexed("nodeName", "node-1")), ["z"]);
     registry.shutdown().await;
 }
 
