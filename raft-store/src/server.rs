@@ -19,23 +19,29 @@ struct Service {
     inner: Arc<Inner>,
 }
 
+/// The connections `listener` accepts, with TCP_NODELAY set. tonic's builder setting only
+/// reaches sockets it accepts itself; without it, Nagle holds a response's second frame
+/// until the peer's delayed ACK (40 ms).
+pub(crate) fn nodelay_incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        conn.and_then(|s| {
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+    })
+}
+
 /// Serves the member transport on `listener` until `cancel` fires.
 pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener, cancel: CancellationToken) {
     let svc = RaftTransportServer::new(Service { inner: inner.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    // The builder's `tcp_nodelay` only reaches sockets tonic accepts itself: set it on ours,
-    // or Nagle holds a response's second frame until the peer's delayed ACK (40 ms).
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        conn.and_then(|s| {
-            s.set_nodelay(true)?;
-            Ok(s)
-        })
-    });
     let res = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(svc)
-        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .serve_with_incoming_shutdown(nodelay_incoming(listener), cancel.cancelled_owned())
         .await;
     if let Err(e) = res {
         tracing::error!(id = inner.id, error = %e, "member transport stopped");

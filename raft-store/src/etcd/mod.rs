@@ -12,7 +12,6 @@ mod lease;
 mod maintenance;
 mod watch;
 
-use futures::StreamExt;
 use openraft::type_config::async_runtime::WatchReceiver as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -83,13 +82,7 @@ impl Ctx {
 pub async fn serve_etcd(store: RaftStore, listener: TcpListener, cancel: CancellationToken) {
     let id = store.id();
     let ctx = Ctx { store, cluster_id: cluster_id(), cancel: cancel.clone(), tasks: TaskTracker::new() };
-    // As in the member transport: tonic's `tcp_nodelay` does not reach sockets we accept.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        conn.and_then(|s| {
-            s.set_nodelay(true)?;
-            Ok(s)
-        })
-    });
+    let incoming = crate::server::nodelay_incoming(listener);
     let res = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
