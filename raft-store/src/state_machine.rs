@@ -100,7 +100,8 @@ mod erased {
 /// Rebuilds the MVCC state from the state-machine column families.
 pub(crate) fn load_state(db: &Db) -> Result<MvccState, DbError> {
     let mut snap = MvccSnapshot {
-        revision: db.get(CF_SM_META, KEY_REVISION)?.unwrap_or(0),
+        // A store that never wrote is at the initial revision, as etcd's is.
+        revision: db.get(CF_SM_META, KEY_REVISION)?.unwrap_or(flotilla_core::store::INITIAL_REVISION),
         compact_revision: db.get(CF_SM_META, KEY_COMPACT)?.unwrap_or(0),
         ..Default::default()
     };

@@ -30,7 +30,8 @@ pub use error::{Error, Result};
 pub use lessor::Lessor;
 pub use memory::{LEASE_CHECK_INTERVAL, MemStore, new_lease_id};
 pub use mvcc::{
-    ApplyOutcome, Command, CommandResult, Mutation, MvccSnapshot, MvccState, VersionData, VersionRecord,
+    ApplyOutcome, Command, CommandResult, INITIAL_REVISION, Mutation, MvccSnapshot, MvccState, VersionData,
+    VersionRecord,
 };
 pub use types::*;
 pub use validate::{validate_command, validate_key_range, validate_range};

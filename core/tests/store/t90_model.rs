@@ -72,7 +72,8 @@ fn header(revision: Revision) -> ResponseHeader {
 
 impl Model {
     fn new() -> Self {
-        Model { history: vec![Keys::new()], events: vec![vec![]], compact: 0, leases: BTreeMap::new() }
+        // A new store is at revision 1 (etcd's initial revision), with nothing in it.
+        Model { history: vec![Keys::new(); 2], events: vec![vec![]; 2], compact: 0, leases: BTreeMap::new() }
     }
 
     fn rev(&self) -> Revision {

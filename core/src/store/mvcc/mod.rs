@@ -155,8 +155,11 @@ pub struct MvccSnapshot {
     pub versions: Vec<VersionRecord>,
 }
 
+/// The revision of an empty store, as in etcd: the first write is revision 2.
+pub const INITIAL_REVISION: Revision = 1;
+
 /// The MVCC state: every retained version of every key, leases, and the revision counters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MvccState {
     revision: Revision,
     compact_revision: Revision,
@@ -167,8 +170,20 @@ pub struct MvccState {
     leases: BTreeMap<LeaseId, LeaseEntry>,
 }
 
+impl Default for MvccState {
+    fn default() -> Self {
+        MvccState {
+            revision: INITIAL_REVISION,
+            compact_revision: 0,
+            keys: BTreeMap::new(),
+            by_revision: BTreeMap::new(),
+            leases: BTreeMap::new(),
+        }
+    }
+}
+
 impl MvccState {
-    /// An empty store at revision 0.
+    /// An empty store at [`INITIAL_REVISION`].
     pub fn new() -> Self {
         Self::default()
     }

@@ -65,6 +65,22 @@ fn version(
     }
 }
 
+/// An empty state at revision 0, so the cases below can name absolute revisions; what a new
+/// store starts at is checked by `a_new_state_starts_at_etcds_initial_revision`.
+fn zero() -> MvccState {
+    MvccState::restore(MvccSnapshot::default()).expect("an empty snapshot restores")
+}
+
+#[test]
+fn a_new_state_starts_at_etcds_initial_revision() {
+    let mut s = MvccState::new();
+    assert_eq!(s.revision(), crate::store::INITIAL_REVISION);
+    let (res, _) = ok(&mut s, txn(vec![put("a", "1")]));
+    let CommandResult::Txn(resp) = res else { panic!("a txn answers with Txn, got {res:?}") };
+    assert_eq!(resp.header.revision, 2, "etcd's first write is revision 2");
+    assert!(read(&s, KeyRange::key("a"), 1).expect("revision 1 is readable").kvs.is_empty());
+}
+
 /// Applies a command that must succeed, returning its result and outcome.
 fn ok(state: &mut MvccState, cmd: Command) -> (CommandResult, ApplyOutcome) {
     let (res, out) = state.apply(&cmd);
@@ -81,7 +97,7 @@ fn read(state: &MvccState, range: KeyRange, at: Revision) -> Result<RangeRespons
 
 #[test]
 fn puts_produce_events_and_versions() {
-    let mut s = MvccState::new();
+    let mut s = zero();
     let (res, out) = ok(&mut s, txn(vec![put("a", "1")]));
     let put_resp = |rev| ResponseOp::Put(PutResponse { header: header(rev), prev_kv: None });
     let want = TxnResponse { header: header(1), succeeded: true, responses: vec![put_resp(1)] };
@@ -109,7 +125,7 @@ fn puts_produce_events_and_versions() {
 
 #[test]
 fn changes_of_one_txn_share_a_revision_in_operation_order() {
-    let mut s = MvccState::new();
+    let mut s = zero();
     ok(&mut s, txn(vec![put("a", "1")]));
     let (res, out) = ok(&mut s, txn(vec![put("c", "1"), delete(KeyRange::key("a")), put("b", "1")]));
     let CommandResult::Txn(resp) = res else { panic!("a txn answers with Txn, got {res:?}") };
@@ -132,7 +148,7 @@ fn changes_of_one_txn_share_a_revision_in_operation_order() {
 
 #[test]
 fn no_op_and_failed_commands_produce_nothing() {
-    let mut s = MvccState::new();
+    let mut s = zero();
     ok(&mut s, txn(vec![put("a", "1")]));
     let before = s.snapshot();
     let (res, out) = ok(&mut s, txn(vec![delete(KeyRange::prefix("zz"))]));
@@ -154,7 +170,7 @@ fn no_op_and_failed_commands_produce_nothing() {
 
 #[test]
 fn lease_grant_and_revoke_outcomes() {
-    let mut s = MvccState::new();
+    let mut s = zero();
     let (res, out) = ok(&mut s, Command::LeaseGrant { id: 7, ttl: 30 });
     assert_eq!(res, CommandResult::LeaseGrant(LeaseGrantResponse { header: header(0), id: 7, ttl: 30 }));
     assert_eq!(out, ApplyOutcome { events: vec![], mutations: vec![Mutation::PutLease { id: 7, ttl: 30 }] });
@@ -192,7 +208,7 @@ fn lease_grant_and_revoke_outcomes() {
 
 /// History: 1 put a, 2 put a, 3 put b, 4 delete b, 5 delete a, 6 put c.
 fn compaction_history() -> MvccState {
-    let mut s = MvccState::new();
+    let mut s = zero();
     for cmd in [
         txn(vec![put("a", "1")]),
         txn(vec![put("a", "2")]),
@@ -249,7 +265,7 @@ fn compaction_drops_superseded_versions_and_old_tombstones() {
 /// A state exercising everything a snapshot holds: several versions per key, tombstones,
 /// leases with and without keys, and a compaction point.
 fn rich_state() -> MvccState {
-    let mut s = MvccState::new();
+    let mut s = zero();
     for cmd in [
         Command::LeaseGrant { id: 3, ttl: 10 },
         Command::LeaseGrant { id: 4, ttl: 20 },
@@ -334,7 +350,7 @@ fn restore_rejects_inconsistent_records() {
 
 /// History: 1 put a, 2 txn(put a, put b, put x), 3 put x, 4 delete a, 5 put b.
 fn replay_history() -> MvccState {
-    let mut s = MvccState::new();
+    let mut s = zero();
     for cmd in [
         txn(vec![put("a", "1")]),
         txn(vec![put("a", "2"), put("b", "1"), put("x", "1")]),
