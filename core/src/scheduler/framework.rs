@@ -4,7 +4,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -184,7 +184,17 @@ pub struct ScheduleResult {
 pub struct Framework {
     profile: Profile,
     rng: AtomicU64,
+    /// The share of nodes to find feasible before scoring; `None`: kube-scheduler's adaptive
+    /// default.
+    percentage_of_nodes_to_score: Option<u32>,
+    /// Where the next cycle starts filtering, so every node gets its turn.
+    next_start: AtomicUsize,
 }
+
+/// Below this many nodes, every node is filtered and every feasible one scored.
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The smallest adaptive percentage of nodes to score.
+pub const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
 
 impl fmt::Debug for Framework {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -200,7 +210,36 @@ impl Framework {
 
     /// A framework for `profile`, breaking ties with a generator seeded with `seed`.
     pub fn with_seed(profile: Profile, seed: u64) -> Framework {
-        Framework { profile, rng: AtomicU64::new(seed) }
+        Framework {
+            profile,
+            rng: AtomicU64::new(seed),
+            percentage_of_nodes_to_score: None,
+            next_start: AtomicUsize::new(0),
+        }
+    }
+
+    /// Stops filtering once `percentage` of the nodes (at least 100) are found feasible, as
+    /// kube-scheduler's `percentageOfNodesToScore` does; 100 filters every node.
+    pub fn with_percentage_of_nodes_to_score(mut self, percentage: u32) -> Framework {
+        self.percentage_of_nodes_to_score = Some(percentage.min(100));
+        self
+    }
+
+    /// How many feasible nodes a cycle looks for among `all`: every node below 100; else
+    /// the configured percentage, or kube-scheduler's adaptive one (50% minus 1% per 125
+    /// nodes, at least 5%), and never fewer than 100.
+    pub fn feasible_nodes_to_find(&self, all: usize) -> usize {
+        if all < MIN_FEASIBLE_NODES_TO_FIND {
+            return all;
+        }
+        let percentage = match self.percentage_of_nodes_to_score {
+            Some(p) => p as usize,
+            None => 50usize.saturating_sub(all / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE),
+        };
+        if percentage >= 100 {
+            return all;
+        }
+        (all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
     }
 
     /// The profile.
@@ -239,8 +278,10 @@ impl Framework {
         })
     }
 
-    /// Chooses a node for `pod`: pre-filter, filter every node, score the feasible ones, and
-    /// take the best total (ties broken by the seeded generator).
+    /// Chooses a node for `pod`: pre-filter, filter nodes (from where the last cycle stopped,
+    /// until [`feasible_nodes_to_find`](Self::feasible_nodes_to_find) are feasible or every
+    /// node was tried), score the feasible ones, and take the best total (ties broken by the
+    /// seeded generator).
     pub fn schedule(&self, snapshot: &Snapshot, pod: &Pod) -> Result<ScheduleResult> {
         if snapshot.is_empty() {
             return Err(Error::NoNodes);
@@ -248,7 +289,16 @@ impl Framework {
         let mut state = self.pre_filter(snapshot, pod)?;
         let mut feasible: Vec<&NodeInfo> = Vec::new();
         let mut failures = Vec::new();
-        for node in snapshot.nodes() {
+        let nodes = snapshot.nodes();
+        let all = nodes.len();
+        let want = self.feasible_nodes_to_find(all);
+        let start = self.next_start.load(Ordering::Relaxed) % all;
+        let mut evaluated = 0;
+        for node in nodes[start..].iter().chain(&nodes[..start]) {
+            if feasible.len() >= want {
+                break;
+            }
+            evaluated += 1;
             match self.filter(&state, pod, node) {
                 None => feasible.push(node),
                 Some((plugin, Status::Error { message })) => {
@@ -259,7 +309,7 @@ impl Framework {
                 }
             }
         }
-        let evaluated = snapshot.len();
+        self.next_start.store((start + evaluated) % all, Ordering::Relaxed);
         let chosen = match feasible.len() {
             0 => return Err(FitError { num_all_nodes: snapshot.len(), pre_filter: None, failures }.into()),
             // One candidate needs no ranking, as kube-scheduler skips scoring then.
@@ -502,5 +552,42 @@ mod tests {
         let mut zeros = [NodeScore { node: "a", score: 0 }];
         default_normalize(&mut zeros, true);
         assert_eq!(zeros[0].score, 100);
+    }
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    use super::*;
+    use crate::scheduler::plugins::default_profile;
+    use crate::scheduler::testing::{node, pod};
+
+    #[test]
+    fn nodes_to_find_follow_kube_scheduler() {
+        let f = Framework::new(default_profile());
+        assert_eq!(f.feasible_nodes_to_find(50), 50, "small clusters: every node");
+        assert_eq!(f.feasible_nodes_to_find(1_000), 420, "adaptive: 50% - 1000/125 = 42%");
+        assert_eq!(f.feasible_nodes_to_find(5_000), 500, "adaptive: 50% - 40% = 10%");
+        assert_eq!(f.feasible_nodes_to_find(100_000), 5_000, "never below 5%");
+        assert_eq!(f.feasible_nodes_to_find(150), 100, "never fewer than 100");
+        let all = Framework::new(default_profile()).with_percentage_of_nodes_to_score(100);
+        assert_eq!(all.feasible_nodes_to_find(5_000), 5_000);
+    }
+
+    #[test]
+    fn a_cycle_stops_at_enough_feasible_nodes_and_the_next_starts_after_it() {
+        let nodes: Vec<_> =
+            (0..300).map(|i| node(&format!("n{i:03}")).capacity("4", "8Gi", "110").build()).collect();
+        let snapshot = Snapshot::new(nodes, Vec::new()).expect("snapshot");
+        let f = Framework::new(default_profile()).with_percentage_of_nodes_to_score(10);
+        let p = pod("p").container(&[("cpu", "100m"), ("memory", "100Mi")]).build();
+        let first = f.schedule(&snapshot, &p).expect("placed");
+        assert_eq!((first.evaluated, first.feasible), (100, 100));
+        let second = f.schedule(&snapshot, &p).expect("placed");
+        assert_eq!(second.evaluated, 100);
+        let index = |n: &str| n[1..].parse::<usize>().expect("numbered");
+        assert!(
+            index(&first.node) < 100 && (100..200).contains(&index(&second.node)),
+            "{first:?} {second:?}"
+        );
     }
 }

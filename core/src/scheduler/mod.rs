@@ -31,8 +31,9 @@ mod proptests;
 mod testing;
 
 pub use framework::{
-    CycleState, FilterPlugin, Framework, MAX_NODE_SCORE, NodeScore, PreFilterPlugin, Profile, ScheduleResult,
-    ScorePlugin, WeightedScore, default_normalize,
+    CycleState, FilterPlugin, Framework, MAX_NODE_SCORE, MIN_FEASIBLE_NODES_PERCENTAGE,
+    MIN_FEASIBLE_NODES_TO_FIND, NodeScore, PreFilterPlugin, Profile, ScheduleResult, ScorePlugin,
+    WeightedScore, default_normalize,
 };
 pub use snapshot::{
     DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, NodeInfo, PodRequests, Resources, Snapshot, pod_key,
