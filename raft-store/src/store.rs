@@ -31,6 +31,16 @@ use crate::typ::{NodeId, Raft};
 /// How long `shutdown` waits for the database to close.
 const DB_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What `RaftStore::assemble` hands to `open`.
+type Assembled = (Arc<Inner>, TcpListener, SocketAddr, Option<(TcpListener, SocketAddr)>);
+
+/// Waits (up to [`DB_CLOSE_TIMEOUT`]) until member `id`'s database is closed.
+async fn wait_closed(id: NodeId, closed: crate::db::Closed) {
+    if tokio::time::timeout(DB_CLOSE_TIMEOUT, closed).await.is_err() {
+        tracing::warn!(id, "database still open {DB_CLOSE_TIMEOUT:?} after the member stopped");
+    }
+}
+
 /// State shared by a member's handle, its server and its background tasks.
 pub(crate) struct Inner {
     pub(crate) id: NodeId,
@@ -73,12 +83,44 @@ pub struct RaftStore {
 impl RaftStore {
     /// Opens (or creates) a member's data, starts raft and serves the member transport on
     /// `config.listen`. A new member is idle until [`initialize`](Self::initialize)d or
-    /// added to a cluster by its leader.
+    /// added to a cluster by its leader. When it fails, the data directory is released
+    /// before the error is returned, as it is when [`shutdown`](Self::shutdown) returns.
     pub async fn open(config: RaftStoreConfig) -> std::result::Result<Self, OpenError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| OpenError::DataDir { path: config.data_dir.clone(), source })?;
         let db_path = config.data_dir.join("db");
         let (db, closed) = Db::open(&db_path)?;
+        let (inner, listener, local_addr, etcd_listener) = match Self::assemble(&config, db).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Whatever opened is dropped by now: wait until RocksDB has let go of the
+                // directory, so the caller can repair it or open it again at once.
+                wait_closed(config.id, closed).await;
+                return Err(e);
+            }
+        };
+        let store = RaftStore {
+            inner,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            local_addr,
+            etcd_addr: etcd_listener.as_ref().map(|(_, a)| *a),
+            closed: Arc::new(Mutex::new(Some(closed))),
+        };
+        let server = crate::server::serve(store.inner.clone(), listener, store.cancel.clone());
+        store.tasks.spawn(server);
+        if let Some((listener, _)) = etcd_listener {
+            let etcd = crate::etcd::serve_etcd(store.clone(), listener, store.cancel.clone());
+            store.tasks.spawn(etcd);
+        }
+        let leases = store.clone();
+        store.tasks.spawn(async move { leases.run_lease_expiry().await });
+        Ok(store)
+    }
+
+    /// Everything `open` builds on the database: raft with its log and state machine, and
+    /// the bound listeners (member transport, etcd API).
+    async fn assemble(config: &RaftStoreConfig, db: Db) -> std::result::Result<Assembled, OpenError> {
         let log_store = LogStore::new(db.clone());
         log_store.verify()?;
         let progress = config.progress_interval;
@@ -115,23 +157,7 @@ impl RaftStore {
             request_timeout: config.request_timeout,
             lessor_promoted: Mutex::new(false),
         });
-        let store = RaftStore {
-            inner,
-            cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            local_addr,
-            etcd_addr: etcd_listener.as_ref().map(|(_, a)| *a),
-            closed: Arc::new(Mutex::new(Some(closed))),
-        };
-        let server = crate::server::serve(store.inner.clone(), listener, store.cancel.clone());
-        store.tasks.spawn(server);
-        if let Some((listener, _)) = etcd_listener {
-            let etcd = crate::etcd::serve_etcd(store.clone(), listener, store.cancel.clone());
-            store.tasks.spawn(etcd);
-        }
-        let leases = store.clone();
-        store.tasks.spawn(async move { leases.run_lease_expiry().await });
-        Ok(store)
+        Ok((inner, listener, local_addr, etcd_listener))
     }
 
     /// This member's id.
@@ -233,10 +259,8 @@ impl RaftStore {
         // it): wait for that, so a stopped member's files are released and no RocksDB thread
         // outlives the store (one still running at process exit aborts the process).
         let closed = self.closed.lock().take();
-        if let Some(closed) = closed
-            && tokio::time::timeout(DB_CLOSE_TIMEOUT, closed).await.is_err()
-        {
-            tracing::warn!(id = self.inner.id, "database still open {DB_CLOSE_TIMEOUT:?} after shutdown");
+        if let Some(closed) = closed {
+            wait_closed(self.inner.id, closed).await;
         }
     }
 

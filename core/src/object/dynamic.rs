@@ -89,13 +89,16 @@ impl DynamicObject {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
-    /// Everything but `metadata` and `status`: what a change of bumps `generation`.
-    pub fn spec_part(&self) -> Map<String, Value> {
-        self.data
-            .iter()
-            .filter(|(k, _)| k.as_str() != "status")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    /// Whether everything but `metadata` and `status` is equal in both: what a change of
+    /// bumps `generation`.
+    pub fn same_spec(&self, other: &DynamicObject) -> bool {
+        fn rest(o: &DynamicObject) -> Vec<(&String, &Value)> {
+            let mut fields: Vec<(&String, &Value)> =
+                o.data.iter().filter(|(k, _)| k.as_str() != "status").collect();
+            fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            fields
+        }
+        rest(self) == rest(other)
     }
 }
 
@@ -131,6 +134,11 @@ mod tests {
         assert_eq!(d.data["spec"]["containers"][0]["image"], "busybox");
         let back: Pod = d.to_typed().expect("converts back");
         assert_eq!(back, pod);
-        assert!(!d.spec_part().contains_key("status"));
+        let mut with_status = d.clone();
+        with_status.data.insert("status".into(), serde_json::json!({"phase": "Running"}));
+        assert!(d.same_spec(&with_status), "status is not spec");
+        let mut other = d.clone();
+        other.data.insert("spec".into(), serde_json::json!({}));
+        assert!(!d.same_spec(&other));
     }
 }

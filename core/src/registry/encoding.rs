@@ -42,9 +42,13 @@ pub(crate) fn encode(obj: &DynamicObject) -> Result<Vec<u8>> {
 
 /// Decodes a stored key-value, setting resourceVersion to its mod revision.
 pub(crate) fn decode(kv: &KeyValue) -> Result<DynamicObject> {
-    let key = String::from_utf8_lossy(&kv.key);
+    decode_value(&String::from_utf8_lossy(&kv.key), &kv.value, kv.mod_revision)
+}
+
+/// Decodes the stored `value` of `key` (named in errors), last changed at `mod_revision`.
+pub(crate) fn decode_value(key: &str, value: &[u8], mod_revision: i64) -> Result<DynamicObject> {
     let (&format, json) =
-        kv.value.split_first().ok_or_else(|| Error::Internal(format!("stored object {key} is empty")))?;
+        value.split_first().ok_or_else(|| Error::Internal(format!("stored object {key} is empty")))?;
     if format != OBJECT_FORMAT {
         return Err(Error::Internal(format!(
             "stored object {key} has format {format}; this build reads format {OBJECT_FORMAT}"
@@ -52,7 +56,7 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<DynamicObject> {
     }
     let mut obj: DynamicObject = serde_json::from_slice(json)
         .map_err(|e| Error::Internal(format!("stored object {key} does not decode: {e}")))?;
-    obj.metadata.resource_version = Some(kv.mod_revision.to_string());
+    obj.metadata.resource_version = Some(mod_revision.to_string());
     Ok(obj)
 }
 

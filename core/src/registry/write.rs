@@ -321,9 +321,7 @@ impl Registry {
         meta::keep_system_fields(&mut new.metadata, &old.metadata);
         let (mut new, warnings) = self.admit(s.as_ref(), t, new, Some(old), opts)?;
         let annotations_count = t.group == "apps" && t.plural == "deployments";
-        if new.spec_part() != old.spec_part()
-            || annotations_count && new.metadata.annotations != old.metadata.annotations
-        {
+        if !new.same_spec(old) || annotations_count && new.metadata.annotations != old.metadata.annotations {
             new.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
         }
         if let Some(manager) = track.filter(|m| !m.is_empty()) {

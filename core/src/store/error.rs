@@ -21,6 +21,9 @@ pub enum Error {
         field: String,
         /// What is wrong with it.
         reason: String,
+        /// Which rule it broke, for callers that answer in another protocol's terms.
+        #[serde(default)]
+        problem: Problem,
     },
     /// The revision asked for has been compacted away.
     #[error("revision {requested} has been compacted; the oldest available is {compact_revision}")]
@@ -68,10 +71,31 @@ pub enum Error {
     Storage(String),
 }
 
+/// The rule an `InvalidArgument` broke.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Problem {
+    /// A key is empty.
+    EmptyKey,
+    /// A key or value is over its size limit.
+    TooLarge,
+    /// A transaction has more compares and operations than allowed.
+    TooManyOps,
+    /// A transaction branch writes the same key twice.
+    DuplicateKey,
+    /// Any other invalid field.
+    #[default]
+    Other,
+}
+
 impl Error {
     /// An `InvalidArgument` for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidArgument { field: field.into(), reason: reason.into() }
+        Self::invalid_as(Problem::Other, field, reason)
+    }
+
+    /// An `InvalidArgument` for `field` that broke rule `problem`.
+    pub fn invalid_as(problem: Problem, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument { field: field.into(), reason: reason.into(), problem }
     }
 
     /// Whether the same request may succeed if sent again later, unchanged.

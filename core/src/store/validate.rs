@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::error::{Error, Result};
+use super::error::{Error, Problem, Result};
 use super::mvcc::Command;
 use super::types::{
     KeyRange, MAX_KEY_BYTES, MAX_LEASE_TTL_SECS, MAX_TXN_OPS, MAX_VALUE_BYTES, RangeRequest, RequestOp,
@@ -78,14 +78,15 @@ pub fn validate_key_range(range: &KeyRange, field: &str) -> Result<()> {
 
 fn validate_key(key: &[u8], field: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::invalid(field, "key must not be empty"));
+        return Err(Error::invalid_as(Problem::EmptyKey, field, "key must not be empty"));
     }
     check_len(key, field)
 }
 
 fn check_len(key: &[u8], field: &str) -> Result<()> {
     if key.len() > MAX_KEY_BYTES {
-        return Err(Error::invalid(
+        return Err(Error::invalid_as(
+            Problem::TooLarge,
             field,
             format!("{} bytes exceeds the limit of {MAX_KEY_BYTES}", key.len()),
         ));
@@ -96,7 +97,8 @@ fn check_len(key: &[u8], field: &str) -> Result<()> {
 fn validate_txn(txn: &TxnRequest) -> Result<()> {
     let ops = txn.compare.len() + txn.success.len() + txn.failure.len();
     if ops > MAX_TXN_OPS {
-        return Err(Error::invalid(
+        return Err(Error::invalid_as(
+            Problem::TooManyOps,
             "txn",
             format!("{ops} compares and operations exceed the limit of {MAX_TXN_OPS}"),
         ));
@@ -106,7 +108,8 @@ fn validate_txn(txn: &TxnRequest) -> Result<()> {
         if let super::types::CompareTarget::Value(v) = &cmp.target
             && v.len() > MAX_VALUE_BYTES
         {
-            return Err(Error::invalid(
+            return Err(Error::invalid_as(
+                Problem::TooLarge,
                 format!("txn.compare[{i}].value"),
                 format!("{} bytes exceeds the limit of {MAX_VALUE_BYTES}", v.len()),
             ));
@@ -126,7 +129,8 @@ fn validate_branch(ops: &[RequestOp], branch: &str) -> Result<()> {
             RequestOp::Put(p) => {
                 validate_key(&p.key, &format!("{field}.put.key"))?;
                 if p.value.len() > MAX_VALUE_BYTES {
-                    return Err(Error::invalid(
+                    return Err(Error::invalid_as(
+                        Problem::TooLarge,
                         format!("{field}.put.value"),
                         format!("{} bytes exceeds the limit of {MAX_VALUE_BYTES}", p.value.len()),
                     ));
@@ -135,7 +139,8 @@ fn validate_branch(ops: &[RequestOp], branch: &str) -> Result<()> {
                     return Err(Error::invalid(format!("{field}.put.lease"), "must not be negative"));
                 }
                 if !put_keys.insert(p.key.as_slice()) {
-                    return Err(Error::invalid(
+                    return Err(Error::invalid_as(
+                        Problem::DuplicateKey,
                         format!("{field}.put.key"),
                         "duplicate key in one transaction branch",
                     ));
@@ -149,7 +154,8 @@ fn validate_branch(ops: &[RequestOp], branch: &str) -> Result<()> {
     }
     for (field, range) in deletes {
         if put_keys.iter().any(|k| range.contains(k)) {
-            return Err(Error::invalid(
+            return Err(Error::invalid_as(
+                Problem::DuplicateKey,
                 format!("{field}.delete.key"),
                 "deletes a key that the same transaction branch also puts",
             ));
@@ -165,6 +171,27 @@ mod tests {
 
     fn txn(ops: Vec<RequestOp>) -> Command {
         Command::Txn(TxnRequest { success: ops, ..Default::default() })
+    }
+
+    fn problem_of(cmd: &Command) -> Problem {
+        match validate_command(cmd) {
+            Err(Error::InvalidArgument { problem, .. }) => problem,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_rule_names_its_problem() {
+        let put = |k: &str, v: Vec<u8>| RequestOp::Put(PutRequest::new(k, v));
+        assert_eq!(problem_of(&txn(vec![put("", vec![])])), Problem::EmptyKey);
+        assert_eq!(problem_of(&txn(vec![put("k", vec![0; MAX_VALUE_BYTES + 1])])), Problem::TooLarge);
+        assert_eq!(problem_of(&txn(vec![put(&"k".repeat(MAX_KEY_BYTES + 1), vec![])])), Problem::TooLarge);
+        assert_eq!(problem_of(&txn(vec![put("k", vec![]), put("k", vec![])])), Problem::DuplicateKey);
+        let delete = RequestOp::DeleteRange(DeleteRangeRequest { range: KeyRange::key("k"), prev_kv: false });
+        assert_eq!(problem_of(&txn(vec![put("k", vec![]), delete])), Problem::DuplicateKey);
+        let many = (0..=MAX_TXN_OPS).map(|i| put(&format!("k{i}"), vec![])).collect();
+        assert_eq!(problem_of(&txn(many)), Problem::TooManyOps);
+        assert_eq!(problem_of(&Command::Compact(-1)), Problem::Other);
     }
 
     fn field_of(cmd: &Command) -> String {

@@ -3,7 +3,7 @@
 
 use flotilla_core::store::{
     Compare, CompareOp, CompareTarget, DeleteRangeRequest, Error, Event, EventType, KeyRange, KeyValue,
-    PutRequest, RangeRequest, RequestOp,
+    Problem, PutRequest, RangeRequest, RequestOp,
 };
 use tonic::Status;
 
@@ -31,21 +31,14 @@ pub(crate) fn status(e: Error) -> Status {
         Error::LeaseNotFound(_) => Status::not_found(ERR_LEASE_NOT_FOUND),
         Error::LeaseExists(_) => Status::failed_precondition("etcdserver: lease already exists"),
         Error::KeyNotFound { .. } => Status::invalid_argument("etcdserver: key not found"),
-        Error::InvalidArgument { field, reason } => {
-            // core's validation names the field; etcd's clients match on fixed messages.
-            let msg = if reason.contains("must not be empty") {
-                ERR_EMPTY_KEY.to_string()
-            } else if reason.contains("duplicate key") || reason.contains("also puts") {
-                ERR_DUPLICATE_KEY.to_string()
-            } else if field == "txn" && reason.contains("exceed the limit") {
-                ERR_TOO_MANY_OPS.to_string()
-            } else if reason.contains("exceeds the limit") {
-                ERR_TOO_LARGE.to_string()
-            } else {
-                format!("etcdserver: invalid {field}: {reason}")
-            };
-            Status::invalid_argument(msg)
-        }
+        // core's validation names the field; etcd's clients match on fixed messages.
+        Error::InvalidArgument { field, reason, problem } => Status::invalid_argument(match problem {
+            Problem::EmptyKey => ERR_EMPTY_KEY.to_string(),
+            Problem::DuplicateKey => ERR_DUPLICATE_KEY.to_string(),
+            Problem::TooManyOps => ERR_TOO_MANY_OPS.to_string(),
+            Problem::TooLarge => ERR_TOO_LARGE.to_string(),
+            Problem::Other => format!("etcdserver: invalid {field}: {reason}"),
+        }),
         Error::Unavailable { reason } if reason.contains("leader") => {
             Status::unavailable("etcdserver: leader changed")
         }
@@ -292,12 +285,16 @@ mod tests {
         assert_eq!((s.code(), s.message()), (tonic::Code::OutOfRange, ERR_COMPACTED));
         let s = status(Error::LeaseNotFound(7));
         assert_eq!((s.code(), s.message()), (tonic::Code::NotFound, ERR_LEASE_NOT_FOUND));
-        let s = status(Error::invalid("txn.success[1].put.key", "duplicate key in one transaction branch"));
+        let s = status(Error::invalid_as(Problem::DuplicateKey, "txn.success[1].put.key", "duplicate key"));
         assert_eq!(s.message(), ERR_DUPLICATE_KEY);
-        let s = status(Error::invalid("txn", "130 compares and operations exceed the limit of 128"));
+        let s = status(Error::invalid_as(Problem::TooManyOps, "txn", "130 compares and operations"));
         assert_eq!(s.message(), ERR_TOO_MANY_OPS);
-        let s = status(Error::invalid("txn.success[0].put.value", "2000000 bytes exceeds the limit of 1"));
+        let s = status(Error::invalid_as(Problem::TooLarge, "txn.success[0].put.value", "2000000 bytes"));
         assert_eq!(s.message(), ERR_TOO_LARGE);
+        let s = status(Error::invalid_as(Problem::EmptyKey, "put.key", "key must not be empty"));
+        assert_eq!(s.message(), ERR_EMPTY_KEY);
+        let s = status(Error::invalid("range.limit", "must not be negative, got -1"));
+        assert_eq!(s.message(), "etcdserver: invalid range.limit: must not be negative, got -1");
     }
 
     #[test]

@@ -60,8 +60,8 @@ impl Cluster {
         Ok(c)
     }
 
-    /// Opens member `id` listening on `listen`, retrying while its previous incarnation
-    /// still holds the database lock.
+    /// Opens member `id` listening on `listen`, retrying while the port is not yet free. (Its
+    /// previous incarnation's database is closed: `shutdown` waits for that.)
     pub(crate) async fn launch(&mut self, id: NodeId, listen: SocketAddr) -> anyhow::Result<()> {
         let mut cfg = fast_config(id, self.dir.path(), listen, self.filter.clone());
         (self.tweak)(&mut cfg);
@@ -69,11 +69,6 @@ impl Cluster {
         let store = loop {
             match RaftStore::open(cfg.clone()).await {
                 Ok(s) => break s,
-                Err(OpenError::Db(e))
-                    if tokio::time::Instant::now() < deadline && e.to_string().contains("open") =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
                 Err(OpenError::Listen { .. }) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

@@ -37,49 +37,22 @@ async fn restart_keeps_data_history_and_leases() -> anyhow::Result<()> {
     .await
 }
 
-/// Whether `e` says another handle (a stopping member) still holds the database lock.
-fn is_lock_error(e: &dyn std::error::Error) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.to_string().contains("lock") {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-/// Opens a member that must refuse to start, waiting out the lock of a member that is still
-/// stopping.
+/// Opens a member that must refuse to start. A stopped member has released the directory
+/// (`shutdown` waits for RocksDB to close), and so has a refused open.
 async fn open_fails(dir: &std::path::Path) -> OpenError {
     let cfg = fast_config(1, dir, "127.0.0.1:0".parse().expect("valid"), Default::default());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match RaftStore::open(cfg.clone()).await {
-            Ok(s) => {
-                s.shutdown().await;
-                panic!("a member with bad data must refuse to start")
-            }
-            Err(e) if is_lock_error(&e) && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return e,
+    match RaftStore::open(cfg).await {
+        Ok(s) => {
+            s.shutdown().await;
+            panic!("a member with bad data must refuse to start")
         }
+        Err(e) => e,
     }
 }
 
-/// Opens the database directly, waiting out the lock of a member that is still stopping.
-async fn open_raw(path: &std::path::Path, cfs: [&str; 5]) -> anyhow::Result<rocksdb::DB> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match rocksdb::DB::open_cf(&rocksdb::Options::default(), path, cfs) {
-            Ok(db) => return Ok(db),
-            Err(e) if e.to_string().contains("lock") && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+/// Opens the database directly, which needs the lock no member may still hold.
+fn open_raw(path: &std::path::Path, cfs: [&str; 5]) -> anyhow::Result<rocksdb::DB> {
+    Ok(rocksdb::DB::open_cf(&rocksdb::Options::default(), path, cfs)?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +66,7 @@ async fn unknown_format_and_corrupt_records_refuse_to_start() -> anyhow::Result<
 
         // A record with an unknown format version.
         {
-            let db = open_raw(&db_path, cfs).await?;
+            let db = open_raw(&db_path, cfs)?;
             let kv = db.cf_handle("sm_kv").expect("exists");
             let (k, mut v) = db.iterator_cf(kv, rocksdb::IteratorMode::Start).next().expect("one version")?;
             v[0] = 77;
@@ -107,7 +80,7 @@ async fn unknown_format_and_corrupt_records_refuse_to_start() -> anyhow::Result<
 
         // A database from a future layout.
         {
-            let db = open_raw(&db_path, cfs).await?;
+            let db = open_raw(&db_path, cfs)?;
             let meta = db.cf_handle("raft_meta").expect("exists");
             let mut v = vec![1u8];
             v.extend_from_slice(&9u32.to_le_bytes());

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use flotilla_core::store::{
-    Compare, CompareOp, DeleteRangeRequest, KeyRange, MemStore, PutRequest, RangeRequest, RequestOp,
-    Revision, Store, TxnRequest, WatchRequest,
+    Compare, CompareOp, DeleteRangeRequest, KeyRange, KvEngine, MemStore, MvccState, PutRequest,
+    RangeRequest, RequestOp, Revision, Store, TxnRequest, WatchRequest,
 };
 use proptest::prelude::*;
 
@@ -142,22 +142,32 @@ async fn history(store: &dyn Store) -> Vec<String> {
 }
 
 /// Every event a watch of `range` from `start` delivers up to the current revision.
+/// The model's progress-notification interval, as the cluster harness configures members.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a replay waits for an event or a progress notification before it fails.
+const REPLAY_PATIENCE: Duration = Duration::from_secs(5);
+
 async fn replay(store: &dyn Store, range: KeyRange, start: Revision) -> String {
     let end = current_revision(store).await;
-    let req = WatchRequest { range, start_revision: start, prev_kv: true, progress_notify: false };
+    let req = WatchRequest { range, start_revision: start, prev_kv: true, progress_notify: true };
     let mut stream = match store.watch(req).await {
         Ok(s) => s,
         Err(e) => return format!("{e:?}"),
     };
     let mut events = Vec::new();
     while events.last().is_none_or(|(rev, _)| *rev < end) {
-        match tokio::time::timeout(Duration::from_millis(300), stream.next_response()).await {
-            // Caught up: the watch is idle because no later event matches its range.
-            Err(_) | Ok(None) => break,
+        match tokio::time::timeout(REPLAY_PATIENCE, stream.next_response()).await {
+            Err(_) => {
+                events.push((end, format!("no event or progress notification within {REPLAY_PATIENCE:?}")));
+                break;
+            }
+            Ok(None) => break,
             Ok(Some(Err(e))) => {
                 events.push((end, format!("{e:?}")));
                 break;
             }
+            // Caught up: nothing later matches the range up to `end`.
+            Ok(Some(Ok(resp))) if resp.is_progress_notify() && resp.header.revision >= end => break,
             Ok(Some(Ok(resp))) => {
                 events.extend(resp.events.iter().map(|e| (e.kv.mod_revision, format!("{e:?}"))))
             }
@@ -168,7 +178,8 @@ async fn replay(store: &dyn Store, range: KeyRange, start: Revision) -> String {
 
 async fn run_case(steps: Vec<Step>, replays: Vec<(usize, u8)>) -> anyhow::Result<()> {
     let mut cluster = Cluster::start(1).await?;
-    let model = MemStore::new();
+    // Progress notifications as often as the raft members send them (the harness's 100 ms).
+    let model = MemStore::with_engine(KvEngine::with_progress_interval(MvccState::new(), PROGRESS_INTERVAL));
     for (i, step) in steps.iter().enumerate() {
         if let Step::Restart = step {
             cluster.stop(1).await;

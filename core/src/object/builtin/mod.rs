@@ -231,3 +231,27 @@ impl Kind for Service {
         super::columns::service(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names a kind declares for field selectors are exactly the fields it reports.
+    fn declared_fields_match<K: Kind + Default>() {
+        let reported: Vec<&str> = K::default().selectable_fields().iter().map(|(n, _)| *n).collect();
+        assert_eq!(reported, K::selectable_field_names(), "{}", K::TYPE.kind);
+    }
+
+    #[test]
+    fn selectable_field_names_match_the_fields() {
+        declared_fields_match::<core::v1::Namespace>();
+        declared_fields_match::<core::v1::Node>();
+        declared_fields_match::<core::v1::Secret>();
+        declared_fields_match::<core::v1::Event>();
+        declared_fields_match::<core::v1::Pod>();
+        declared_fields_match::<core::v1::ConfigMap>();
+        declared_fields_match::<apps::v1::ReplicaSet>();
+        declared_fields_match::<apps::v1::Deployment>();
+        declared_fields_match::<Service>();
+    }
+}

@@ -51,6 +51,10 @@ impl Default for WatchCacheConfig {
     }
 }
 
+/// A store event made ready to apply: its revision, key, and (unless a deletion) the new
+/// entry with the object it decoded to.
+type Decoded = (Revision, String, Option<(Entry, Arc<DynamicObject>)>);
+
 struct Shared {
     t: ResourceType,
     strategy: Arc<dyn KindStrategy>,
@@ -74,8 +78,8 @@ impl std::fmt::Debug for WatchCache {
     }
 }
 
-fn entry(s: &dyn KindStrategy, obj: &DynamicObject) -> Entry {
-    Entry::new(obj, selectable_fields(s, obj))
+fn entry(s: &dyn KindStrategy, kv: &store::KeyValue, obj: &DynamicObject) -> Entry {
+    Entry::new(kv, obj, selectable_fields(s, obj))
 }
 
 impl Shared {
@@ -86,7 +90,7 @@ impl Shared {
         for kv in &resp.kvs {
             objects.insert(
                 String::from_utf8_lossy(&kv.key).into_owned(),
-                entry(self.strategy.as_ref(), &decode(kv)?),
+                entry(self.strategy.as_ref(), kv, &decode(kv)?),
             );
         }
         let rev = resp.header.revision;
@@ -107,24 +111,34 @@ impl Shared {
     }
 
     fn apply(&self, resp: store::WatchResponse) {
+        // Decode and compute selector fields before taking the lock: readers and new
+        // watchers wait on it, not on JSON.
+        let changes: Vec<Decoded> = resp
+            .events
+            .iter()
+            .filter_map(|ev| {
+                let key = String::from_utf8_lossy(&ev.kv.key).into_owned();
+                let new = match ev.kind {
+                    EventType::Delete => None,
+                    EventType::Put => match decode(&ev.kv) {
+                        Ok(o) => Some((entry(self.strategy.as_ref(), &ev.kv, &o), Arc::new(o))),
+                        Err(e) => {
+                            tracing::error!(kind = self.t.kind, key = %key, error = %e, "undecodable object in the store");
+                            return None;
+                        }
+                    },
+                };
+                Some((ev.kv.mod_revision, key, new))
+            })
+            .collect();
         let mut state = self.state.lock();
         if resp.events.is_empty() {
             state.progress(resp.header.revision);
         }
-        for ev in &resp.events {
-            let key = String::from_utf8_lossy(&ev.kv.key).into_owned();
+        for (revision, key, new) in changes {
             let old = state.objects.get(&key).cloned();
-            let (new, decoded) = match ev.kind {
-                EventType::Delete => (None, None),
-                EventType::Put => match decode(&ev.kv) {
-                    Ok(o) => (Some(entry(self.strategy.as_ref(), &o)), Some(Arc::new(o))),
-                    Err(e) => {
-                        tracing::error!(kind = self.t.kind, key = %key, error = %e, "undecodable object in the store");
-                        continue;
-                    }
-                },
-            };
-            state.apply(Change { revision: ev.kv.mod_revision, key, old, new }, decoded);
+            let (new, decoded) = new.map_or((None, None), |(e, o)| (Some(e), Some(o)));
+            state.apply(Change { revision, key, old, new }, decoded);
         }
         let rev = state.revision;
         drop(state);

@@ -11,34 +11,39 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 use crate::object::DynamicObject;
+use crate::registry::encoding::decode_value;
 use crate::registry::list::Filter;
 use crate::registry::{Error, WatchEvent};
-use crate::store::Revision;
+use crate::store::{KeyValue, Revision};
 
 /// One cached object version.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
-    /// The object's JSON, resourceVersion included.
-    json: Arc<[u8]>,
+    /// The value as stored (format byte and JSON, without resourceVersion).
+    stored: Arc<[u8]>,
+    mod_revision: Revision,
     namespace: Arc<str>,
     labels: Arc<BTreeMap<String, String>>,
     pub(crate) fields: Arc<BTreeMap<String, String>>,
 }
 
 impl Entry {
-    /// An entry for `obj` with its selectable `fields`.
-    pub(crate) fn new(obj: &DynamicObject, fields: BTreeMap<String, String>) -> Self {
+    /// An entry for the stored key-value `kv`, already decoded as `obj`, with its selectable
+    /// `fields`.
+    pub(crate) fn new(kv: &KeyValue, obj: &DynamicObject, fields: BTreeMap<String, String>) -> Self {
         Entry {
-            json: serde_json::to_vec(obj).unwrap_or_default().into(),
+            stored: kv.value.as_slice().into(),
+            mod_revision: kv.mod_revision,
             namespace: obj.namespace().into(),
             labels: Arc::new(obj.metadata.labels.clone().unwrap_or_default()),
             fields: Arc::new(fields),
         }
     }
 
-    /// The object, decoded.
+    /// The object, decoded (it decoded when the entry was made, so this does not fail but for
+    /// memory corruption; then an empty object is logged and returned).
     pub(crate) fn object(&self) -> DynamicObject {
-        serde_json::from_slice(&self.json).unwrap_or_else(|e| {
+        decode_value("in the watch cache", &self.stored, self.mod_revision).unwrap_or_else(|e| {
             tracing::error!(error = %e, "watch cache entry does not decode");
             DynamicObject::default()
         })

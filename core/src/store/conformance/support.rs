@@ -36,7 +36,7 @@ pub(crate) fn ok<T>(what: &str, res: Result<T>) -> T {
 /// The field named by an `InvalidArgument` error; fails the case on anything else.
 pub(crate) fn invalid_field<T: Debug>(what: &str, res: Result<T>) -> String {
     match res {
-        Err(Error::InvalidArgument { field, reason }) => {
+        Err(Error::InvalidArgument { field, reason, .. }) => {
             assert!(!reason.is_empty(), "{what}: InvalidArgument for {field} gave no reason");
             field
         }
