@@ -1,3 +1,19 @@
-//! Flotilla's API server (to come): the Kubernetes REST dialect over HTTP (discovery, CRUD,
-//! patch, watch, subresources, Table output), authentication, RBAC and admission, and the
-//! remote client. It sees storage only through `flotilla_core`'s `Store` trait.
+//! Flotilla's API server: the Kubernetes REST dialect over HTTP(S), so that an unmodified
+//! `kubectl` drives a Flotilla cluster.
+//!
+//! Start with [`server::ApiServer`]: it serves a core [`Registry`](flotilla_core::registry::Registry)
+//! (any store) with discovery ([`discovery`]), OpenAPI documents ([`openapi`]), the resource
+//! verbs, subresources and server-side Table output ([`server`]). [`pki`] creates and keeps
+//! the cluster's certificate authority, serving certificate and admin credential;
+//! [`tls`] serves a router over rustls; [`kubeconfig`] writes the file kubectl reads;
+//! [`auth`] authenticates requests (tokens, client certificates) and authorizes them (RBAC).
+//!
+//! The crate sees storage only through core's `Store` trait; the binaries choose the store.
+
+pub mod auth;
+pub mod discovery;
+pub mod kubeconfig;
+pub mod openapi;
+pub mod pki;
+pub mod server;
+pub mod tls;

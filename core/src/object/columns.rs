@@ -138,6 +138,7 @@ pub(super) fn service(s: &Service) -> Vec<Value> {
 pub(super) const NODE: &[Column] = &[
     Column::text("Status", "Whether the node is ready (and schedulable)."),
     Column::text("Roles", "The node's roles, from its node-role labels."),
+    super::table::AGE,
     Column::text("Version", "The node agent's version."),
     Column::wide("Internal-IP", "The node's internal address."),
 ];
@@ -162,6 +163,7 @@ pub(super) fn node(n: &Node) -> Vec<Value> {
     vec![
         Value::String(state),
         cell(roles.join(",")),
+        Value::Null, // Age: filled in with the time the row is printed at
         cell(status.node_info.map(|i| i.kubelet_version).unwrap_or_default()),
         cell(ip.unwrap_or_default()),
     ]
@@ -220,7 +222,7 @@ mod tests {
                      "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]},
             }),
         );
-        assert_eq!(cols, ["Name", "Ready", "Status", "Restarts", "IP", "Node", "Age"]);
+        assert_eq!(cols, ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"]);
         assert_eq!(
             cells,
             [
@@ -228,9 +230,9 @@ mod tests {
                 json!("1/2"),
                 json!("CrashLoopBackOff"),
                 json!(3),
+                json!("5m"),
                 json!("10.0.0.1"),
-                json!("n1"),
-                json!("5m")
+                json!("n1")
             ]
         );
         let (_, cells) = row(
@@ -244,8 +246,8 @@ mod tests {
             }),
         );
         assert_eq!(
-            cells[1..7],
-            [json!("2/3"), json!(3), json!(2), json!("c"), json!("img:1"), json!("app=d")]
+            cells[1..8],
+            [json!("2/3"), json!(3), json!(2), json!("<unknown>"), json!("c"), json!("img:1"), json!("app=d")]
         );
         let (_, cells) = row(
             "services",
@@ -260,7 +262,7 @@ mod tests {
                 json!("10.96.0.10"),
                 json!("<none>"),
                 json!("80:30080/TCP,53/UDP"),
-                json!("<none>")
+                json!("<unknown>")
             ]
         );
     }

@@ -39,7 +39,9 @@ pub trait Kind: Resource {
         &[]
     }
 
-    /// The kind's table columns between `Name` and `Age` (what `kubectl get` shows).
+    /// The kind's table columns after `Name` (what `kubectl get` shows); `Age` goes after the
+    /// default-view ones (priority 0, listed first) and before the `-o wide` ones, unless the
+    /// kind lists [`table::AGE`] itself (its cell there is a placeholder the server fills).
     fn printer_columns() -> &'static [Column] {
         &[]
     }
@@ -69,7 +71,7 @@ pub trait KindStrategy: Send + Sync + 'static {
     /// The names of the kind's selectable fields (without the metadata ones).
     fn selectable_field_names(&self) -> &'static [&'static str];
 
-    /// Every table column: `Name`, the kind's own, `Age`.
+    /// Every table column: `Name`, the kind's own, with `Age` among them.
     fn columns(&self) -> Vec<Column> {
         vec![table::NAME, table::AGE]
     }
@@ -140,7 +142,9 @@ impl<K: Kind> KindStrategy for TypedKind<K> {
     fn columns(&self) -> Vec<Column> {
         let mut c = vec![table::NAME];
         c.extend_from_slice(K::printer_columns());
-        c.push(table::AGE);
+        if !K::printer_columns().contains(&table::AGE) {
+            c.insert(age_position::<K>(), table::AGE);
+        }
         c
     }
 
@@ -149,9 +153,20 @@ impl<K: Kind> KindStrategy for TypedKind<K> {
         let cells = Self::decode(obj).map(|k| k.printer_cells()).unwrap_or_default();
         let n = K::printer_columns().len();
         r.extend(cells.into_iter().chain(std::iter::repeat(Value::Null)).take(n));
-        r.push(table::age(obj.metadata.creation_timestamp.as_ref(), now));
+        let age = table::age(obj.metadata.creation_timestamp.as_ref(), now);
+        match K::printer_columns().iter().position(|c| *c == table::AGE) {
+            Some(i) => r[1 + i] = age,
+            None => r.insert(age_position::<K>(), age),
+        }
         r
     }
+}
+
+/// Where `Age` goes when the kind does not place it itself (by listing [`table::AGE`] among
+/// its columns, with a placeholder cell): after the default-view columns and before the
+/// `-o wide` ones, as kubectl prints pods (`... RESTARTS AGE IP NODE`).
+fn age_position<K: Kind>() -> usize {
+    1 + K::printer_columns().iter().take_while(|c| c.priority == 0).count()
 }
 
 /// A kind with no Rust type: objects are kept exactly as written.

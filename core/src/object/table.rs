@@ -1,6 +1,7 @@
 //! Printer columns: what `kubectl get` shows for each kind (the server's Table form).
 //!
-//! Every kind gets `Name` first and `Age` last; a kind adds its own columns in between
+//! Every kind gets `Name` first and `Age` after its default-view columns (before the `-o wide`
+//! ones); a kind adds its own columns in between
 //! through [`Kind::printer_columns`](super::Kind::printer_columns) and
 //! [`Kind::printer_cells`](super::Kind::printer_cells).
 

@@ -1,0 +1,8 @@
+//! The API server over HTTP: verbs, subresources, watches, errors, and the real kubectl.
+
+mod harness;
+mod t10_crud;
+mod t20_subresources;
+mod t30_watch;
+mod t40_errors;
+mod t50_kubectl;
