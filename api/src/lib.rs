@@ -6,7 +6,9 @@
 //! verbs, subresources and server-side Table output ([`server`]). [`pki`] creates and keeps
 //! the cluster's certificate authority, serving certificate and admin credential;
 //! [`tls`] serves a router over rustls; [`kubeconfig`] writes the file kubectl reads;
-//! [`auth`] authenticates requests (tokens, client certificates) and authorizes them (RBAC).
+//! [`auth`] authenticates requests (tokens, client certificates) and authorizes them (RBAC);
+//! [`secure::SecureApi`] assembles all of it into a running HTTPS server with the bootstrap
+//! namespaces and RBAC policy.
 //!
 //! The crate sees storage only through core's `Store` trait; the binaries choose the store.
 
@@ -15,5 +17,6 @@ pub mod discovery;
 pub mod kubeconfig;
 pub mod openapi;
 pub mod pki;
+pub mod secure;
 pub mod server;
 pub mod tls;

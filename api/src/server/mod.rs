@@ -21,6 +21,7 @@
 mod body;
 mod error;
 mod path;
+mod protobuf;
 mod query;
 mod resources;
 mod respond;

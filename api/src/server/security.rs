@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 
-use super::body;
 use super::respond::{self, StatusBody};
 use super::{Error, Result, Shared};
+use super::{body, protobuf};
 use crate::auth::{
     AlwaysAllow, Attributes, Authenticator, Authorizer, Decision, RequestInfo, UserInfo, forbidden_status,
     rbac, review,
@@ -80,10 +80,17 @@ pub(crate) fn self_subject_access_review(
     shared: &Shared,
     attrs: Option<&Attributes>,
     bytes: &[u8],
-    format: body::Format,
+    headers: &http::HeaderMap,
 ) -> Result<Response> {
     let user = attrs.map(|a| a.user.clone()).unwrap_or_else(unsecured_user);
-    let review: SelfSubjectAccessReview = body::document(bytes, format, "SelfSubjectAccessReview")?;
+    let content_type =
+        headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let review: SelfSubjectAccessReview = if protobuf::is_protobuf(content_type) {
+        serde_json::from_value(protobuf::self_subject_access_review(bytes)?)
+            .map_err(|e| Error::BadRequest(format!("SelfSubjectAccessReview: {e}")))?
+    } else {
+        body::document(bytes, body::format(headers)?, "SelfSubjectAccessReview")?
+    };
     let authorizer: &dyn Authorizer = match &shared.security {
         Some(s) => s.authorizer.as_ref(),
         None => &AlwaysAllow,

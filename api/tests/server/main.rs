@@ -6,3 +6,4 @@ mod t20_subresources;
 mod t30_watch;
 mod t40_errors;
 mod t50_kubectl;
+mod t60_security;

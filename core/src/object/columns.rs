@@ -247,7 +247,15 @@ mod tests {
         );
         assert_eq!(
             cells[1..8],
-            [json!("2/3"), json!(3), json!(2), json!("<unknown>"), json!("c"), json!("img:1"), json!("app=d")]
+            [
+                json!("2/3"),
+                json!(3),
+                json!(2),
+                json!("<unknown>"),
+                json!("c"),
+                json!("img:1"),
+                json!("app=d")
+            ]
         );
         let (_, cells) = row(
             "services",

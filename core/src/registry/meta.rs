@@ -30,11 +30,12 @@ pub(crate) fn generate_name(prefix: &str) -> String {
 }
 
 /// The name rule of a kind: most use DNS subdomains; namespaces DNS labels; services
-/// DNS-1035 labels.
+/// DNS-1035 labels; RBAC objects path segments (`system:node` is a valid ClusterRole name).
 fn name_problems(t: &ResourceType, name: &str) -> Vec<String> {
     match (t.group, t.plural) {
         ("", "namespaces") => is_dns1123_label(name),
         ("", "services") => is_dns1035_label(name),
+        ("rbac.authorization.k8s.io", _) => crate::validation::is_path_segment_name(name),
         _ => is_dns1123_subdomain(name),
     }
 }

@@ -36,7 +36,7 @@ pub use names::{
     DNS1035_LABEL_MAX_LENGTH, DNS1123_LABEL_MAX_LENGTH, DNS1123_SUBDOMAIN_MAX_LENGTH, LABEL_VALUE_MAX_LENGTH,
     PORT_NAME_MAX_LENGTH, QUALIFIED_NAME_MAX_LENGTH, empty_error, inclusive_range_error, is_c_identifier,
     is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
-    is_qualified_name, is_relaxed_env_var_name, is_valid_label_value, is_valid_port_name, is_valid_port_num,
-    max_len_error, regex_error,
+    is_path_segment_name, is_qualified_name, is_relaxed_env_var_name, is_valid_label_value,
+    is_valid_port_name, is_valid_port_num, max_len_error, regex_error,
 };
 pub use path::{FieldPath, PathSegment};

@@ -47,6 +47,15 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
     errs
 }
 
+/// Kubernetes' path segment name rule (RBAC objects use it): any name except `.` and `..`
+/// that contains neither `/` nor `%`.
+pub fn is_path_segment_name(value: &str) -> Vec<String> {
+    if value == "." || value == ".." {
+        return vec![format!("may not be '{value}'")];
+    }
+    ["/", "%"].iter().filter(|c| value.contains(**c)).map(|c| format!("may not contain '{c}'")).collect()
+}
+
 /// Whether `value` is a lowercase RFC 1123 label: at most 63 characters of `[-a-z0-9]`,
 /// starting and ending with an alphanumeric character.
 pub fn is_dns1123_label(value: &str) -> Vec<String> {
@@ -276,6 +285,14 @@ fn matches_qualified_name_part(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn path_segment_names() {
+        assert!(is_path_segment_name("system:node").is_empty());
+        assert_eq!(is_path_segment_name(".."), ["may not be '..'"]);
+        assert_eq!(is_path_segment_name("a/b%c"), ["may not contain '/'", "may not contain '%'"]);
+    }
+
     use super::*;
 
     const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";

@@ -1,0 +1,232 @@
+//! A secured API server, assembled: the cluster PKI, HTTPS, authentication (client
+//! certificates, a token file, run-time tokens, ServiceAccount tokens), RBAC with the
+//! bootstrap policy, and the namespaces every cluster has. What `flotilla up` and
+//! `flotilla server` run, and what tests start to drive kubectl over TLS.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use flotilla_core::client::{Client, LocalClient};
+use flotilla_core::object::{DynamicObject, Resource};
+use flotilla_core::registry::{self, Registry, WriteOptions};
+use k8s_openapi::api::core::v1::Namespace;
+use ring::signature::KeyPair;
+use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::authn::ServiceAccountVerifier;
+use crate::auth::{Authenticator, AuthenticatorConfig, RbacAuthorizer, StaticTokens, TokenIssuer, rbac};
+use crate::kubeconfig::Kubeconfig;
+use crate::pki::{self, ClientAuth, ClusterPki};
+use crate::server::{ApiServer, Security, ServerConfig};
+use crate::{auth, tls};
+
+/// The issuer of ServiceAccount tokens (`iss`), and the audience they are valid for.
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// Namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Why a secured server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The PKI could not be loaded or created.
+    #[error("cluster PKI: {0}")]
+    Pki(#[from] pki::Error),
+    /// The token file could not be read.
+    #[error("token file: {0}")]
+    Tokens(#[from] auth::authn::Error),
+    /// The ServiceAccount signing key is not a PKCS#8 PEM key.
+    #[error("service account signing key: {0}")]
+    SigningKey(String),
+    /// The listener could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bootstrapping the cluster's objects failed.
+    #[error("bootstrapping {what}: {source}")]
+    Bootstrap {
+        /// Which object.
+        what: String,
+        /// Why.
+        #[source]
+        source: registry::Error,
+    },
+}
+
+/// The result type of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to run a secured server.
+#[derive(Clone, Debug)]
+pub struct SecureOptions {
+    /// Where the PKI lives (created on first start).
+    pub pki_dir: PathBuf,
+    /// Extra names and addresses the serving certificate covers (localhost always is).
+    pub server_hosts: Vec<String>,
+    /// Where to listen (port 0 picks one).
+    pub listen: SocketAddr,
+    /// A kube-apiserver style token file (`token,user,uid,"group1,group2"`).
+    pub token_file: Option<PathBuf>,
+    /// Serve requests without credentials as `system:anonymous` (RBAC still applies).
+    pub allow_anonymous: bool,
+    /// Limits of the request handling.
+    pub server: ServerConfig,
+}
+
+impl SecureOptions {
+    /// Defaults: no token file, anonymous refused.
+    pub fn new(pki_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        SecureOptions {
+            pki_dir: pki_dir.into(),
+            server_hosts: Vec::new(),
+            listen,
+            token_file: None,
+            allow_anonymous: false,
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// Creates what every cluster has, if missing: the system namespaces and the RBAC bootstrap
+/// policy (cluster-admin, admin, edit, view, the discovery and node roles and their
+/// bindings). Objects that exist are left as they are, so users may change them.
+pub async fn bootstrap(registry: &Registry) -> Result<()> {
+    let client = LocalClient::new(registry.clone());
+    let mut objects = Vec::new();
+    for ns in SYSTEM_NAMESPACES {
+        let mut o =
+            DynamicObject { api_version: "v1".into(), kind: "Namespace".into(), ..Default::default() };
+        o.metadata.name = Some(ns.to_string());
+        objects.push((Namespace::TYPE, o));
+    }
+    for o in rbac::bootstrap_policy().objects() {
+        let t = registry
+            .kinds()
+            .by_kind("rbac.authorization.k8s.io", &o.kind)
+            .map(|s| s.resource_type())
+            .ok_or_else(|| Error::Bootstrap {
+                what: o.kind.clone(),
+                source: registry::Error::UnknownResource { resource: o.kind.clone() },
+            })?;
+        objects.push((t, o));
+    }
+    for (t, o) in objects {
+        let what = format!("{} {}", t.kind, o.name());
+        let ns = (!o.namespace().is_empty()).then(|| o.namespace().to_string());
+        match client.create(&t, ns.as_deref(), o, &WriteOptions::default()).await {
+            Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
+            Err(source) => return Err(Error::Bootstrap { what, source }),
+        }
+    }
+    Ok(())
+}
+
+/// A running secured API server.
+pub struct SecureApi {
+    addr: SocketAddr,
+    pki: Arc<ClusterPki>,
+    server: ApiServer,
+    authenticator: Arc<Authenticator>,
+    tokens: Arc<TokenIssuer>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for SecureApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureApi").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl SecureApi {
+    /// Loads (or creates) the PKI, bootstraps the cluster's objects, starts RBAC and serves
+    /// HTTPS on `opts.listen`. Returns once the server accepts requests.
+    pub async fn start(registry: Registry, opts: SecureOptions) -> Result<SecureApi> {
+        let pki = Arc::new(ClusterPki::load_or_create(&opts.pki_dir, &opts.server_hosts)?);
+        bootstrap(&registry).await?;
+        let static_tokens = match &opts.token_file {
+            Some(p) => StaticTokens::load(p)?,
+            None => StaticTokens::default(),
+        };
+        let public_key = pki.sa_signing_key().public_key().as_ref().to_vec();
+        let verifier = ServiceAccountVerifier::new(
+            vec![SERVICE_ACCOUNT_ISSUER.into()],
+            vec![SERVICE_ACCOUNT_ISSUER.into()],
+            vec![public_key],
+        );
+        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(pki.sa_signing_key_pem().as_bytes())
+            .map_err(|e| Error::SigningKey(e.to_string()))?;
+        let tokens = Arc::new(TokenIssuer::from_pkcs8(SERVICE_ACCOUNT_ISSUER, pkcs8.secret_pkcs8_der())?);
+        let authenticator = Arc::new(Authenticator::new(AuthenticatorConfig {
+            static_tokens,
+            service_accounts: Some(verifier),
+            allow_anonymous: opts.allow_anonymous,
+        }));
+        let stop = CancellationToken::new();
+        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+        let rbac = RbacAuthorizer::start(client, stop.child_token());
+        rbac.ready().await;
+        let security = Security { authenticator: authenticator.clone(), authorizer: Arc::new(rbac) };
+        let server = ApiServer::with_security(registry, opts.server.clone(), security);
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| Error::Listen { addr: opts.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| Error::Listen { addr: opts.listen, source })?;
+        let config = pki.server_config(ClientAuth::Optional)?;
+        let tasks = TaskTracker::new();
+        let (router, s) = (server.router(), stop.clone());
+        tasks.spawn(async move {
+            if let Err(e) = tls::serve(listener, config, router, s).await {
+                tracing::error!(error = %e, "api server stopped");
+            }
+        });
+        tasks.close();
+        Ok(SecureApi { addr, pki, server, authenticator, tokens, stop, tasks })
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://<addr>`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The cluster PKI.
+    pub fn pki(&self) -> &Arc<ClusterPki> {
+        &self.pki
+    }
+
+    /// The authenticator, to add or remove tokens at run time (bootstrap tokens).
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.authenticator
+    }
+
+    /// Signs ServiceAccount tokens the server accepts.
+    pub fn token_issuer(&self) -> &Arc<TokenIssuer> {
+        &self.tokens
+    }
+
+    /// A kubeconfig for the administrator (client certificate in group `system:masters`).
+    pub fn admin_kubeconfig(&self, cluster_name: &str) -> Kubeconfig {
+        Kubeconfig::for_admin(cluster_name, &self.url(), &self.pki)
+    }
+
+    /// Stops serving: open watches end, in-flight requests finish (within the drain deadline).
+    pub async fn stop(self) {
+        self.server.shutdown();
+        self.stop.cancel();
+        self.tasks.wait().await;
+    }
+}
