@@ -1,114 +1,102 @@
 //! `flotilla`: the example cluster binary.
 //!
-//! For now it runs one replicated-store member (`flotilla up`), bootstraps it as a one-member
-//! cluster, shows a few writes, reads and a watch against it, and keeps serving until Ctrl-C.
-//! The API server, scheduler, controllers and agents join it as they land.
+//! `flotilla up` runs a one-machine cluster in one process: a one-member replicated store
+//! (with its etcd-compatible endpoint) and the Kubernetes-dialect API server over HTTPS,
+//! with a generated cluster CA and an admin kubeconfig that `kubectl` uses as is. Restarting
+//! it on the same data directory resumes the cluster. The scheduler, controllers and node
+//! agent join it as they land.
 
-use std::collections::BTreeMap;
+mod up;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use flotilla_core::store::{
-    Compare, CompareOp, KeyRange, PutRequest, RangeRequest, RequestOp, Store, TxnRequest, WatchRequest,
-};
-use flotilla_raft_store::{RaftStore, RaftStoreConfig};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "flotilla", about = "Flotilla example cluster")]
+#[command(name = "flotilla", version, about = "Flotilla example cluster")]
 struct Cli {
+    /// Log format (the filter is RUST_LOG, default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start a one-member store, show writes and reads against it, then serve until Ctrl-C.
-    Up {
-        /// Where the member keeps its data.
-        #[arg(long, default_value = "flotilla-data")]
-        data_dir: PathBuf,
-        /// Member transport address.
-        #[arg(long, default_value = "127.0.0.1:7380")]
-        listen: SocketAddr,
-        /// Exit after the demonstration instead of serving.
-        #[arg(long)]
-        demo_only: bool,
+    /// Run a one-machine cluster until SIGTERM or Ctrl-C.
+    Up(UpArgs),
+    /// Print the admin kubeconfig of a cluster started with `flotilla up`.
+    Kubeconfig {
+        /// The cluster's data directory.
+        #[arg(long, env = "FLOTILLA_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    match Cli::parse().cmd {
-        Cmd::Up { data_dir, listen, demo_only } => up(data_dir, listen, demo_only).await,
+/// Flags of `flotilla up`.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct UpArgs {
+    /// Where the cluster keeps its store, PKI and kubeconfig (default: the user's data
+    /// directory, e.g. ~/.local/share/flotilla).
+    #[arg(long, env = "FLOTILLA_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address of the API server (HTTPS).
+    #[arg(long, env = "FLOTILLA_API_LISTEN", default_value = "127.0.0.1:6443")]
+    pub(crate) api_listen: SocketAddr,
+    /// Address of the etcd-compatible gRPC endpoint of the store.
+    #[arg(long, env = "FLOTILLA_ETCD_LISTEN", default_value = "127.0.0.1:2379")]
+    pub(crate) etcd_listen: SocketAddr,
+    /// Address of the store's member transport (Raft).
+    #[arg(long, env = "FLOTILLA_RAFT_LISTEN", default_value = "127.0.0.1:2380")]
+    pub(crate) raft_listen: SocketAddr,
+    /// Extra host names or addresses the serving certificate covers (repeatable).
+    #[arg(long = "tls-san")]
+    pub(crate) tls_san: Vec<String>,
+    /// A token file (`token,user,uid,"group1,group2"` per line) for bearer-token users.
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Serve requests without credentials as `system:anonymous` (RBAC still applies).
+    #[arg(long)]
+    pub(crate) allow_anonymous: bool,
+}
+
+/// The data directory: the flag, or `<user data dir>/flotilla`.
+pub(crate) fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match flag {
+        Some(d) => Ok(d),
+        None => dirs::data_dir()
+            .map(|d| d.join("flotilla"))
+            .ok_or_else(|| anyhow::anyhow!("no user data directory is known here; pass --data-dir")),
     }
 }
 
-async fn up(data_dir: PathBuf, listen: SocketAddr, demo_only: bool) -> anyhow::Result<()> {
-    let store = RaftStore::open(RaftStoreConfig::new(1, &data_dir, listen))
-        .await
-        .with_context(|| format!("starting the store in {}", data_dir.display()))?;
-    if !store.raft().is_initialized().await? {
-        store.initialize(BTreeMap::from([(1, store.local_addr().to_string())])).await?;
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match cli.log_format {
+        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
     }
-    println!(
-        "flotilla: one-member store up, data in {}, transport on {}",
-        data_dir.display(),
-        store.local_addr()
-    );
-    demo(&store).await?;
-    if !demo_only {
-        println!("serving; press Ctrl-C to stop");
-        tokio::signal::ctrl_c().await?;
-    }
-    store.shutdown().await;
-    Ok(())
-}
-
-async fn demo(store: &RaftStore) -> anyhow::Result<()> {
-    let mut watch = store.watch(WatchRequest::new(KeyRange::prefix("/demo/"))).await?;
-    let put = store.put(PutRequest::new("/demo/greeting", "hello")).await?;
-    println!("put /demo/greeting=hello at revision {}", put.header.revision);
-    let txn = store
-        .txn(TxnRequest {
-            compare: vec![Compare::mod_revision("/demo/greeting", CompareOp::Equal, put.header.revision)],
-            success: vec![RequestOp::Put(PutRequest::new("/demo/greeting", "hello again"))],
-            failure: vec![],
-        })
-        .await?;
-    println!("compare-and-swap succeeded={} at revision {}", txn.succeeded, txn.header.revision);
-    let now = store.range(RangeRequest::new(KeyRange::prefix("/demo/"))).await?;
-    for kv in &now.kvs {
-        println!(
-            "read {}={} (version {}, mod_revision {})",
-            String::from_utf8_lossy(&kv.key),
-            String::from_utf8_lossy(&kv.value),
-            kv.version,
-            kv.mod_revision
-        );
-    }
-    let before =
-        store.range(RangeRequest::new(KeyRange::key("/demo/greeting")).at(put.header.revision)).await?;
-    if let Some(kv) = before.kvs.first() {
-        println!("read at revision {}: {}", put.header.revision, String::from_utf8_lossy(&kv.value));
-    }
-    for _ in 0..2 {
-        if let Some(resp) = watch.next_response().await {
-            for ev in resp?.events {
-                println!(
-                    "watch: {:?} {} at revision {}",
-                    ev.kind,
-                    String::from_utf8_lossy(&ev.kv.key),
-                    ev.kv.mod_revision
-                );
-            }
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.cmd {
+        Cmd::Up(args) => runtime.block_on(up::run(args)),
+        Cmd::Kubeconfig { data_dir: dir } => {
+            let path = data_dir(dir)?.join(up::KUBECONFIG_FILE);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!("reading {}: {e} (has `flotilla up` run there?)", path.display())
+            })?;
+            print!("{text}");
+            Ok(())
         }
     }
-    Ok(())
 }

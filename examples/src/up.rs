@@ -1,0 +1,67 @@
+//! `flotilla up`: store, API server and kubeconfig in one process.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use flotilla_api::secure::{SecureApi, SecureOptions};
+use flotilla_core::object::KindRegistry;
+use flotilla_core::registry::Registry;
+use flotilla_raft_store::{RaftStore, RaftStoreConfig};
+
+use crate::UpArgs;
+
+/// The admin kubeconfig's file name inside the data directory.
+pub(crate) const KUBECONFIG_FILE: &str = "kubeconfig";
+
+/// Runs the cluster until SIGTERM or Ctrl-C, then drains and stops.
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let dir = crate::data_dir(args.data_dir.clone())?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut config = RaftStoreConfig::new(1, dir.join("store"), args.raft_listen);
+    config.etcd_listen = Some(args.etcd_listen);
+    let store = Arc::new(
+        RaftStore::open(config).await.with_context(|| format!("starting the store in {}", dir.display()))?,
+    );
+    if !store.raft().is_initialized().await? {
+        store.initialize(BTreeMap::from([(1, store.local_addr().to_string())])).await?;
+    }
+    let registry = Registry::new(store.clone(), KindRegistry::builtin());
+    let mut opts = SecureOptions::new(dir.join("pki"), args.api_listen);
+    opts.server_hosts = args.tls_san.clone();
+    opts.token_file = args.token_file.clone();
+    opts.allow_anonymous = args.allow_anonymous;
+    let api = match SecureApi::start(registry.clone(), opts).await {
+        Ok(api) => api,
+        Err(e) => {
+            store.shutdown().await;
+            return Err(e).context("starting the API server");
+        }
+    };
+    let kubeconfig = dir.join(KUBECONFIG_FILE);
+    api.admin_kubeconfig("flotilla").write(&kubeconfig)?;
+    println!("flotilla: cluster up");
+    println!("  API server:  {}", api.url());
+    if let Some(etcd) = store.etcd_addr() {
+        println!("  etcd API:    http://{etcd}");
+    }
+    println!("  data:        {}", dir.display());
+    println!("export KUBECONFIG={}", kubeconfig.display());
+    wait_for_signal().await?;
+    tracing::info!("stopping");
+    api.stop().await;
+    registry.shutdown().await;
+    store.shutdown().await;
+    println!("flotilla: stopped");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}

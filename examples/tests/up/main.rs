@@ -1,0 +1,98 @@
+//! `flotilla up` end to end: start, drive with kubectl, stop with SIGTERM, restart and find
+//! everything intact.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// A free loopback port (bound and released; the race with other processes is harmless here).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Up {
+    child: Child,
+    kubeconfig: String,
+}
+
+async fn start(dir: &Path, ports: &[u16; 3]) -> Result<Up> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["up", "--data-dir"])
+        .arg(dir)
+        .args(["--api-listen", &format!("127.0.0.1:{}", ports[0])])
+        .args(["--etcd-listen", &format!("127.0.0.1:{}", ports[1])])
+        .args(["--raft-listen", &format!("127.0.0.1:{}", ports[2])])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting flotilla up")?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    loop {
+        let line = lines.next_line().await?.context("flotilla up exited before printing its kubeconfig")?;
+        if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+            // Keep draining stdout so the child never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(Up { child, kubeconfig: path.to_string() });
+        }
+    }
+}
+
+async fn kubectl(up: &Up, home: &Path, args: &[&str]) -> Result<String> {
+    let out =
+        Command::new(KUBECTL).args(args).env("KUBECONFIG", &up.kubeconfig).env("HOME", home).output().await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+async fn stop(mut up: Up) -> Result<()> {
+    let pid = up.child.id().context("no pid")?;
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    anyhow::ensure!(status.success(), "kill -TERM failed");
+    let exit = up.child.wait().await?;
+    anyhow::ensure!(exit.success(), "flotilla up exited with {exit} after SIGTERM");
+    Ok(())
+}
+
+#[tokio::test]
+async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("skipping: {KUBECTL} is not installed");
+        return Ok(());
+    }
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir()?;
+        let home = tempfile::tempdir()?;
+        let ports = [free_port()?, free_port()?, free_port()?];
+        let up = start(dir.path(), &ports).await?;
+        let ns = kubectl(&up, home.path(), &["get", "namespaces", "-o", "name"]).await?;
+        for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
+        }
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\ndata:\n  a: \"1\"\n";
+        let path = home.path().join("cm.yaml");
+        std::fs::write(&path, cm)?;
+        let out = kubectl(&up, home.path(), &["apply", "-f", path.to_str().context("path")?]).await?;
+        assert_eq!(out, "configmap/kept created");
+        stop(up).await?;
+
+        let up = start(dir.path(), &ports).await?;
+        let a = kubectl(&up, home.path(), &["get", "configmap", "kept", "-o", "jsonpath={.data.a}"]).await?;
+        assert_eq!(a, "1");
+        stop(up).await?;
+        anyhow::Ok(())
+    })
+    .await
+    .context("timed out: flotilla up did not start, serve or stop")?
+}
