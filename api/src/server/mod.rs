@@ -20,6 +20,7 @@
 
 mod body;
 mod error;
+mod metrics;
 mod path;
 mod protobuf;
 mod query;
@@ -79,6 +80,7 @@ pub(crate) struct Shared {
     /// Authentication and authorization; `None` serves everyone as an administrator
     /// (in-process and test servers).
     pub(crate) security: Option<Security>,
+    pub(crate) metrics: metrics::Metrics,
     in_flight: Arc<Semaphore>,
 }
 
@@ -108,7 +110,8 @@ impl ApiServer {
     fn build(registry: Registry, config: ServerConfig, security: Option<Security>) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         let shutdown = CancellationToken::new();
-        ApiServer { shared: Arc::new(Shared { registry, config, shutdown, security, in_flight }) }
+        let metrics = metrics::Metrics::new();
+        ApiServer { shared: Arc::new(Shared { registry, config, shutdown, security, metrics, in_flight }) }
     }
 
     /// The registry served.
@@ -133,12 +136,14 @@ impl ApiServer {
             .route("/healthz", get(health))
             .route("/livez", get(health))
             .route("/readyz", get(health))
+            .route("/metrics", get(metrics::serve))
             .layer(middleware::from_fn_with_state(self.shared.clone(), limit_in_flight))
             .with_state(self.shared.clone());
         resources
             .merge(disco)
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.shared.clone(), security::check))
+            .layer(middleware::from_fn_with_state(self.shared.clone(), metrics::record))
             // Bodies are read with our own limit (413 as a Status); lift axum's default.
             .layer(DefaultBodyLimit::disable())
     }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::WatcherGuard;
 use super::resources::{Request, now};
 use super::respond::{self, Output, StatusBody};
 use super::table::{self, ListMeta};
@@ -67,7 +68,8 @@ pub(crate) async fn serve(shared: &Shared, req: &Request) -> Result<Response> {
     };
     let stream = shared.registry.watch(&req.t, req.namespace(), &opts).await?;
     let encoder = Encoder { t: req.t, strategy: req.strategy.clone(), output };
-    let body = events(stream, encoder, Instant::now() + timeout, shared.shutdown.clone());
+    let guard = WatcherGuard::new(&shared.metrics.watchers);
+    let body = events(stream, encoder, Instant::now() + timeout, shared.shutdown.clone(), guard);
     let mut r = Response::new(Body::from_stream(body));
     *r.status_mut() = StatusCode::OK;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -81,11 +83,12 @@ fn events(
     encoder: Encoder,
     deadline: Instant,
     shutdown: CancellationToken,
+    guard: WatcherGuard,
 ) -> impl futures::Stream<Item = std::result::Result<Bytes, std::convert::Infallible>> + Send + 'static {
-    futures::stream::unfold(Some((stream, encoder)), move |state| {
+    futures::stream::unfold(Some((stream, encoder, guard)), move |state| {
         let shutdown = shutdown.clone();
         async move {
-            let (mut stream, encoder) = state?;
+            let (mut stream, encoder, guard) = state?;
             let ev = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => None,
@@ -93,7 +96,7 @@ fn events(
                 ev = stream.next_event() => ev,
             }?;
             let bytes = encoder.encode(&ev);
-            let next = if matches!(ev, WatchEvent::Error(_)) { None } else { Some((stream, encoder)) };
+            let next = if matches!(ev, WatchEvent::Error(_)) { None } else { Some((stream, encoder, guard)) };
             Some((Ok(bytes), next))
         }
     })

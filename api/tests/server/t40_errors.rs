@@ -56,3 +56,28 @@ async fn every_error_path_is_a_status() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_verb_resource_and_code() -> Result<()> {
+    within("metrics", async {
+        let s = crate::harness::Server::start().await?;
+        let pods = "/api/v1/namespaces/default/pods";
+        s.get(&format!("{pods}/missing")).await?;
+        s.get(pods).await?;
+        let r = s.get("/metrics").await?;
+        assert_eq!(r.status, StatusCode::OK);
+        let text = String::from_utf8_lossy(&r.body);
+        for want in [
+            r#"apiserver_request_total{verb="get",group="",resource="pods",subresource="",code="404"} 1"#,
+            r#"apiserver_request_total{verb="list",group="",resource="pods",subresource="",code="200"} 1"#,
+            r#"apiserver_request_total{verb="create",group="",resource="namespaces",subresource="",code="201"} 1"#,
+            r#"apiserver_request_duration_seconds_count{verb="list",group="",resource="pods",subresource=""} 1"#,
+            "apiserver_registered_watchers 0",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        s.stop().await;
+        Ok(())
+    })
+    .await
+}
