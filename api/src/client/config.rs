@@ -1,0 +1,264 @@
+//! What a [`RemoteClient`](super::RemoteClient) connects to and with: [`ClientConfig`], its
+//! [`RetryPolicy`], and the rustls configuration built from them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use url::Url;
+
+use super::{Error, Result};
+use crate::kubeconfig::{ClientCertificate, ResolvedContext};
+
+/// The user agent sent when the configuration names none.
+pub const DEFAULT_USER_AGENT: &str = concat!("flotilla/", env!("CARGO_PKG_VERSION"));
+/// How long one attempt of a request may take when the configuration does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How failed requests are retried.
+///
+/// Reads (`GET`, and the request that opens a watch) are retried on 429, on 5xx other than
+/// 501, and on connection failures. Writes are retried only on 429 (the server refused them
+/// before doing anything) and on failures to connect (the request was never sent). A 429's
+/// `Retry-After` is honoured; otherwise the delay starts at `initial_backoff`, doubles up to
+/// `max_backoff`, and is jittered (each delay is drawn between half of it and all of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 disables retries).
+    pub max_attempts: u32,
+    /// The delay before the first retry.
+    pub initial_backoff: Duration,
+    /// The longest delay between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How to reach and authenticate to a Flotilla (or Kubernetes) API server.
+#[derive(Clone, PartialEq)]
+pub struct ClientConfig {
+    /// The server: `https://host:port` (or `http://` for tests), optionally with a path
+    /// prefix the API is served under.
+    pub server: Url,
+    /// The PEM CA bundle the server's certificate must chain to (required for `https://`
+    /// unless `insecure`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name to verify the server's certificate against, if not the URL's host.
+    pub tls_server_name: Option<String>,
+    /// Do not verify the server's certificate at all (kubeconfig's
+    /// `insecure-skip-tls-verify`).
+    pub insecure: bool,
+    /// A client certificate and key (PEM) to authenticate with.
+    pub client_certificate: Option<ClientCertificate>,
+    /// A bearer token to authenticate with.
+    pub token: Option<String>,
+    /// How long one attempt of a request may take, response body included; `None` waits
+    /// for ever. For a watch it bounds only the wait for the response's head.
+    pub timeout: Option<Duration>,
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials stay out of logs.
+        f.debug_struct("ClientConfig")
+            .field("server", &self.server.as_str())
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("tls_server_name", &self.tls_server_name)
+            .field("insecure", &self.insecure)
+            .field("client_certificate", &self.client_certificate.is_some())
+            .field("token", &self.token.is_some())
+            .field("timeout", &self.timeout)
+            .field("user_agent", &self.user_agent)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl ClientConfig {
+    /// An anonymous client of `server` with the defaults: no CA, no credentials,
+    /// [`DEFAULT_TIMEOUT`], [`DEFAULT_USER_AGENT`], the default [`RetryPolicy`].
+    pub fn new(server: Url) -> Self {
+        ClientConfig {
+            server,
+            ca_pem: None,
+            tls_server_name: None,
+            insecure: false,
+            client_certificate: None,
+            token: None,
+            timeout: Some(DEFAULT_TIMEOUT),
+            user_agent: DEFAULT_USER_AGENT.to_string(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The configuration a kubeconfig context describes (its namespace aside).
+    pub fn from_context(context: &ResolvedContext) -> Self {
+        ClientConfig {
+            ca_pem: context.ca_pem.clone(),
+            tls_server_name: context.tls_server_name.clone(),
+            insecure: context.insecure_skip_tls_verify,
+            client_certificate: context.client_certificate.clone(),
+            token: context.token.clone(),
+            ..ClientConfig::new(context.server.clone())
+        }
+    }
+
+    /// Whether the server is reached over TLS; an error for a URL that is neither http nor https.
+    pub(crate) fn is_tls(&self) -> Result<bool> {
+        let unsupported = || Error::UnsupportedServer { server: self.server.to_string() };
+        if self.server.cannot_be_a_base() || self.server.host_str().is_none_or(str::is_empty) {
+            return Err(unsupported());
+        }
+        match self.server.scheme() {
+            "https" => Ok(true),
+            "http" => Ok(false),
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// The name the server's certificate is verified against, when it is not the URL's host.
+    pub(crate) fn server_name(&self) -> Result<Option<ServerName<'static>>> {
+        self.tls_server_name
+            .as_deref()
+            .map(|n| ServerName::try_from(n.to_string()).map_err(|_| Error::ServerName { name: n.into() }))
+            .transpose()
+    }
+
+    /// The rustls configuration: trust anchors (or none, if insecure), client certificate,
+    /// ALPN `h2` then `http/1.1`, Flotilla's crypto provider.
+    pub(crate) fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+        let provider = crate::tls::crypto_provider();
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(Error::Tls)?;
+        let builder = if self.insecure {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        } else {
+            let ca = self
+                .ca_pem
+                .as_deref()
+                .ok_or_else(|| Error::NoTrustAnchors { server: self.server.to_string() })?;
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(ca, "CA bundle")? {
+                roots.add(cert).map_err(Error::Tls)?;
+            }
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match &self.client_certificate {
+            Some(c) => {
+                let chain = certificates(&c.cert_pem, "client certificate")?;
+                let key = PrivateKeyDer::from_pem_slice(&c.key_pem)
+                    .map_err(|source| Error::Pem { what: "client key", source })?;
+                builder.with_client_auth_cert(chain, key).map_err(Error::Tls)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// Every certificate of a PEM bundle; at least one.
+fn certificates(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| Error::Pem { what, source })?;
+    if certs.is_empty() {
+        return Err(Error::EmptyPem { what });
+    }
+    Ok(certs)
+}
+
+/// `insecure-skip-tls-verify`: any certificate is accepted, but the handshake signatures are
+/// still checked (so the connection is at least to whoever holds that certificate's key).
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(server: &str) -> ClientConfig {
+        ClientConfig::new(Url::parse(server).expect("a valid URL"))
+    }
+
+    #[test]
+    fn schemes() {
+        assert!(matches!(config("https://127.0.0.1:6443").is_tls(), Ok(true)));
+        assert!(matches!(config("http://localhost:8080/prefix").is_tls(), Ok(false)));
+        for bad in ["ftp://host", "unix:/var/run/x.sock", "data:text/plain,x"] {
+            assert!(matches!(config(bad).is_tls(), Err(Error::UnsupportedServer { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn https_needs_a_ca_unless_insecure() {
+        let mut c = config("https://127.0.0.1:6443");
+        assert!(matches!(c.rustls_config(), Err(Error::NoTrustAnchors { .. })));
+        c.ca_pem = Some(b"not pem".to_vec());
+        assert!(matches!(c.rustls_config(), Err(Error::EmptyPem { what: "CA bundle" })));
+        c.insecure = true;
+        let tls = c.rustls_config().expect("insecure needs no CA");
+        assert_eq!(tls.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        c.tls_server_name = Some("not a name!".into());
+        assert!(matches!(c.server_name(), Err(Error::ServerName { .. })));
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let mut c = config("https://127.0.0.1:6443");
+        c.token = Some("s3cr3t".into());
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}
