@@ -23,7 +23,14 @@ impl Via {
     }
 
     pub(crate) async fn start(members: u64) -> Self {
-        let cluster = Cluster::start(members).await.expect("cluster starts");
+        // The suite tests semantics, not failover: timings that tolerate a machine starved by
+        // parallel test threads, so no spurious election makes a write's outcome unknown.
+        let cluster = Cluster::start_with(members, |c| {
+            c.heartbeat_interval = std::time::Duration::from_millis(100);
+            c.election_timeout = std::time::Duration::from_millis(1500);
+        })
+        .await
+        .expect("cluster starts");
         let leader = cluster.wait_leader(std::time::Duration::from_secs(10)).await.expect("leader elected");
         let id = cluster.running().into_iter().find(|id| *id != leader).unwrap_or(leader);
         Via { cluster, id }

@@ -175,7 +175,17 @@ pub(crate) async fn try_txn<S: Store>(s: &S, req: TxnRequest) -> Result<TxnRespo
 }
 
 pub(crate) async fn txn<S: Store>(s: &S, req: TxnRequest) -> TxnResponse {
-    let what = format!("txn {req:?}");
+    // Values can be megabytes: name the keys, not the whole request.
+    let keys: Vec<String> = req
+        .success
+        .iter()
+        .chain(&req.failure)
+        .filter_map(|op| match op {
+            RequestOp::Put(p) => Some(String::from_utf8_lossy(&p.key).into_owned()),
+            _ => None,
+        })
+        .collect();
+    let what = format!("txn ({} compares, puts to {keys:?})", req.compare.len());
     ok(&what, try_txn(s, req).await)
 }
 
