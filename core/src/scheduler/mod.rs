@@ -1,8 +1,8 @@
 //! Scheduling decisions: which node a pod should run on, as pure functions over a snapshot.
 //!
-//! This is the decision half of kube-scheduler's framework; a runtime that watches pods, keeps
-//! the [`Snapshot`] current and binds pods will drive it. Nothing here does I/O or reads a
-//! clock, so every decision is reproducible in a test.
+//! This is the decision half of kube-scheduler's framework; [`runtime`] drives it (the queue,
+//! the cache kept from watches, binding, events and leadership). Nothing else here does I/O or
+//! reads a clock, so every decision is reproducible in a test.
 //!
 //! - [`Snapshot`]: the nodes with what is allocatable and requested on each ([`NodeInfo`]),
 //!   built from lists of nodes and pods, with [`Snapshot::add_pod`] and
@@ -22,6 +22,7 @@
 
 mod framework;
 pub mod plugins;
+pub mod runtime;
 mod snapshot;
 mod status;
 

@@ -6,3 +6,4 @@ mod t20_client;
 mod t30_roundtrip;
 mod t40_model;
 mod t50_watcher;
+mod t60_scheduler;

@@ -1,0 +1,345 @@
+//! The scheduling loop: watch events in, scheduling cycles, binds out.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::cache::SchedulerCache;
+use super::queue::{QueuedPod, SchedulingQueue};
+use super::recorder::{EventRecord, RECORDER_CAPACITY, Record, Recorder, unschedulable_condition};
+use super::{Scheduler, SchedulerStats};
+use crate::client::{Api, Client, ListOptions, WatcherEvent, watcher};
+use crate::registry::Clock;
+use crate::scheduler::plugins::DEFAULT_SCHEDULER_NAME;
+use crate::scheduler::{Error as Decision, Framework, pod_key};
+
+/// Pods on a node: the cache's watch.
+const ASSIGNED_PODS: &str = "spec.nodeName!=";
+/// Pods waiting for a node, finished ones left out: the queue's watch.
+const UNASSIGNED_PODS: &str = "spec.nodeName=,status.phase!=Succeeded,status.phase!=Failed";
+
+type Events<K> = Pin<Box<dyn Stream<Item = WatcherEvent<K>> + Send>>;
+
+/// How a bind ended.
+struct BindOutcome {
+    info: QueuedPod,
+    node: String,
+    result: crate::client::Result<()>,
+}
+
+fn scheduler_name(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or(DEFAULT_SCHEDULER_NAME)
+}
+
+fn watch_of<K: crate::object::Resource>(
+    client: &Arc<dyn Client>,
+    field_selector: Option<String>,
+) -> Events<K> {
+    let opts = ListOptions { field_selector, ..Default::default() };
+    Box::pin(watcher(Api::<K>::all(client.clone()), opts))
+}
+
+/// The loop's state; owned by the loop's task, so nothing here is locked.
+struct Runner {
+    client: Arc<dyn Client>,
+    frameworks: BTreeMap<String, Framework>,
+    queue: SchedulingQueue,
+    cache: SchedulerCache,
+    clock: Clock,
+    max_binds: usize,
+    binding: usize,
+    bind_results: mpsc::Sender<BindOutcome>,
+    records: mpsc::Sender<Record>,
+    tasks: TaskTracker,
+    abort: CancellationToken,
+    stats: SchedulerStats,
+    /// Keys seen since the queue's watch started a relist.
+    relist: Option<HashSet<String>>,
+}
+
+pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
+    let Scheduler { client, frameworks, config, stats: stats_tx } = scheduler;
+    let mut is_leader = config.is_leader.clone();
+    let mut leader_open = true;
+    let tasks = TaskTracker::new();
+    let abort = CancellationToken::new();
+    let (records, records_rx) = mpsc::channel(RECORDER_CAPACITY);
+    tasks.spawn(Recorder::new(client.clone(), config.clock.clone()).run(records_rx, abort.clone()));
+    // Every running bind has a slot, so a finished bind never waits to report.
+    let max_binds = config.max_in_flight_binds.max(1);
+    let (bind_results, mut bind_rx) = mpsc::channel(max_binds);
+
+    let mut unassigned_selector = UNASSIGNED_PODS.to_string();
+    if let [name] = frameworks.keys().collect::<Vec<_>>()[..] {
+        unassigned_selector.push_str(&format!(",spec.schedulerName={name}"));
+    }
+    let mut nodes: Events<Node> = watch_of(&client, None);
+    let mut assigned: Events<Pod> = watch_of(&client, Some(ASSIGNED_PODS.into()));
+    let mut unassigned: Events<Pod> = watch_of(&client, Some(unassigned_selector));
+
+    let mut r = Runner {
+        client,
+        frameworks,
+        queue: SchedulingQueue::new(config.queue),
+        cache: SchedulerCache::new(config.assumed_pod_ttl),
+        clock: config.clock.clone(),
+        max_binds,
+        binding: 0,
+        bind_results,
+        records,
+        tasks: tasks.clone(),
+        abort: abort.clone(),
+        stats: SchedulerStats::default(),
+        relist: None,
+    };
+    tracing::info!(profiles = ?r.frameworks.keys().collect::<Vec<_>>(), "scheduler starting");
+    loop {
+        // One cycle, then one event: neither starves the other.
+        let leader = *is_leader.borrow();
+        if r.can_schedule(leader) {
+            r.schedule_one();
+        }
+        r.publish(leader, &stats_tx);
+        let can_schedule = r.can_schedule(leader);
+        let deadline = r.next_deadline();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(outcome) = bind_rx.recv() => r.bind_finished(outcome),
+            changed = is_leader.changed(), if leader_open => match changed {
+                Ok(()) => tracing::info!(leader = *is_leader.borrow(), "scheduler leadership changed"),
+                // The sender is gone: the last value holds for good.
+                Err(_) => leader_open = false,
+            },
+            Some(event) = nodes.next() => {
+                let events = r.cache.apply_node(&event);
+                r.cluster_events(events);
+            }
+            Some(event) = assigned.next() => {
+                let events = r.cache.apply_pod(&event);
+                r.cluster_events(events);
+            }
+            Some(event) = unassigned.next() => r.unassigned(event),
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => r.tick(),
+            // Ready at once, but yields when the task's budget is spent: a long run of cycles
+            // (a queue of unschedulable pods) must not starve the binds and the recorder.
+            _ = tokio::task::coop::consume_budget(), if can_schedule => {}
+        }
+    }
+    tracing::info!(binding = r.binding, "scheduler stopping");
+    // Dropping the loop's senders lets the recorder drain and end.
+    drop(r);
+    tasks.close();
+    if tokio::time::timeout(config.shutdown_grace, tasks.wait()).await.is_err() {
+        tracing::warn!(grace = ?config.shutdown_grace, "scheduler tasks did not finish in time; aborting them");
+        abort.cancel();
+        tasks.wait().await;
+    }
+    tracing::info!("scheduler stopped");
+}
+
+impl Runner {
+    fn can_schedule(&self, leader: bool) -> bool {
+        leader && self.cache.is_ready() && self.binding < self.max_binds && self.queue.has_active()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.queue.next_deadline().into_iter().chain(self.cache.next_expiry()).min()
+    }
+
+    fn publish(&mut self, leader: bool, tx: &watch::Sender<SchedulerStats>) {
+        self.stats.leader = leader;
+        self.stats.ready = self.cache.is_ready();
+        self.stats.nodes = self.cache.node_count();
+        self.stats.pods = self.cache.pod_count();
+        self.stats.assumed = self.cache.assumed_count();
+        self.stats.queue = self.queue.counts();
+        self.stats.binding = self.binding;
+        let now = self.stats;
+        tx.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.queue.tick(now);
+        let events = self.cache.cleanup_expired(now);
+        self.cluster_events(events);
+    }
+
+    fn cluster_events(&mut self, events: Vec<super::ClusterEvent>) {
+        let now = Instant::now();
+        for event in events {
+            let moved = self.queue.on_event(event, now);
+            if moved > 0 {
+                tracing::debug!(?event, moved, "unschedulable pods moved");
+            }
+        }
+    }
+
+    /// An event of the watch of pods without a node.
+    fn unassigned(&mut self, event: WatcherEvent<Pod>) {
+        let now = Instant::now();
+        match event {
+            WatcherEvent::Init => self.relist = Some(HashSet::new()),
+            WatcherEvent::InitApply(pod) => {
+                if let Some(seen) = &mut self.relist {
+                    seen.insert(pod_key(&pod));
+                }
+                self.enqueue(pod, now);
+            }
+            WatcherEvent::Apply(pod) => self.enqueue(pod, now),
+            WatcherEvent::InitDone => {
+                let seen = self.relist.take().unwrap_or_default();
+                let gone: Vec<String> = self.queue.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+                for key in gone {
+                    self.queue.delete(&key);
+                }
+            }
+            // Deleted, or bound (it no longer matches the watch).
+            WatcherEvent::Delete(pod) => self.queue.delete(&pod_key(&pod)),
+            WatcherEvent::Retrying(error) => tracing::debug!(%error, "pod watch retrying"),
+        }
+    }
+
+    fn enqueue(&mut self, pod: Pod, now: Instant) {
+        let ours = self.frameworks.contains_key(scheduler_name(&pod));
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+        if !ours || bound || pod.metadata.deletion_timestamp.is_some() {
+            self.queue.delete(&pod_key(&pod));
+        } else {
+            self.queue.add(Arc::new(pod), now);
+        }
+    }
+
+    /// One scheduling cycle: the queue's head is placed, found unschedulable, or sent back.
+    fn schedule_one(&mut self) {
+        let Some(info) = self.queue.pop() else { return };
+        self.stats.attempts += 1;
+        let now = Instant::now();
+        match self.cache.placement(&info.key) {
+            // Bound, or being bound, already.
+            Some(p) if p.uid == info.pod.metadata.uid => return self.queue.done(&info, now),
+            // An older pod of the same name still holds its place; wait for it to go.
+            Some(_) => return self.queue.requeue_backoff(info, now),
+            None => {}
+        }
+        let Some(framework) = self.frameworks.get(scheduler_name(&info.pod)) else {
+            return self.queue.done(&info, now);
+        };
+        let decision = match self.cache.snapshot() {
+            Ok(snapshot) => framework.schedule(snapshot, &info.pod),
+            Err(error) => {
+                tracing::error!(%error, "cannot schedule");
+                return self.failed(info, "SchedulerError", error.to_string(), now);
+            }
+        };
+        match decision {
+            Ok(result) => self.assume_and_bind(info, result.node, now),
+            Err(Decision::Unschedulable(fit)) => {
+                let plugins = fit.unschedulable_plugins();
+                self.unschedulable(info, fit.to_string(), plugins, now);
+            }
+            Err(e @ Decision::NoNodes) => self.unschedulable(info, e.to_string(), BTreeSet::new(), now),
+            Err(error) => {
+                tracing::warn!(pod = %info.key, %error, "scheduling failed");
+                self.failed(info, "SchedulerError", error.to_string(), now);
+            }
+        }
+    }
+
+    fn unschedulable(
+        &mut self,
+        info: QueuedPod,
+        message: String,
+        plugins: BTreeSet<&'static str>,
+        now: Instant,
+    ) {
+        self.stats.unschedulable += 1;
+        tracing::debug!(pod = %info.key, %message, "pod is unschedulable");
+        self.report_failure(&info.pod, "Unschedulable", message);
+        self.queue.requeue_unschedulable(info, plugins, now);
+    }
+
+    fn failed(&mut self, info: QueuedPod, reason: &'static str, message: String, now: Instant) {
+        self.report_failure(&info.pod, reason, message);
+        self.queue.requeue_backoff(info, now);
+    }
+
+    fn report_failure(&mut self, pod: &Arc<Pod>, reason: &'static str, message: String) {
+        let now = super::recorder::now(&self.clock);
+        if let Some(patch) = unschedulable_condition(pod, reason, &message, &now) {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            self.record(Record::Condition { namespace, name, patch });
+        }
+        self.event(pod, "Warning", "FailedScheduling", message);
+    }
+
+    fn event(&mut self, pod: &Arc<Pod>, type_: &'static str, reason: &'static str, message: String) {
+        let component = scheduler_name(pod).to_string();
+        self.record(Record::Event(EventRecord { pod: pod.clone(), type_, reason, message, component }));
+    }
+
+    fn record(&mut self, record: Record) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.records.try_send(record) {
+            tracing::debug!(capacity = RECORDER_CAPACITY, "recorder busy; dropping a record");
+        }
+    }
+
+    fn assume_and_bind(&mut self, info: QueuedPod, node: String, now: Instant) {
+        if let Err(error) = self.cache.assume(&info.pod, &node) {
+            tracing::warn!(pod = %info.key, %node, %error, "cannot assume pod");
+            return self.queue.requeue_backoff(info, now);
+        }
+        self.binding += 1;
+        let (client, results, abort) = (self.client.clone(), self.bind_results.clone(), self.abort.clone());
+        self.tasks.spawn(async move {
+            let pod = info.pod.clone();
+            let m = &pod.metadata;
+            let (namespace, name) = (m.namespace.as_deref().unwrap_or(""), m.name.as_deref().unwrap_or(""));
+            let result = tokio::select! {
+                biased;
+                _ = abort.cancelled() => return,
+                r = client.bind(namespace, name, &node, m.uid.as_deref()) => r.map(|_| ()),
+            };
+            // The loop may have stopped; then nobody needs the outcome.
+            let _ = results.send(BindOutcome { info, node, result }).await;
+        });
+    }
+
+    fn bind_finished(&mut self, BindOutcome { info, node, result }: BindOutcome) {
+        self.binding -= 1;
+        let now = Instant::now();
+        match result {
+            Ok(()) => {
+                self.stats.bound += 1;
+                tracing::debug!(pod = %info.key, %node, "bound pod");
+                self.cache.finish_binding(&info.pod, now);
+                let message = format!("Successfully assigned {} to {node}", info.key);
+                self.event(&info.pod, "Normal", "Scheduled", message);
+                self.queue.done(&info, now);
+            }
+            Err(error) => {
+                self.stats.bind_failures += 1;
+                tracing::info!(pod = %info.key, %node, %error, "bind failed; rolling back");
+                let events = self.cache.forget(&info.pod, &node);
+                self.cluster_events(events);
+                self.event(&info.pod, "Warning", "FailedScheduling", format!("Binding rejected: {error}"));
+                // Even a conflict goes back: if someone else bound the pod, the watch removes
+                // it from the queue; if it was only changed meanwhile, it still needs a node.
+                self.queue.requeue_backoff(info, now);
+            }
+        }
+    }
+}
