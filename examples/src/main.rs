@@ -1,10 +1,10 @@
 //! `flotilla`: the example cluster binary.
 //!
 //! `flotilla up` runs a one-machine cluster in one process: a one-member replicated store
-//! (with its etcd-compatible endpoint) and the Kubernetes-dialect API server over HTTPS,
+//! (with its etcd-compatible endpoint), the scheduler, and the Kubernetes-dialect API server over HTTPS,
 //! with a generated cluster CA and an admin kubeconfig that `kubectl` uses as is. Restarting
-//! it on the same data directory resumes the cluster. The scheduler, controllers and node
-//! agent join it as they land.
+//! it on the same data directory resumes the cluster. Controllers and the node agent join
+//! it as they land.
 
 mod up;
 

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use flotilla_api::secure::{SecureApi, SecureOptions};
+use flotilla_core::client::{Client, LocalClient};
 use flotilla_core::object::KindRegistry;
 use flotilla_core::registry::Registry;
+use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, default_profiles};
 use flotilla_raft_store::{RaftStore, RaftStoreConfig};
+use tokio_util::sync::CancellationToken;
 
 use crate::UpArgs;
 
@@ -38,6 +41,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(e).context("starting the API server");
         }
     };
+    // One member: it always leads, so the scheduler always acts.
+    let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+    let scheduler = Scheduler::new(client, default_profiles(), SchedulerConfig::always_leader())?;
+    let stop_components = CancellationToken::new();
+    let scheduler = tokio::spawn(scheduler.run(stop_components.clone()));
     let kubeconfig = dir.join(KUBECONFIG_FILE);
     api.admin_kubeconfig("flotilla").write(&kubeconfig)?;
     println!("flotilla: cluster up");
@@ -49,6 +57,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("export KUBECONFIG={}", kubeconfig.display());
     wait_for_signal().await?;
     tracing::info!("stopping");
+    stop_components.cancel();
+    let _ = scheduler.await;
     api.stop().await;
     registry.shutdown().await;
     store.shutdown().await;

@@ -85,6 +85,30 @@ async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
         std::fs::write(&path, cm)?;
         let out = kubectl(&up, home.path(), &["apply", "-f", path.to_str().context("path")?]).await?;
         assert_eq!(out, "configmap/kept created");
+
+        // The scheduler binds a pod to a node that fits it.
+        let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n";
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
+        for (name, text) in [("node.yaml", node), ("pod.yaml", pod)] {
+            let path = home.path().join(name);
+            std::fs::write(&path, text)?;
+            kubectl(&up, home.path(), &["create", "-f", path.to_str().context("path")?]).await?;
+            if name == "node.yaml" {
+                // A node's status is its own subresource (a node agent reports it).
+                let status = r#"{"status":{"allocatable":{"cpu":"2","memory":"4Gi","pods":"10"}}}"#;
+                let args = ["patch", "node", "n1", "--subresource=status", "--type=merge", "-p", status];
+                kubectl(&up, home.path(), &args).await?;
+            }
+        }
+        let mut bound = String::new();
+        for _ in 0..200 {
+            bound = kubectl(&up, home.path(), &["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]).await?;
+            if !bound.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(bound, "n1", "the scheduler did not bind the pod");
         stop(up).await?;
 
         let up = start(dir.path(), &ports).await?;
