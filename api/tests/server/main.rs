@@ -7,3 +7,4 @@ mod t30_watch;
 mod t40_errors;
 mod t50_kubectl;
 mod t60_security;
+mod t70_kube_rs;

@@ -28,6 +28,9 @@ impl Via {
         let cluster = Cluster::start_with(members, |c| {
             c.heartbeat_interval = std::time::Duration::from_millis(100);
             c.election_timeout = std::time::Duration::from_millis(1500);
+            // A 1.5 MB write forwarded by a follower has taken over 5 s on a loaded CI machine
+            // (the suite gives each call 10 s).
+            c.request_timeout = std::time::Duration::from_secs(9);
         })
         .await
         .expect("cluster starts");
