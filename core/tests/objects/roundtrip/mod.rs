@@ -62,9 +62,13 @@ const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
 /// Volume access modes.
 const ACCESS_MODES: &[&str] = &["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"];
 
-/// The first and last second Kubernetes (Go's RFC 3339 marshalling) can write: years 1 to 9999.
+/// The first and last second both Kubernetes (Go's RFC 3339 marshalling: years 1 to 9999)
+/// and jiff can hold: jiff's `Timestamp` ends at 9999-12-30T22:00:00Z, a day short of
+/// 9999-12-31T23:59:59Z (a CI run drew a second past it).
 const FIRST_SECOND: i64 = -62_135_596_800;
-const LAST_SECOND: i64 = 253_402_300_799;
+const LAST_SECOND: i64 = 253_402_207_200;
+/// jiff refuses microsecond timestamps at its very last second; a day earlier is plenty.
+const LAST_MICROSECOND: i64 = (LAST_SECOND - 86_400) * 1_000_000;
 
 /// Zero to two elements.
 fn list<S: Strategy>(s: S) -> impl Strategy<Value = Vec<S::Value>> {
@@ -152,7 +156,7 @@ fn time() -> impl Strategy<Value = Time> {
 
 /// A whole-microsecond time: `MicroTime` is written with exactly six fractional digits.
 fn micro_time() -> impl Strategy<Value = MicroTime> {
-    (FIRST_SECOND * 1_000_000..=LAST_SECOND * 1_000_000 + 999_999).prop_map(|us| {
+    (FIRST_SECOND * 1_000_000..=LAST_MICROSECOND).prop_map(|us| {
         MicroTime(Timestamp::from_microsecond(us).expect("years 1 to 9999 are in jiff's range"))
     })
 }
@@ -294,4 +298,14 @@ fn label_selector() -> impl Strategy<Value = LabelSelector> {
         .prop_map(|(key, operator, values)| LabelSelectorRequirement { key, operator, values });
     (string_map(), opt_list(requirement))
         .prop_map(|(match_labels, match_expressions)| LabelSelector { match_expressions, match_labels })
+}
+
+#[test]
+fn the_time_bounds_are_representable() {
+    for s in [FIRST_SECOND, LAST_SECOND] {
+        assert!(Timestamp::from_second(s).is_ok(), "second {s}");
+    }
+    for us in [FIRST_SECOND * 1_000_000, LAST_MICROSECOND] {
+        assert!(Timestamp::from_microsecond(us).is_ok(), "microsecond {us}");
+    }
 }
