@@ -95,8 +95,10 @@ impl Metrics {
 }
 
 /// Counts and times every request.
-pub(crate) async fn record(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+pub(crate) async fn record(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let info = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query().unwrap_or_default());
+    // The security check (inside this layer) reads it from here instead of parsing again.
+    req.extensions_mut().insert(info.clone());
     let (verb, group, resource, subresource) = if info.is_resource_request {
         (info.verb.clone(), info.api_group.clone(), info.resource.clone(), info.subresource.clone())
     } else {

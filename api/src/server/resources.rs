@@ -223,7 +223,7 @@ fn subresource(t: &ResourceType, s: &str) -> Option<Sub> {
     match (t.group, t.plural, s) {
         (_, _, "status") if t.has_status => Some(Sub::Status),
         ("", "namespaces", "finalize") => Some(Sub::Finalize),
-        ("apps", "deployments" | "replicasets" | "statefulsets", "scale") => Some(Sub::Scale),
+        ("apps", "deployments" | "replicasets", "scale") => Some(Sub::Scale),
         ("", "pods", "binding") => Some(Sub::Binding),
         ("", "pods", "eviction") => Some(Sub::Eviction),
         ("", "pods", "log") => Some(Sub::Log),

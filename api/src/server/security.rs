@@ -42,7 +42,10 @@ fn unsecured_user() -> UserInfo {
 /// Authenticates and authorizes a request; the request continues with its [`Attributes`]
 /// as an extension (handlers use them for node admission and reviews).
 pub(crate) async fn check(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let info = RequestInfo::parse(req.method(), req.uri().path(), req.uri().query().unwrap_or_default());
+    let info = match req.extensions().get::<RequestInfo>() {
+        Some(info) => info.clone(),
+        None => RequestInfo::parse(req.method(), req.uri().path(), req.uri().query().unwrap_or_default()),
+    };
     let Some(security) = &shared.security else {
         req.extensions_mut().insert(Attributes::from_request(unsecured_user(), &info));
         return next.run(req).await;
