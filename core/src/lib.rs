@@ -19,6 +19,8 @@
 
 pub mod apply;
 pub mod client;
+pub mod controller;
+pub mod controllers;
 pub mod object;
 pub mod patch;
 pub mod quantity;

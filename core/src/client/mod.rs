@@ -19,8 +19,8 @@ use crate::object::{DynamicObject, ResourceType};
 use crate::patch::PatchType;
 use crate::registry::Registry;
 pub use crate::registry::{
-    DeleteOptions, Deleted, Error, GetOptions, ListOptions, ObjectList, Result, Subresource, WatchEvent,
-    WatchStream, WriteOptions, Written,
+    DeleteOptions, Deleted, Error, GetOptions, ListOptions, ObjectList, Precondition, PropagationPolicy,
+    Result, Subresource, WatchEvent, WatchStream, WriteOptions, Written,
 };
 
 /// Operations on objects of any kind. `namespace` is ignored for cluster-scoped kinds and

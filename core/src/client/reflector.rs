@@ -29,17 +29,18 @@ struct Inner<K> {
     /// Objects applied since the last `Init` (to drop the rest at `InitDone`).
     relisting: Option<BTreeSet<String>>,
     ready: bool,
+    /// The functions computing each index.
+    index_fns: BTreeMap<String, IndexFn<K>>,
 }
 
 /// The cache a reflector fills; cheap to clone and read from any task.
 pub struct Cache<K> {
     inner: Arc<RwLock<Inner<K>>>,
-    index_fns: Arc<BTreeMap<String, IndexFn<K>>>,
 }
 
 impl<K> Clone for Cache<K> {
     fn clone(&self) -> Self {
-        Cache { inner: self.inner.clone(), index_fns: self.index_fns.clone() }
+        Cache { inner: self.inner.clone() }
     }
 }
 
@@ -59,9 +60,28 @@ impl<K: Resource> Cache<K> {
                 indexes,
                 relisting: None,
                 ready: false,
+                index_fns,
             })),
-            index_fns: Arc::new(index_fns),
         }
+    }
+
+    /// Adds (or replaces) index `name`, indexing the objects already cached. Caches shared
+    /// between controllers gain indexes as controllers are composed.
+    pub fn add_index(&self, name: &str, f: IndexFn<K>) {
+        let mut inner = self.inner.write();
+        let mut idx: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (key, obj) in &inner.objects {
+            for v in f(obj) {
+                idx.entry(v).or_default().insert(key.clone());
+            }
+        }
+        inner.indexes.insert(name.to_string(), idx);
+        inner.index_fns.insert(name.to_string(), f);
+    }
+
+    /// Whether index `name` exists.
+    pub fn has_index(&self, name: &str) -> bool {
+        self.inner.read().index_fns.contains_key(name)
     }
 
     /// The namespace index (`"namespace"`).
@@ -103,9 +123,10 @@ impl<K: Resource> Cache<K> {
     }
 
     fn unindex(&self, inner: &mut Inner<K>, key: &str) {
-        if let Some(old) = inner.objects.remove(key) {
-            for (name, f) in self.index_fns.iter() {
-                let idx = inner.indexes.entry(name.clone()).or_default();
+        let Inner { objects, indexes, index_fns, .. } = inner;
+        if let Some(old) = objects.remove(key) {
+            for (name, f) in index_fns.iter() {
+                let idx = indexes.entry(name.clone()).or_default();
                 for v in f(&old) {
                     if let Some(set) = idx.get_mut(&v) {
                         set.remove(key);
@@ -121,8 +142,9 @@ impl<K: Resource> Cache<K> {
     fn insert(&self, inner: &mut Inner<K>, obj: K) {
         let key = object_key(&obj);
         self.unindex(inner, &key);
-        for (name, f) in self.index_fns.iter() {
-            let idx = inner.indexes.entry(name.clone()).or_default();
+        let Inner { indexes, index_fns, .. } = inner;
+        for (name, f) in index_fns.iter() {
+            let idx = indexes.entry(name.clone()).or_default();
             for v in f(&obj) {
                 idx.entry(v).or_default().insert(key.clone());
             }

@@ -7,3 +7,4 @@ mod t30_roundtrip;
 mod t40_model;
 mod t50_watcher;
 mod t60_scheduler;
+mod t70_controller;
