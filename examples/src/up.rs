@@ -41,9 +41,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             return Err(e).context("starting the API server");
         }
     };
-    // One member: it always leads, so the scheduler always acts.
+    // The scheduler acts only while this member leads the store (always, with one member).
     let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
-    let scheduler = Scheduler::new(client, default_profiles(), SchedulerConfig::always_leader())?;
+    let scheduler = Scheduler::new(client, default_profiles(), SchedulerConfig::new(store.leadership()))?;
     let stop_components = CancellationToken::new();
     let scheduler = tokio::spawn(scheduler.run(stop_components.clone()));
     let kubeconfig = dir.join(KUBECONFIG_FILE);

@@ -191,6 +191,33 @@ impl RaftStore {
         self.inner.raft.metrics().borrow_watched().current_leader
     }
 
+    /// Whether this member leads, kept current: `true` while raft says this member is the
+    /// leader. Components that must act on one member only (scheduler, controllers) take
+    /// this, so their leadership follows the store's and no lease can race it. The watch
+    /// ends (keeping its last value, `false` after shutdown) when the raft core stops.
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(self.inner.leading());
+        let mut metrics = self.inner.raft.metrics();
+        let id = self.inner.id;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = tx.closed() => return,
+                    changed = metrics.changed() => {
+                        if changed.is_err() {
+                            tx.send_replace(false);
+                            return;
+                        }
+                        let leading = metrics.borrow_watched().current_leader == Some(id);
+                        tx.send_if_modified(|l| std::mem::replace(l, leading) != leading);
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     /// Bootstraps a new cluster with the given voters (id to transport address). Call once,
     /// on one member.
     pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<()> {

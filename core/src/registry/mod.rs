@@ -15,6 +15,7 @@ mod list;
 mod meta;
 mod options;
 mod pods;
+mod services;
 mod watch;
 mod write;
 
@@ -29,6 +30,7 @@ pub use options::{
     DeleteOptions, FieldValidation, GetOptions, ListOptions, Precondition, PropagationPolicy,
     ResourceVersionMatch, Subresource, WriteOptions,
 };
+pub use services::ServiceRanges;
 pub use watch::{WatchEvent, WatchStream};
 pub use write::{Deleted, Written};
 
@@ -45,6 +47,7 @@ pub struct Registry {
     kinds: Arc<KindRegistry>,
     clock: Clock,
     caches: cache::Caches,
+    service_ranges: ServiceRanges,
 }
 
 impl std::fmt::Debug for Registry {
@@ -61,7 +64,15 @@ impl Registry {
             kinds: Arc::new(kinds),
             clock: Arc::new(k8s_openapi::jiff::Timestamp::now),
             caches: cache::Caches::default(),
+            service_ranges: ServiceRanges::default(),
         }
+    }
+
+    /// Gives Services cluster IPs and node ports from `ranges` (default: `10.96.0.0/12` and
+    /// `30000-32767`).
+    pub fn with_service_ranges(mut self, ranges: ServiceRanges) -> Self {
+        self.service_ranges = ranges;
+        self
     }
 
     /// Uses `clock` for creation and deletion timestamps (tests pin it).

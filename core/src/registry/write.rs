@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::encoding::{decode, encode, key};
 use super::options::{DeleteOptions, FieldValidation, PropagationPolicy, Subresource, WriteOptions};
+use super::services::{self, Allocation};
 use super::{Error, Registry, Result, kind_of, meta, scope_namespace};
 use crate::object::{DynamicObject, KindStrategy, Resource, ResourceType};
 use crate::patch::{PatchType, apply_patch, builtin_schema};
@@ -122,20 +123,39 @@ impl Registry {
                 self.track_update(t, manager, None, &mut candidate);
             }
             let k = key(t, &ns, candidate.name());
+            let alloc = if Self::is_service(t) {
+                self.allocate_service(&mut candidate, None).await?
+            } else {
+                Allocation::default()
+            };
             if opts.dry_run {
                 return Ok(Written { object: candidate, warnings });
             }
-            let resp = self
-                .store
-                .txn(TxnRequest {
-                    compare: vec![Compare::absent(k.clone())],
-                    success: vec![RequestOp::Put(PutRequest::new(k, encode(&candidate)?))],
-                    failure: vec![],
-                })
-                .await?;
+            let mut compare = vec![Compare::absent(k.clone())];
+            compare.extend(alloc.compares);
+            let mut success = vec![RequestOp::Put(PutRequest::new(k.clone(), encode(&candidate)?))];
+            success.extend(alloc.ops);
+            let resp = self.store.txn(TxnRequest { compare, success, failure: vec![] }).await?;
             if resp.succeeded {
                 candidate.metadata.resource_version = Some(resp.header.revision.to_string());
                 return Ok(Written { object: candidate, warnings });
+            }
+            let name_taken = self.store.get(k.as_bytes()).await?.is_some();
+            if !name_taken {
+                // An address was taken meanwhile: a clash with what the user asked for is
+                // theirs to fix; a clash with one we chose is retried with another.
+                if alloc.explicit {
+                    return Err(Error::Invalid {
+                        kind: t.kind.to_string(),
+                        name: candidate.name().to_string(),
+                        errors: crate::validation::ErrorList(vec![crate::validation::FieldError::invalid(
+                            crate::validation::FieldPath::new("spec"),
+                            Value::Null,
+                            "provided IP or port is already allocated",
+                        )]),
+                    });
+                }
+                continue;
             }
             if !generate {
                 return Err(Error::AlreadyExists {
@@ -320,6 +340,11 @@ impl Registry {
         }
         meta::keep_system_fields(&mut new.metadata, &old.metadata);
         let (mut new, warnings) = self.admit(s.as_ref(), t, new, Some(old), opts)?;
+        let alloc = if Self::is_service(t) && subresource == Subresource::Main {
+            self.allocate_service(&mut new, Some(old)).await?
+        } else {
+            Allocation::default()
+        };
         let annotations_count = t.group == "apps" && t.plural == "deployments";
         if !new.same_spec(old) || annotations_count && new.metadata.annotations != old.metadata.annotations {
             new.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
@@ -336,7 +361,10 @@ impl Registry {
             && spec_finalizers(t, &new).is_empty()
             && !opts.dry_run
         {
-            let written = self.write_if_unchanged(k, old_rev, None).await?;
+            let release = if Self::is_service(t) { services::release_ops(old) } else { Vec::new() };
+            let written = self
+                .write_if_unchanged_with(k, old_rev, None, Allocation { ops: release, ..Default::default() })
+                .await?;
             let Some(rev) = written else { return Ok(None) };
             new.metadata.resource_version = Some(rev.to_string());
             return Ok(Some(Written { object: new, warnings }));
@@ -344,7 +372,7 @@ impl Registry {
         if new == *old || opts.dry_run {
             return Ok(Some(Written { object: new, warnings }));
         }
-        let written = self.write_if_unchanged(k, old_rev, Some(&new)).await?;
+        let written = self.write_if_unchanged_with(k, old_rev, Some(&new), alloc).await?;
         let Some(rev) = written else { return Ok(None) };
         new.metadata.resource_version = Some(rev.to_string());
         Ok(Some(Written { object: new, warnings }))
@@ -419,7 +447,9 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Deleted { object: old, gone: true });
                 }
-                let written = self.write_if_unchanged(k, old_rev, None).await?;
+                let release = if Self::is_service(t) { services::release_ops(&old) } else { Vec::new() };
+                let extra = Allocation { ops: release, ..Default::default() };
+                let written = self.write_if_unchanged_with(k, old_rev, None, extra).await?;
                 if let Some(rev) = written {
                     // The last state, at the revision of its deletion (as Kubernetes answers).
                     let mut last = old;
@@ -517,6 +547,19 @@ impl Registry {
         rev: i64,
         obj: Option<&DynamicObject>,
     ) -> Result<Option<i64>> {
+        self.write_if_unchanged_with(key, rev, obj, Allocation::default()).await
+    }
+
+    /// [`write_if_unchanged`](Self::write_if_unchanged), taking and releasing a Service's
+    /// addresses in the same transaction. A taken address fails the write like a changed
+    /// object does, and the caller's retry reallocates.
+    pub(crate) async fn write_if_unchanged_with(
+        &self,
+        key: String,
+        rev: i64,
+        obj: Option<&DynamicObject>,
+        extra: Allocation,
+    ) -> Result<Option<i64>> {
         let op = match obj {
             Some(o) => RequestOp::Put(PutRequest::new(key.clone(), encode(o)?)),
             None => RequestOp::DeleteRange(DeleteRangeRequest {
@@ -527,8 +570,10 @@ impl Registry {
         let resp = self
             .store
             .txn(TxnRequest {
-                compare: vec![Compare::mod_revision(key, CompareOp::Equal, rev)],
-                success: vec![op],
+                compare: std::iter::once(Compare::mod_revision(key, CompareOp::Equal, rev))
+                    .chain(extra.compares)
+                    .collect(),
+                success: std::iter::once(op).chain(extra.ops).collect(),
                 failure: vec![],
             })
             .await?;

@@ -8,3 +8,6 @@ mod t40_model;
 mod t50_watcher;
 mod t60_scheduler;
 mod t70_controller;
+mod t75_services;
+mod t80_replicaset;
+mod t85_manager;

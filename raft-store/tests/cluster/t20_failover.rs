@@ -84,3 +84,27 @@ async fn watch_on_a_follower_survives_leader_change() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// `RaftStore::leadership` is true on exactly the leader, and moves with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_watch_follows_the_raft_leader() -> anyhow::Result<()> {
+    within("leadership watch", 60, async {
+        let mut c = Cluster::start(3).await?;
+        let old = c.wait_leader(Duration::from_secs(10)).await?;
+        let mut watches: std::collections::BTreeMap<_, _> =
+            c.running().into_iter().map(|id| (id, c.member(id).leadership())).collect();
+        let mut old_watch = watches.remove(&old).expect("the leader's watch");
+        old_watch.wait_for(|l| *l).await?;
+        for (id, w) in &watches {
+            assert!(!*w.borrow(), "member {id} must not think it leads");
+        }
+        c.stop(old).await;
+        let new = c.wait_leader(Duration::from_secs(10)).await?;
+        let mut new_watch = watches.remove(&new).expect("the new leader's watch");
+        tokio::time::timeout(Duration::from_secs(10), new_watch.wait_for(|l| *l)).await??;
+        assert!(!*old_watch.borrow(), "the stopped member no longer leads");
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
