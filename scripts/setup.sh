@@ -2,11 +2,13 @@
 # Installs what building Flotilla needs on a Debian machine with Rust and Docker:
 # clang and libclang-dev (RocksDB's bindgen), protobuf-compiler (protoc, which the
 # etcd-client crate used by the etcd API tests needs to build; Flotilla's own protos are
-# compiled with protox) and etcd-client (etcdctl 3.4, which the etcd API tests run).
+# compiled with protox), etcd-client (etcdctl 3.4, which the etcd API tests run) and
+# busybox-static (the node agent's tests build their images FROM scratch around it, since
+# no registry is reachable).
 # Idempotent; shared by the README's commands and .ci/run.
 set -euo pipefail
 need=()
-for pkg in clang libclang-dev protobuf-compiler etcd-client; do
+for pkg in clang libclang-dev protobuf-compiler etcd-client busybox-static; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

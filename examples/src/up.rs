@@ -1,4 +1,4 @@
-//! `flotilla up`: store, API server and kubeconfig in one process.
+//! `flotilla up`: store, API server, scheduler, controllers and kubeconfig in one process.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use flotilla_api::secure::{SecureApi, SecureOptions};
 use flotilla_core::client::{Client, LocalClient};
+use flotilla_core::controllers::manager::ControllerManager;
 use flotilla_core::object::KindRegistry;
 use flotilla_core::registry::Registry;
 use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, default_profiles};
@@ -46,6 +47,10 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(client, default_profiles(), SchedulerConfig::new(store.leadership()))?;
     let stop_components = CancellationToken::new();
     let scheduler = tokio::spawn(scheduler.run(stop_components.clone()));
+    let types = registry.kinds().types().collect();
+    let clock: flotilla_core::registry::Clock = Arc::new(k8s_openapi::jiff::Timestamp::now);
+    let controllers = ControllerManager::new(Arc::new(LocalClient::new(registry.clone())), types, clock);
+    let controllers = tokio::spawn(controllers.run(store.leadership(), stop_components.clone()));
     let kubeconfig = dir.join(KUBECONFIG_FILE);
     api.admin_kubeconfig("flotilla").write(&kubeconfig)?;
     println!("flotilla: cluster up");
@@ -59,6 +64,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!("stopping");
     stop_components.cancel();
     let _ = scheduler.await;
+    let _ = controllers.await;
     api.stop().await;
     registry.shutdown().await;
     store.shutdown().await;

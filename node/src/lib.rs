@@ -1,3 +1,7 @@
-//! Flotilla's node agent and service proxy (to come): registration, heartbeats, pod workers,
-//! probes, volumes and logs over a `ContainerRuntime` trait (Docker and plain processes), and
+//! Flotilla's node agent and service proxy: registration, heartbeats, pod workers, probes,
+//! volumes and logs over a [`runtime::ContainerRuntime`] (Docker and plain processes), and
 //! a round-robin TCP/UDP proxy. It reaches the cluster only through the API client.
+//!
+//! Start with [`runtime`]: the contract between the agent and what runs containers.
+
+pub mod runtime;

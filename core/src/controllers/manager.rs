@@ -6,17 +6,22 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::deployment::{self, DeploymentReconciler};
 use super::endpoints::{self, EndpointSliceReconciler, EndpointsReconciler};
+use super::gc::{GarbageCollector, GcConfig};
 use super::namespace::{self, NamespaceReconciler};
+use super::nodelifecycle::{self, NodeLifecycleConfig};
+use super::podgc::{self, PodGcConfig};
 use super::replicaset::{self, ReplicaSetReconciler};
 use crate::client::Client;
+use crate::controller::events::Recorder;
 use crate::controller::{Change, Controller, ControllerConfig, ControllerMetrics, Informers, ObjectKey};
 use crate::object::ResourceType;
 use crate::registry::Clock;
@@ -46,6 +51,40 @@ pub fn replica_set_controller(
     let rs_cache = replica_sets.cache();
     Controller::new(replicaset::CONTROLLER_NAME, replica_sets, reconciler)
         .watches(pods, move |c: &Change<Pod>| both_sides(c, |p| replicaset::pod_triggers(&rs_cache, p)))
+}
+
+/// The Deployment controller: Deployments, triggered by their ReplicaSets (owned ones and
+/// orphans they may adopt) and, for the Recreate strategy, by their pods.
+pub fn deployment_controller(
+    informers: &Informers,
+    clock: Clock,
+) -> Controller<Deployment, DeploymentReconciler> {
+    let deployments = informers.informer::<Deployment>();
+    let (replica_sets, pods) = (informers.informer::<ReplicaSet>(), informers.informer::<Pod>());
+    for index in deployment::deployment_indexes() {
+        deployments.add_index(index);
+    }
+    for index in deployment::replica_set_indexes() {
+        replica_sets.add_index(index);
+    }
+    for index in deployment::pod_indexes() {
+        pods.add_index(index);
+    }
+    let reconciler = DeploymentReconciler::new(
+        informers.client(),
+        deployments.cache(),
+        replica_sets.cache(),
+        pods.cache(),
+        clock,
+    );
+    let (d1, d2, rs_cache) = (deployments.cache(), deployments.cache(), replica_sets.cache());
+    Controller::new(deployment::CONTROLLER_NAME, deployments, reconciler)
+        .watches(replica_sets, move |c: &Change<ReplicaSet>| {
+            both_sides(c, |rs| deployment::deployments_for_replica_set(rs, &d1))
+        })
+        .watches(pods, move |c: &Change<Pod>| {
+            both_sides(c, |p| deployment::deployment_for_pod(p, &rs_cache, &d2))
+        })
 }
 
 /// The Endpoints controller: Services, triggered by the pods their selectors match (before
@@ -146,9 +185,23 @@ impl ControllerManager {
             };
         }
         spawn!(replica_set_controller(&informers, clock.clone()));
+        spawn!(deployment_controller(&informers, clock.clone()));
         spawn!(endpoints_controller(&informers, clock.clone()));
         spawn!(endpoint_slice_controller(&informers, clock.clone()));
         spawn!(namespace_controller(&informers, clock.clone(), types.clone()));
+        let (recorder, recorder_task) =
+            Recorder::new(informers.client(), nodelifecycle::CONTROLLER_NAME, clock.clone());
+        tasks.spawn(recorder_task.run(shutdown.clone()));
+        spawn!(nodelifecycle::node_lifecycle_controller(
+            &informers,
+            clock.clone(),
+            NodeLifecycleConfig::default(),
+            recorder,
+        ));
+        let pod_gc = podgc::pod_gc(&informers, clock.clone(), PodGcConfig::default());
+        tasks.spawn(pod_gc.run(is_leader.clone(), shutdown.clone()));
+        let gc = GarbageCollector::new(informers.client(), types, GcConfig::default());
+        tasks.spawn(gc.run(is_leader.clone(), shutdown.clone()));
         informers.start(shutdown.clone());
         tasks.close();
         tasks.wait().await;

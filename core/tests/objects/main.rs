@@ -11,3 +11,6 @@ mod t70_controller;
 mod t75_services;
 mod t80_replicaset;
 mod t85_manager;
+mod t86_deployment;
+mod t90_nodelifecycle;
+mod t91_podgc;

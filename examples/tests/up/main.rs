@@ -56,6 +56,19 @@ async fn kubectl(up: &Up, home: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Runs `kubectl args` until `done` accepts its output (or 20 s pass); the last output.
+async fn wait_for(up: &Up, home: &Path, args: &[&str], done: impl Fn(&str) -> bool) -> Result<String> {
+    let mut out = String::new();
+    for _ in 0..200 {
+        out = kubectl(up, home, args).await?;
+        if done(&out) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(out)
+}
+
 async fn stop(mut up: Up) -> Result<()> {
     let pid = up.child.id().context("no pid")?;
     let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
@@ -109,6 +122,32 @@ async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(bound, "n1", "the scheduler did not bind the pod");
+
+        // The controllers: a Deployment makes a ReplicaSet and its pods (bound by the
+        // scheduler), a Service gets a cluster IP, and deleting the Deployment collects both.
+        let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  \
+                      selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        \
+                      app: web\n    spec:\n      containers:\n      - name: c\n        image: busybox\n---\n\
+                      apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  \
+                      ports:\n  - port: 80\n";
+        let path = home.path().join("web.yaml");
+        std::fs::write(&path, deploy)?;
+        kubectl(&up, home.path(), &["apply", "-f", path.to_str().context("path")?]).await?;
+        let nodes_of_web = ["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"];
+        let placed = wait_for(&up, home.path(), &nodes_of_web, |out| out == "n1 n1").await?;
+        assert_eq!(placed, "n1 n1", "two pods of the deployment, bound");
+        let rs = kubectl(&up, home.path(), &["get", "rs", "-l", "app=web", "-o", "name"]).await?;
+        assert!(rs.starts_with("replicaset.apps/web-"), "{rs}");
+        let ip = kubectl(&up, home.path(), &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]).await?;
+        assert!(ip.starts_with("10.") && ip.parse::<std::net::Ipv4Addr>().is_ok(), "cluster IP {ip:?}");
+        kubectl(&up, home.path(), &["delete", "deployment", "web"]).await?;
+        let rs_of_web = ["get", "rs", "-l", "app=web", "-o", "name"];
+        let left = wait_for(&up, home.path(), &rs_of_web, str::is_empty).await?;
+        assert_eq!(left, "", "the garbage collector removes the ReplicaSet");
+        // Bound pods terminate gracefully: with no node agent here they stay Terminating.
+        let deleting = ["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.deletionTimestamp}"];
+        let marked = wait_for(&up, home.path(), &deleting, |o| o.split_whitespace().count() == 2).await?;
+        assert_eq!(marked.split_whitespace().count(), 2, "both pods are being deleted: {marked:?}");
         stop(up).await?;
 
         let up = start(dir.path(), &ports).await?;
