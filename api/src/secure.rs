@@ -19,13 +19,21 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::authn::ServiceAccountVerifier;
 use crate::auth::{Authenticator, AuthenticatorConfig, RbacAuthorizer, StaticTokens, TokenIssuer, rbac};
+use crate::client::ClientConfig;
+use crate::kubeconfig::ClientCertificate;
 use crate::kubeconfig::Kubeconfig;
 use crate::pki::{self, ClientAuth, ClusterPki};
-use crate::server::{ApiServer, Security, ServerConfig};
+use crate::server::{ApiServer, KubeletClient, Security, ServerConfig};
 use crate::{auth, tls};
 
 /// The issuer of ServiceAccount tokens (`iss`), and the audience they are valid for.
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// The user the API server presents to node agents (in `system:masters`).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+/// How long the API server's node-agent client certificate is valid; a new one is issued at
+/// every start.
+const KUBELET_CLIENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// Namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -51,6 +59,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The client configuration for reaching node agents could not be built.
+    #[error("kubelet client TLS: {0}")]
+    KubeletClient(#[source] crate::client::Error),
     /// Bootstrapping the cluster's objects failed.
     #[error("bootstrapping {what}: {source}")]
     Bootstrap {
@@ -147,6 +158,19 @@ impl std::fmt::Debug for SecureApi {
     }
 }
 
+/// How the API server reaches node agents: HTTPS trusting the cluster CA, presenting a fresh
+/// client certificate of [`KUBELET_CLIENT_USER`] from it (agents accept only those).
+fn kubelet_client(pki: &ClusterPki) -> Result<KubeletClient> {
+    let (cert_pem, key_pem) =
+        pki.issue_client_cert(KUBELET_CLIENT_USER, &["system:masters".to_string()], KUBELET_CLIENT_VALIDITY)?;
+    // The URL is only a placeholder: this configuration is used for its TLS settings.
+    let mut config = ClientConfig::new(url::Url::parse("https://127.0.0.1/").expect("a valid literal URL"));
+    config.ca_pem = Some(pki.ca_pem().as_bytes().to_vec());
+    config.client_certificate =
+        Some(ClientCertificate { cert_pem: cert_pem.into_bytes(), key_pem: key_pem.into_bytes() });
+    Ok(KubeletClient::https(config.rustls_config().map_err(Error::KubeletClient)?))
+}
+
 impl SecureApi {
     /// Loads (or creates) the PKI, bootstraps the cluster's objects, starts RBAC and serves
     /// HTTPS on `opts.listen`. Returns once the server accepts requests.
@@ -176,7 +200,11 @@ impl SecureApi {
         let rbac = RbacAuthorizer::start(client, stop.child_token());
         rbac.ready().await;
         let security = Security { authenticator: authenticator.clone(), authorizer: Arc::new(rbac) };
-        let server = ApiServer::with_security(registry, opts.server.clone(), security);
+        let mut server_config = opts.server.clone();
+        if server_config.kubelet.is_none() {
+            server_config.kubelet = Some(kubelet_client(&pki)?);
+        }
+        let server = ApiServer::with_security(registry, server_config, security);
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|source| Error::Listen { addr: opts.listen, source })?;

@@ -31,10 +31,15 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         store.initialize(BTreeMap::from([(1, store.local_addr().to_string())])).await?;
     }
     let registry = Registry::new(store.clone(), KindRegistry::builtin());
+    let types = registry.kinds().types().collect();
+    let clock: flotilla_core::registry::Clock = Arc::new(k8s_openapi::jiff::Timestamp::now);
+    let controllers = ControllerManager::new(Arc::new(LocalClient::new(registry.clone())), types, clock);
     let mut opts = SecureOptions::new(dir.join("pki"), args.api_listen);
     opts.server_hosts = args.tls_san.clone();
     opts.token_file = args.token_file.clone();
     opts.allow_anonymous = args.allow_anonymous;
+    let controller_metrics = controllers.metrics();
+    opts.server.extra_metrics.add(move |r| controller_metrics.register(r));
     let api = match SecureApi::start(registry.clone(), opts).await {
         Ok(api) => api,
         Err(e) => {
@@ -47,9 +52,6 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let scheduler = Scheduler::new(client, default_profiles(), SchedulerConfig::new(store.leadership()))?;
     let stop_components = CancellationToken::new();
     let scheduler = tokio::spawn(scheduler.run(stop_components.clone()));
-    let types = registry.kinds().types().collect();
-    let clock: flotilla_core::registry::Clock = Arc::new(k8s_openapi::jiff::Timestamp::now);
-    let controllers = ControllerManager::new(Arc::new(LocalClient::new(registry.clone())), types, clock);
     let controllers = tokio::spawn(controllers.run(store.leadership(), stop_components.clone()));
     let kubeconfig = dir.join(KUBECONFIG_FILE);
     api.admin_kubeconfig("flotilla").write(&kubeconfig)?;

@@ -4,4 +4,9 @@
 //!
 //! Start with [`runtime`]: the contract between the agent and what runs containers.
 
+pub mod agent;
+pub mod probe;
 pub mod runtime;
+pub mod server;
+pub mod testing;
+pub mod volume;

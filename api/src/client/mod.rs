@@ -41,7 +41,7 @@
 //! (over HTTP/2, pings notice within a minute).
 
 mod config;
-mod connector;
+pub(crate) mod connector;
 mod error;
 mod request;
 mod retry;

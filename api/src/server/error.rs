@@ -54,6 +54,9 @@ pub enum Error {
     /// A failure inside the server (500).
     #[error("{0}")]
     Internal(String),
+    /// Something the server depends on (a node agent) cannot be reached (503).
+    #[error("{0}")]
+    ServiceUnavailable(String),
 }
 
 /// The API server's result type.
@@ -76,6 +79,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NotImplemented(_) => 501,
             Error::Internal(_) => 500,
+            Error::ServiceUnavailable(_) => 503,
         }
     }
 
@@ -95,6 +99,7 @@ impl Error {
             Error::Forbidden(_) => "Forbidden",
             Error::NotImplemented(_) => "NotImplemented",
             Error::Internal(_) => "InternalError",
+            Error::ServiceUnavailable(_) => "ServiceUnavailable",
         };
         let details = match self {
             Error::TooManyRequests { retry_after_seconds } => Some(StatusDetails {

@@ -65,8 +65,11 @@ impl Drop for WatcherGuard {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(extra: &super::ExtraMetrics) -> Self {
         let mut registry = Registry::default();
+        for register in &extra.0 {
+            register(&mut registry);
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         // 1 ms doubling to about 65 s.
         let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {

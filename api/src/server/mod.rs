@@ -20,6 +20,7 @@
 
 mod body;
 mod error;
+mod logs;
 mod metrics;
 mod path;
 mod protobuf;
@@ -41,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 pub use error::{Error, Result};
 use flotilla_core::registry::Registry;
+pub use logs::{DEFAULT_KUBELET_PORT, KubeletClient};
 pub use security::Security;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +61,34 @@ pub struct ServerConfig {
     /// A watch without `timeoutSeconds` ends after a random time between this and twice
     /// this (clients then resume it), so watches spread over restarts and members.
     pub min_watch_timeout: Duration,
+    /// Metrics of other components of the process (controllers, scheduler), served at
+    /// `/metrics` beside the API server's own.
+    pub extra_metrics: ExtraMetrics,
+    /// How `pods/log` reaches node agents; `None` answers it with 501.
+    pub kubelet: Option<KubeletClient>,
+}
+
+/// A function registering a component's metrics.
+type Register = Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>;
+
+/// Functions that register other components' metrics in the registry `/metrics` serves.
+#[derive(Clone, Default)]
+pub struct ExtraMetrics(Vec<Register>);
+
+impl ExtraMetrics {
+    /// Adds a function called once, when the server is built, with the metrics registry.
+    pub fn add(
+        &mut self,
+        register: impl Fn(&mut prometheus_client::registry::Registry) + Send + Sync + 'static,
+    ) {
+        self.0.push(Arc::new(register));
+    }
+}
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExtraMetrics({} registrations)", self.0.len())
+    }
 }
 
 impl Default for ServerConfig {
@@ -67,6 +97,8 @@ impl Default for ServerConfig {
             max_body_bytes: 3 * 1024 * 1024,
             max_in_flight: 400,
             min_watch_timeout: Duration::from_secs(1800),
+            extra_metrics: ExtraMetrics::default(),
+            kubelet: None,
         }
     }
 }
@@ -110,7 +142,7 @@ impl ApiServer {
     fn build(registry: Registry, config: ServerConfig, security: Option<Security>) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         let shutdown = CancellationToken::new();
-        let metrics = metrics::Metrics::new();
+        let metrics = metrics::Metrics::new(&config.extra_metrics);
         ApiServer { shared: Arc::new(Shared { registry, config, shutdown, security, metrics, in_flight }) }
     }
 

@@ -18,7 +18,7 @@ use super::path::{self, Target};
 use super::query::Query;
 use super::respond::{self, Output};
 use super::table::{self, ListMeta};
-use super::{Error, Result, Shared, security, subresources, watch};
+use super::{Error, Result, Shared, logs, security, subresources, watch};
 use crate::auth::Attributes;
 
 /// One resource request, resolved.
@@ -186,10 +186,7 @@ async fn serve(shared: &Shared, call: Call<'_>, body: Body) -> Result<Response> 
             (Some(Sub::Scale), Method::PATCH) => subresources::patch_scale(shared, &req).await,
             (Some(Sub::Binding), Method::POST) => subresources::bind(shared, &req).await,
             (Some(Sub::Eviction), Method::POST) => subresources::evict(shared, &req).await,
-            (Some(Sub::Log), Method::GET) => Err(Error::NotImplemented(format!(
-                "pods \"{}\": container logs are served by the node agent, which is not connected to this server",
-                req.name()
-            ))),
+            (Some(Sub::Log), Method::GET) => logs::pod_log(shared, &req).await,
             (None, _) => Err(not_found()),
             (Some(_), m) => Err(method_not_allowed(&m, &req)),
         },

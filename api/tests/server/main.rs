@@ -8,3 +8,5 @@ mod t40_errors;
 mod t50_kubectl;
 mod t60_security;
 mod t70_kube_rs;
+mod t80_logs;
+mod t85_kubectl_logs;

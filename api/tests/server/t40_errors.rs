@@ -81,3 +81,23 @@ async fn metrics_count_requests_by_verb_resource_and_code() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn metrics_include_other_components_registered_at_build() -> Result<()> {
+    within("extra metrics", async {
+        let reconciles = prometheus_client::metrics::counter::Counter::<u64>::default();
+        reconciles.inc_by(7);
+        let mut config = ServerConfig::default();
+        let c = reconciles.clone();
+        config.extra_metrics.add(move |r| r.register("demo_reconciles", "Reconciles of a demo", c.clone()));
+        let s = Server::with_config(config).await?;
+        // Counted after the server was built: the registry holds the live metric, not a copy.
+        reconciles.inc();
+        let text = String::from_utf8_lossy(&s.get("/metrics").await?.body).into_owned();
+        assert!(text.contains("demo_reconciles_total 8"), "missing the extra metric in\n{text}");
+        assert!(text.contains("apiserver_registered_watchers"), "the server's own metrics are gone:\n{text}");
+        s.stop().await;
+        Ok(())
+    })
+    .await
+}

@@ -20,6 +20,7 @@ use super::namespace::{self, NamespaceReconciler};
 use super::nodelifecycle::{self, NodeLifecycleConfig};
 use super::podgc::{self, PodGcConfig};
 use super::replicaset::{self, ReplicaSetReconciler};
+use super::volume;
 use crate::client::Client;
 use crate::controller::events::Recorder;
 use crate::controller::{Change, Controller, ControllerConfig, ControllerMetrics, Informers, ObjectKey};
@@ -198,6 +199,11 @@ impl ControllerManager {
             NodeLifecycleConfig::default(),
             recorder,
         ));
+        let (recorder, recorder_task) =
+            Recorder::new(informers.client(), volume::EVENT_COMPONENT, clock.clone());
+        tasks.spawn(recorder_task.run(shutdown.clone()));
+        spawn!(volume::claim_controller(&informers, clock.clone(), recorder.clone()));
+        spawn!(volume::volume_controller(&informers, clock.clone(), recorder));
         let pod_gc = podgc::pod_gc(&informers, clock.clone(), PodGcConfig::default());
         tasks.spawn(pod_gc.run(is_leader.clone(), shutdown.clone()));
         let gc = GarbageCollector::new(informers.client(), types, GcConfig::default());

@@ -15,3 +15,4 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
 pub mod util;
+pub mod volume;

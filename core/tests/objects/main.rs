@@ -14,3 +14,4 @@ mod t85_manager;
 mod t86_deployment;
 mod t90_nodelifecycle;
 mod t91_podgc;
+mod t92_volume;

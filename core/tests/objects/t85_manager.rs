@@ -1,5 +1,6 @@
 //! The built-in controllers together, as `flotilla up` runs them: a ReplicaSet's pods become
-//! a Service's endpoints, and deleting the namespace removes everything in it.
+//! a Service's endpoints, a claim gets a provisioned volume, and deleting the namespace
+//! removes everything in it (and the volume with its claim).
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,8 +9,11 @@ use flotilla_core::client::DeleteOptions;
 use flotilla_core::controller::testing::{HollowKubelet, TestKit};
 use flotilla_core::controllers::manager::ControllerManager;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::json;
 
 const TEST: Duration = Duration::from_secs(600);
@@ -67,12 +71,37 @@ async fn replica_set_pods_become_endpoints_and_namespace_deletion_empties_it() {
         })
         .await;
 
+        // A claim of the default local-path class gets a provisioned volume, bound.
+        let class: StorageClass = object(json!({
+            "metadata": {"name": "local", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "flotilla.dev/local-path",
+        }));
+        kit.api::<StorageClass>(None).create(&class).await.expect("storage class");
+        let pvc: PersistentVolumeClaim = object(json!({
+            "metadata": {"name": "data", "namespace": "shop"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }));
+        let claims = kit.api::<PersistentVolumeClaim>(Some("shop"));
+        claims.create(&pvc).await.expect("claim");
+        let volume = kit
+            .eventually("the claim bound to a provisioned volume", || async {
+                let c = claims.get("data").await.ok()?;
+                (c.status?.phase.as_deref() == Some("Bound")).then_some(c.spec?.volume_name?)
+            })
+            .await;
+        let volumes = kit.api::<PersistentVolume>(None);
+        assert!(volumes.get_opt(&volume).await.expect("get").is_some(), "volume {volume} exists");
+
         kit.api::<Namespace>(None).delete("shop", &DeleteOptions::default()).await.expect("delete namespace");
         let namespaces = kit.api::<Namespace>(None);
         kit.eventually("namespace gone", || async { namespaces.get_opt("shop").await.ok()?.is_none().then_some(()) })
             .await;
         let pods = kit.api::<Pod>(Some("shop")).list(&Default::default()).await.expect("list");
         assert!(pods.items.is_empty(), "{:?}", pods.items);
+        kit.eventually("the provisioned volume deleted with its claim", || async {
+            volumes.get_opt(&volume).await.ok()?.is_none().then_some(())
+        })
+        .await;
         kit.shutdown().await;
     })
     .await;

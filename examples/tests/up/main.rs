@@ -140,6 +140,9 @@ async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
         assert!(rs.starts_with("replicaset.apps/web-"), "{rs}");
         let ip = kubectl(&up, home.path(), &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]).await?;
         assert!(ip.starts_with("10.") && ip.parse::<std::net::Ipv4Addr>().is_ok(), "cluster IP {ip:?}");
+        let metrics = kubectl(&up, home.path(), &["get", "--raw", "/metrics"]).await?;
+        let reconciled = r#"flotilla_controller_reconciles_total{controller="deployment-controller",result="success"}"#;
+        assert!(metrics.contains(reconciled), "the API server serves the controllers' metrics:\n{metrics}");
         kubectl(&up, home.path(), &["delete", "deployment", "web"]).await?;
         let rs_of_web = ["get", "rs", "-l", "app=web", "-o", "name"];
         let left = wait_for(&up, home.path(), &rs_of_web, str::is_empty).await?;

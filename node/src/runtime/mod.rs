@@ -11,6 +11,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod docker;
+pub mod hollow;
+pub mod process;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
