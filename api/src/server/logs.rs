@@ -114,12 +114,12 @@ pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> 
     })?;
     let namespace = req.namespace().unwrap_or_default();
     let pod: Pod =
-        typed(shared.registry.get(&req.t, Some(namespace), req.name(), &Default::default()).await?)?;
+        typed(&shared.registry.get(&req.t, Some(namespace), req.name(), &Default::default()).await?)?;
     let container = container_of(&pod, req.query.get("container"))?;
     let node_name = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty());
     let node_name = node_name
         .ok_or_else(|| Error::BadRequest(format!("pod {} does not have a host assigned", req.name())))?;
-    let node: Node = typed(shared.registry.get(&Node::TYPE, None, node_name, &Default::default()).await?)?;
+    let node: Node = typed(&shared.registry.get(&Node::TYPE, None, node_name, &Default::default()).await?)?;
     let (host, port) = agent_address(&node)
         .ok_or_else(|| Error::BadRequest(format!("node {node_name} does not publish an address")))?;
     let host = if host.contains(':') { format!("[{host}]") } else { host };
@@ -157,10 +157,9 @@ pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> 
     Ok(r)
 }
 
-fn typed<K: serde::de::DeserializeOwned>(obj: flotilla_core::object::DynamicObject) -> Result<K> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .map_err(|e| Error::Internal(format!("decoding a stored object: {e}")))
+/// A stored object as its kind (a failure means the store holds something it should not).
+fn typed<K: Resource>(obj: &flotilla_core::object::DynamicObject) -> Result<K> {
+    obj.to_typed().map_err(|e| Error::Internal(format!("decoding a stored object: {e}")))
 }
 
 #[cfg(test)]

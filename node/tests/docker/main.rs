@@ -145,4 +145,13 @@ impl Env {
             self.runtime.logs(id, &options).await.expect("logs open").try_collect().await.expect("logs read");
         String::from_utf8_lossy(&chunks.concat()).into_owned()
     }
+
+    /// Waits (up to 20 s) until the container's log contains `text`.
+    pub(crate) async fn wait_for_log(&self, id: &str, text: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !self.logs(id, LogOptions::default()).await.contains(text) {
+            assert!(tokio::time::Instant::now() < deadline, "container {id} never logged {text:?}");
+            tokio::time::sleep(POLL).await;
+        }
+    }
 }

@@ -45,7 +45,7 @@ async fn stop_sends_term_then_kill_after_the_grace_period() {
             env.run(&sandbox, &env.config(&sandbox.pod, "stubborn", &["sh", "-c", stubborn])).await;
         for id in [&polite, &stubborn] {
             env.wait_for(id, "running", |s| matches!(s, ContainerState::Running { .. })).await;
-            wait_for_log(&env, id, "ready").await;
+            env.wait_for_log(id, "ready").await;
         }
 
         let started = Instant::now();
@@ -82,12 +82,4 @@ async fn removal_refuses_a_running_container() {
         assert!(env.container(&id).await.is_none());
     })
     .await;
-}
-
-async fn wait_for_log(env: &crate::Env, id: &str, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !env.logs(id, Default::default()).await.contains(text) {
-        assert!(Instant::now() < deadline, "container {id} never logged {text:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

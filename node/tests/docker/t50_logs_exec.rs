@@ -13,9 +13,13 @@ async fn logs_tail_timestamps_and_since() {
     with_docker("logs_tail_timestamps_and_since", "reading logs", |env| async move {
         let (_pod, sandbox) = env.pod("logs").await;
         // Docker reads stdout and stderr through separate pipes, so lines written back to back
-        // on the two may be logged in either order: the pause makes the order certain.
-        let script = "for i in 1 2 3 4 5; do echo line-$i; done; sleep 0.5; echo err-line >&2";
+        // on the two may be logged in either order: stderr waits until stdout is in the log.
+        let script = "for i in 1 2 3 4 5; do echo line-$i; done; \
+                      while [ ! -e /tmp/go ]; do sleep 0.05; done; echo err-line >&2";
         let id = env.run(&sandbox, &env.config(&sandbox.pod, "app", &["sh", "-c", script])).await;
+        env.wait_for_log(&id, "line-5").await;
+        let touched = env.runtime.exec(&id, &strings(&["touch", "/tmp/go"]), Duration::from_secs(10)).await;
+        assert_eq!(touched.expect("exec runs").exit_code, 0);
         env.wait_exited(&id).await;
 
         let all = env.logs(&id, LogOptions::default()).await;

@@ -28,8 +28,13 @@ pub(crate) fn parse_time(text: Option<&str>) -> Option<Timestamp> {
 /// (`Completed` for 0, `OOMKilled`, `Error`, or [`CANNOT_RUN`] when it failed to start).
 pub(crate) fn container_state(state: Option<&DockerState>) -> ContainerState {
     let Some(state) = state else { return ContainerState::Unknown };
-    let started_at = parse_time(state.started_at.as_deref());
     let finished_at = parse_time(state.finished_at.as_deref());
+    // Docker stamps the start and the exit in different components: a container that exits at
+    // once can show a start a fraction of a millisecond after its end. Report a coherent pair.
+    let started_at = match (parse_time(state.started_at.as_deref()), finished_at) {
+        (Some(started), Some(finished)) => Some(started.min(finished)),
+        (started, _) => started,
+    };
     let exit_code = state.exit_code.and_then(|code| i32::try_from(code).ok());
     let start_error = state.error.as_deref().filter(|e| !e.is_empty());
     match state.status {
@@ -199,6 +204,22 @@ mod tests {
         assert_eq!(reason_of(&exited(0, false)), (0, "Completed".to_owned()));
         assert_eq!(reason_of(&exited(3, false)), (3, "Error".to_owned()));
         assert_eq!(reason_of(&exited(137, true)), (137, "OOMKilled".to_owned()));
+    }
+
+    #[test]
+    fn a_start_stamped_after_the_exit_is_reported_at_the_exit() {
+        let (started, finished) = ("2026-12-05T09:30:42.274206389Z", "2026-12-05T09:30:42.273713308Z");
+        let exited = DockerState {
+            started_at: Some(started.to_owned()),
+            finished_at: Some(finished.to_owned()),
+            ..state(ContainerStateStatusEnum::EXITED, 0)
+        };
+        match container_state(Some(&exited)) {
+            ContainerState::Exited { started_at, finished_at, .. } => {
+                assert_eq!((started_at, finished_at), (Some(time(finished)), Some(time(finished))));
+            }
+            other => panic!("expected exited, got {other:?}"),
+        }
     }
 
     #[test]
