@@ -2,10 +2,11 @@
 //!
 //! `flotilla up` runs a one-machine cluster in one process: a one-member replicated store
 //! (with its etcd-compatible endpoint), the scheduler, and the Kubernetes-dialect API server over HTTPS,
-//! with a generated cluster CA and an admin kubeconfig that `kubectl` uses as is. Restarting
-//! it on the same data directory resumes the cluster. Controllers and the node agent join
-//! it as they land.
+//! with a generated cluster CA and an admin kubeconfig that `kubectl` uses as is, the
+//! controllers, and a node agent (Docker or plain processes). Restarting it on the same data
+//! directory resumes the cluster; running containers are adopted.
 
+mod node;
 mod up;
 
 use std::net::SocketAddr;
@@ -34,7 +35,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a one-machine cluster until SIGTERM or Ctrl-C.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Print the admin kubeconfig of a cluster started with `flotilla up`.
     Kubeconfig {
         /// The cluster's data directory.
@@ -68,6 +69,19 @@ pub(crate) struct UpArgs {
     /// Serve requests without credentials as `system:anonymous` (RBAC still applies).
     #[arg(long)]
     pub(crate) allow_anonymous: bool,
+    /// How the node agent runs pods: `auto` uses Docker when its daemon answers and plain
+    /// processes otherwise; `none` runs no agent.
+    #[arg(long, env = "FLOTILLA_RUNTIME", value_enum, default_value_t = node::RuntimeChoice::Auto)]
+    pub(crate) runtime: node::RuntimeChoice,
+    /// The node's name (default: the machine's host name).
+    #[arg(long, env = "FLOTILLA_NODE_NAME")]
+    pub(crate) node_name: Option<String>,
+    /// The node's address, reported as its InternalIP (the process runtime's pod IP).
+    #[arg(long, env = "FLOTILLA_NODE_IP", default_value = "127.0.0.1")]
+    pub(crate) node_ip: std::net::IpAddr,
+    /// Address of the node agent's HTTPS endpoint (container logs).
+    #[arg(long, env = "FLOTILLA_KUBELET_LISTEN", default_value = "127.0.0.1:10250")]
+    pub(crate) kubelet_listen: SocketAddr,
 }
 
 /// The data directory: the flag, or `<user data dir>/flotilla`.
@@ -89,7 +103,7 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.cmd {
-        Cmd::Up(args) => runtime.block_on(up::run(args)),
+        Cmd::Up(args) => runtime.block_on(up::run(*args)),
         Cmd::Kubeconfig { data_dir: dir } => {
             let path = data_dir(dir)?.join(up::KUBECONFIG_FILE);
             let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -12,8 +12,10 @@ use flotilla_core::registry::Registry;
 use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, default_profiles};
 use flotilla_raft_store::{RaftStore, RaftStoreConfig};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::UpArgs;
+use crate::node::{self, NodeOptions};
 
 /// The admin kubeconfig's file name inside the data directory.
 pub(crate) const KUBECONFIG_FILE: &str = "kubeconfig";
@@ -53,6 +55,17 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stop_components = CancellationToken::new();
     let scheduler = tokio::spawn(scheduler.run(stop_components.clone()));
     let controllers = tokio::spawn(controllers.run(store.leadership(), stop_components.clone()));
+    let node_tasks = TaskTracker::new();
+    let options = NodeOptions {
+        runtime: args.runtime,
+        node_name: args.node_name.clone().unwrap_or_else(host_name),
+        node_ip: args.node_ip,
+        kubelet_listen: args.kubelet_listen,
+        data_dir: &dir,
+    };
+    let node_client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+    let runtime = node::start(node_client, api.pki(), options, &node_tasks, stop_components.clone()).await;
+    node_tasks.close();
     let kubeconfig = dir.join(KUBECONFIG_FILE);
     api.admin_kubeconfig("flotilla").write(&kubeconfig)?;
     println!("flotilla: cluster up");
@@ -61,17 +74,32 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         println!("  etcd API:    http://{etcd}");
     }
     println!("  data:        {}", dir.display());
+    match &runtime {
+        Ok(Some(name)) => println!("  node agent:  {name} runtime"),
+        Ok(None) => println!("  node agent:  none (--runtime none)"),
+        Err(e) => println!("  node agent:  not started: {e:#}"),
+    }
     println!("export KUBECONFIG={}", kubeconfig.display());
     wait_for_signal().await?;
     tracing::info!("stopping");
     stop_components.cancel();
     let _ = scheduler.await;
     let _ = controllers.await;
+    node_tasks.wait().await;
     api.stop().await;
     registry.shutdown().await;
     store.shutdown().await;
     println!("flotilla: stopped");
     Ok(())
+}
+
+/// The machine's host name, or `flotilla` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "flotilla".to_string())
 }
 
 /// SIGTERM or SIGINT.

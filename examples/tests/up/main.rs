@@ -10,21 +10,27 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
+/// Pods stay on their (fake) nodes: no agent runs them.
+const NO_AGENT: &[&str] = &["--runtime", "none"];
+
+mod agent;
 
 /// A free loopback port (bound and released; the race with other processes is harmless here).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-struct Up {
+pub(crate) struct Up {
     child: Child,
     kubeconfig: String,
 }
 
-async fn start(dir: &Path, ports: &[u16; 3]) -> Result<Up> {
+/// `flotilla up` with `extra` flags (the node agent's, usually).
+pub(crate) async fn start(dir: &Path, ports: &[u16; 3], extra: &[&str]) -> Result<Up> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["up", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .args(["--api-listen", &format!("127.0.0.1:{}", ports[0])])
         .args(["--etcd-listen", &format!("127.0.0.1:{}", ports[1])])
         .args(["--raft-listen", &format!("127.0.0.1:{}", ports[2])])
@@ -44,7 +50,7 @@ async fn start(dir: &Path, ports: &[u16; 3]) -> Result<Up> {
     }
 }
 
-async fn kubectl(up: &Up, home: &Path, args: &[&str]) -> Result<String> {
+pub(crate) async fn kubectl(up: &Up, home: &Path, args: &[&str]) -> Result<String> {
     let out =
         Command::new(KUBECTL).args(args).env("KUBECONFIG", &up.kubeconfig).env("HOME", home).output().await?;
     anyhow::ensure!(
@@ -57,7 +63,12 @@ async fn kubectl(up: &Up, home: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// Runs `kubectl args` until `done` accepts its output (or 20 s pass); the last output.
-async fn wait_for(up: &Up, home: &Path, args: &[&str], done: impl Fn(&str) -> bool) -> Result<String> {
+pub(crate) async fn wait_for(
+    up: &Up,
+    home: &Path,
+    args: &[&str],
+    done: impl Fn(&str) -> bool,
+) -> Result<String> {
     let mut out = String::new();
     for _ in 0..200 {
         out = kubectl(up, home, args).await?;
@@ -69,7 +80,7 @@ async fn wait_for(up: &Up, home: &Path, args: &[&str], done: impl Fn(&str) -> bo
     Ok(out)
 }
 
-async fn stop(mut up: Up) -> Result<()> {
+pub(crate) async fn stop(mut up: Up) -> Result<()> {
     let pid = up.child.id().context("no pid")?;
     let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
     anyhow::ensure!(status.success(), "kill -TERM failed");
@@ -88,7 +99,7 @@ async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let home = tempfile::tempdir()?;
         let ports = [free_port()?, free_port()?, free_port()?];
-        let up = start(dir.path(), &ports).await?;
+        let up = start(dir.path(), &ports, NO_AGENT).await?;
         let ns = kubectl(&up, home.path(), &["get", "namespaces", "-o", "name"]).await?;
         for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             assert!(ns.contains(&format!("namespace/{want}")), "{ns}");
@@ -153,7 +164,7 @@ async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
         assert_eq!(marked.split_whitespace().count(), 2, "both pods are being deleted: {marked:?}");
         stop(up).await?;
 
-        let up = start(dir.path(), &ports).await?;
+        let up = start(dir.path(), &ports, NO_AGENT).await?;
         let a = kubectl(&up, home.path(), &["get", "configmap", "kept", "-o", "jsonpath={.data.a}"]).await?;
         assert_eq!(a, "1");
         stop(up).await?;
