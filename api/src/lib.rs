@@ -8,12 +8,14 @@
 //! [`tls`] serves a router over rustls; [`kubeconfig`] writes the file kubectl reads;
 //! [`auth`] authenticates requests (tokens, client certificates) and authorizes them (RBAC);
 //! [`secure::SecureApi`] assembles all of it into a running HTTPS server with the bootstrap
-//! namespaces and RBAC policy. [`client`] is the other side: core's `Client` over HTTP(S)
+//! namespaces and RBAC policy; [`certificates`] approves and signs node certificate requests
+//! and is how a node joins with a bootstrap token. [`client`] is the other side: core's `Client` over HTTP(S)
 //! ([`client::RemoteClient`]), so components run unchanged against a remote server.
 //!
 //! The crate sees storage only through core's `Store` trait; the binaries choose the store.
 
 pub mod auth;
+pub mod certificates;
 pub mod client;
 pub mod discovery;
 pub mod kubeconfig;

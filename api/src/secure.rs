@@ -1,6 +1,7 @@
 //! A secured API server, assembled: the cluster PKI, HTTPS, authentication (client
-//! certificates, a token file, run-time tokens, ServiceAccount tokens), RBAC with the
-//! bootstrap policy, and the namespaces every cluster has. What `flotilla up` and
+//! certificates, a token file, run-time tokens, bootstrap tokens, ServiceAccount tokens),
+//! RBAC with the bootstrap policy, the namespaces every cluster has, and the approver and
+//! signer of node certificate requests ([`CsrController`]). What `flotilla up` and
 //! `flotilla server` run, and what tests start to drive kubectl over TLS.
 
 use std::net::SocketAddr;
@@ -17,8 +18,9 @@ use rustls::pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::authn::ServiceAccountVerifier;
+use crate::auth::authn::{BootstrapTokens, ServiceAccountVerifier};
 use crate::auth::{Authenticator, AuthenticatorConfig, RbacAuthorizer, StaticTokens, TokenIssuer, rbac};
+use crate::certificates::CsrController;
 use crate::client::ClientConfig;
 use crate::kubeconfig::ClientCertificate;
 use crate::kubeconfig::Kubeconfig;
@@ -150,6 +152,8 @@ pub struct SecureApi {
     tokens: Arc<TokenIssuer>,
     stop: CancellationToken,
     tasks: TaskTracker,
+    csr_controller: CsrController,
+    bootstrap_tokens: BootstrapTokens,
 }
 
 impl std::fmt::Debug for SecureApi {
@@ -190,15 +194,23 @@ impl SecureApi {
         let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(pki.sa_signing_key_pem().as_bytes())
             .map_err(|e| Error::SigningKey(e.to_string()))?;
         let tokens = Arc::new(TokenIssuer::from_pkcs8(SERVICE_ACCOUNT_ISSUER, pkcs8.secret_pkcs8_der())?);
-        let authenticator = Arc::new(Authenticator::new(AuthenticatorConfig {
-            static_tokens,
-            service_accounts: Some(verifier),
-            allow_anonymous: opts.allow_anonymous,
-        }));
         let stop = CancellationToken::new();
         let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
-        let rbac = RbacAuthorizer::start(client, stop.child_token());
+        let bootstrap_tokens = BootstrapTokens::start(client.clone(), stop.child_token());
+        let authenticator = Arc::new(
+            Authenticator::new(AuthenticatorConfig {
+                static_tokens,
+                service_accounts: Some(verifier),
+                allow_anonymous: opts.allow_anonymous,
+            })
+            .with_bootstrap_tokens(bootstrap_tokens.clone()),
+        );
+        let rbac = RbacAuthorizer::start(client.clone(), stop.child_token());
         rbac.ready().await;
+        bootstrap_tokens.wait_until(BootstrapTokens::is_ready).await;
+        // Approves and signs node certificate requests: it needs the CA key, which is here.
+        let csr_controller =
+            CsrController::start(client, pki.clone(), Arc::new(rbac.clone()), stop.child_token());
         let security = Security { authenticator: authenticator.clone(), authorizer: Arc::new(rbac) };
         let mut server_config = opts.server.clone();
         if server_config.kubelet.is_none() {
@@ -218,7 +230,17 @@ impl SecureApi {
             }
         });
         tasks.close();
-        Ok(SecureApi { addr, pki, server, authenticator, tokens, stop, tasks })
+        Ok(SecureApi {
+            addr,
+            pki,
+            server,
+            authenticator,
+            tokens,
+            stop,
+            tasks,
+            csr_controller,
+            bootstrap_tokens,
+        })
     }
 
     /// Where the server listens.
@@ -256,5 +278,7 @@ impl SecureApi {
         self.server.shutdown();
         self.stop.cancel();
         self.tasks.wait().await;
+        self.csr_controller.stopped().await;
+        self.bootstrap_tokens.stopped().await;
     }
 }

@@ -6,7 +6,16 @@
 //! controllers, and a node agent (Docker or plain processes). Restarting it on the same data
 //! directory resumes the cluster; running containers are adopted.
 
+mod agent;
+mod agent_token;
+mod control;
+mod membership;
 mod node;
+mod proxy;
+mod server;
+mod snapshot;
+mod status;
+mod token;
 mod up;
 
 use std::net::SocketAddr;
@@ -36,6 +45,24 @@ enum LogFormat {
 enum Cmd {
     /// Run a one-machine cluster until SIGTERM or Ctrl-C.
     Up(Box<UpArgs>),
+    /// Run a control-plane member (store, API server, scheduler, controllers; no node agent)
+    /// until SIGTERM or Ctrl-C; `--join ADDR --token T` joins an existing cluster.
+    Server(Box<server::ServerArgs>),
+    /// Show the store's members, leader, raft term and applied index, and the nodes.
+    Status(status::StatusArgs),
+    /// Save a consistent backup of the store, or restore one into a new cluster.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: snapshot::SnapshotCmd,
+    },
+    /// Join this machine to a cluster as a node (agent and service proxy), with a bootstrap
+    /// token from `flotilla token create`, until SIGTERM or Ctrl-C.
+    Agent(Box<agent::AgentArgs>),
+    /// Print cluster tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: token::TokenCmd,
+    },
     /// Print the admin kubeconfig of a cluster started with `flotilla up`.
     Kubeconfig {
         /// The cluster's data directory.
@@ -82,6 +109,11 @@ pub(crate) struct UpArgs {
     /// Address of the node agent's HTTPS endpoint (container logs).
     #[arg(long, env = "FLOTILLA_KUBELET_LISTEN", default_value = "127.0.0.1:10250")]
     pub(crate) kubelet_listen: SocketAddr,
+    /// The service proxy: `auto` runs it when a node agent runs and the process may add
+    /// ClusterIPs as local addresses (root, or CAP_NET_ADMIN); `on` runs it regardless
+    /// (without that privilege only NodePorts answer); `off` never.
+    #[arg(long, env = "FLOTILLA_PROXY", value_enum, default_value_t = proxy::ProxyChoice::Auto)]
+    pub(crate) proxy: proxy::ProxyChoice,
 }
 
 /// The data directory: the flag, or `<user data dir>/flotilla`.
@@ -104,6 +136,13 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.cmd {
         Cmd::Up(args) => runtime.block_on(up::run(*args)),
+        Cmd::Server(args) => runtime.block_on(server::run(*args)),
+        Cmd::Status(args) => runtime.block_on(status::run(args)),
+        Cmd::Snapshot { cmd } => runtime.block_on(snapshot::run(cmd)),
+        Cmd::Agent(args) => runtime.block_on(agent::run(*args)),
+        Cmd::Token { cmd: token::TokenCmd::Create(args) } => runtime.block_on(agent_token::create(*args)),
+        Cmd::Token { cmd: token::TokenCmd::List(args) } => runtime.block_on(agent_token::list(args)),
+        Cmd::Token { cmd } => token::run(cmd),
         Cmd::Kubeconfig { data_dir: dir } => {
             let path = data_dir(dir)?.join(up::KUBECONFIG_FILE);
             let text = std::fs::read_to_string(&path).map_err(|e| {

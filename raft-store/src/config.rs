@@ -34,6 +34,9 @@ pub struct RaftStoreConfig {
     /// Where to serve the etcd v3 gRPC API (port 0 picks a free port); `None`, the default,
     /// serves no etcd endpoint.
     pub etcd_listen: Option<SocketAddr>,
+    /// The key join requests must be signed with ([`crate::register_member`]); `None`, the
+    /// default, refuses every join request.
+    pub join_key: Option<crate::JoinKey>,
 }
 
 impl RaftStoreConfig {
@@ -52,6 +55,7 @@ impl RaftStoreConfig {
             progress_interval: flotilla_core::store::DEFAULT_PROGRESS_INTERVAL,
             filter: Arc::default(),
             etcd_listen: None,
+            join_key: None,
         }
     }
 

@@ -7,13 +7,21 @@
 //! small tonic service; with [`RaftStoreConfig::etcd_listen`] set, a member also serves the
 //! etcd v3 gRPC API ([`serve_etcd`], `docs/etcd-api.md`). Reads are linearizable by default (read index, no log write); writes
 //! and reads sent to a follower are forwarded to the leader.
+//!
+//! A new member joins a running cluster with [`register_member`] (it gets an id and is added
+//! as a learner), then opens its store with that id and calls [`promote_member`] (it becomes
+//! a voter once caught up); requests are signed with the cluster's [`JoinKey`]. A consistent
+//! [`RaftStore::backup`] restores into a new cluster's data directory with
+//! [`restore_backup`].
 
+mod backup;
 mod codec;
 mod config;
 mod db;
 mod error;
 mod etcd;
 mod forward;
+mod join;
 mod log_store;
 mod network;
 mod server;
@@ -28,11 +36,13 @@ mod pb {
     tonic::include_proto!("flotilla.raft.v1");
 }
 
+pub use backup::{BACKUP_CHECKSUM_BYTES, BackupError, RestoreSummary, restore_backup, verify_backup};
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use config::RaftStoreConfig;
 pub use db::DbError;
 pub use error::OpenError;
 pub use etcd::serve_etcd;
+pub use join::{JoinError, JoinKey, Registered, promote_member, register_member};
 pub use network::NetworkFilter;
 pub use state_machine::StateMachine;
 pub use store::RaftStore;

@@ -89,6 +89,11 @@ impl RaftTransport for Service {
         reply(&res)
     }
 
+    async fn join(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let join: crate::join::JoinRequest = decode(&req.into_inner().data)?;
+        reply(&self.inner.serve_join(join).await)
+    }
+
     async fn forward(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let fwd: ForwardRequest = decode(&req.into_inner().data)?;
         reply(&self.inner.serve_as_leader_within(fwd, self.inner.request_timeout).await)

@@ -51,6 +51,14 @@ pub(crate) struct Inner {
     pub(crate) request_timeout: Duration,
     /// Whether this member's lessor holds a leader's deadlines.
     lessor_promoted: Mutex<bool>,
+    /// The key join requests must be signed with; `None` refuses joins.
+    pub(crate) join_key: Option<crate::join::JoinKey>,
+    /// Serializes the join steps this member performs as leader.
+    pub(crate) join_lock: tokio::sync::Mutex<()>,
+    /// The database, for backups. Weak: raft's handles alone keep it open, so it closes
+    /// when raft stops.
+    db: std::sync::Weak<crate::db::Handle>,
+    db_path: std::path::PathBuf,
 }
 
 impl Inner {
@@ -121,6 +129,8 @@ impl RaftStore {
     /// Everything `open` builds on the database: raft with its log and state machine, and
     /// the bound listeners (member transport, etcd API).
     async fn assemble(config: &RaftStoreConfig, db: Db) -> std::result::Result<Assembled, OpenError> {
+        let db_handle = Arc::downgrade(&db.db);
+        let db_path = db.path.clone();
         let log_store = LogStore::new(db.clone());
         log_store.verify()?;
         let progress = config.progress_interval;
@@ -156,6 +166,10 @@ impl RaftStore {
             lessor: Mutex::new(Lessor::new()),
             request_timeout: config.request_timeout,
             lessor_promoted: Mutex::new(false),
+            join_key: config.join_key.clone(),
+            join_lock: tokio::sync::Mutex::new(()),
+            db: db_handle,
+            db_path,
         });
         Ok((inner, listener, local_addr, etcd_listener))
     }
@@ -303,6 +317,17 @@ impl RaftStore {
             ForwardResponse::Failed(e) => Err(e),
             other => Err(Error::Storage(format!("write answered with {other:?}"))),
         }
+    }
+
+    /// The database, while the member runs.
+    pub(crate) fn db(&self) -> Option<Db> {
+        self.inner.db.upgrade().map(|db| Db { db, path: self.inner.db_path.clone() })
+    }
+
+    /// Waits until this member has applied everything committed before the call (a
+    /// linearizable read barrier).
+    pub(crate) async fn read_barrier(&self) -> Result<()> {
+        self.linearize().await
     }
 
     /// Waits until this member has applied everything the leader had committed when asked.

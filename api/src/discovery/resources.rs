@@ -63,6 +63,13 @@ const SUBRESOURCES: &[Subresource] = &[
     },
     Subresource { group: "", plural: "pods", name: "log", verbs: &["get"], kind: SubKind::Parent },
     Subresource {
+        group: "certificates.k8s.io",
+        plural: "certificatesigningrequests",
+        name: "approval",
+        verbs: GET_PATCH_UPDATE,
+        kind: SubKind::Parent,
+    },
+    Subresource {
         group: "apps",
         plural: "deployments",
         name: "scale",

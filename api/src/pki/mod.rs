@@ -21,6 +21,7 @@
 mod der;
 mod fs;
 mod issue;
+mod sign;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -41,6 +42,7 @@ use x509_parser::error::X509Error;
 
 pub(crate) use fs::{PRIVATE, create_private_dir, write_atomic};
 use issue::{Ca, Credential, Host};
+pub use sign::{CertificateRequest, MIN_SIGNED_VALIDITY, Profile, RequestError, ca_hash, ca_hash_pem};
 
 /// The CA's common name.
 pub const CA_COMMON_NAME: &str = "flotilla-ca";
@@ -394,8 +396,9 @@ impl ClusterPki {
             }
         };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.serving.key.serialize_der()));
-        let mut config =
-            builder.with_single_cert(vec![self.serving.cert_der.clone()], key).map_err(Error::Tls)?;
+        // The CA goes along, so a joining node can pin it by hash before it trusts it.
+        let chain = vec![self.serving.cert_der.clone(), self.ca.cert_der.clone()];
+        let mut config = builder.with_single_cert(chain, key).map_err(Error::Tls)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

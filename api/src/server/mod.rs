@@ -19,6 +19,7 @@
 //! Errors are `Status` objects with Kubernetes' reasons and codes.
 
 mod body;
+mod csr;
 mod error;
 mod logs;
 mod metrics;

@@ -18,7 +18,7 @@ use super::path::{self, Target};
 use super::query::Query;
 use super::respond::{self, Output};
 use super::table::{self, ListMeta};
-use super::{Error, Result, Shared, logs, security, subresources, watch};
+use super::{Error, Result, Shared, csr, logs, security, subresources, watch};
 use crate::auth::Attributes;
 
 /// One resource request, resolved.
@@ -180,6 +180,9 @@ async fn serve(shared: &Shared, call: Call<'_>, body: Body) -> Result<Response> 
         (m, true, Some(s)) => match (subresource(&req.t, s), m) {
             (Some(Sub::Status), Method::PUT) => update(shared, &req, Subresource::Status).await,
             (Some(Sub::Status), Method::PATCH) => patch(shared, &req, Subresource::Status).await,
+            (Some(Sub::Approval), Method::GET) => get(shared, &req).await,
+            (Some(Sub::Approval), Method::PUT) => update(shared, &req, Subresource::Status).await,
+            (Some(Sub::Approval), Method::PATCH) => patch(shared, &req, Subresource::Status).await,
             (Some(Sub::Finalize), Method::PUT) => update(shared, &req, Subresource::Finalize).await,
             (Some(Sub::Scale), Method::GET) => subresources::get_scale(shared, &req).await,
             (Some(Sub::Scale), Method::PUT) => subresources::update_scale(shared, &req).await,
@@ -209,6 +212,8 @@ fn method_not_allowed(m: &Method, req: &Request) -> Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sub {
     Status,
+    /// `certificatesigningrequests/approval`, written as the status.
+    Approval,
     Finalize,
     Scale,
     Binding,
@@ -220,6 +225,7 @@ fn subresource(t: &ResourceType, s: &str) -> Option<Sub> {
     match (t.group, t.plural, s) {
         (_, _, "status") if t.has_status => Some(Sub::Status),
         ("", "namespaces", "finalize") => Some(Sub::Finalize),
+        _ if csr::is_csr(t) && s == "approval" => Some(Sub::Approval),
         ("apps", "deployments" | "replicasets", "scale") => Some(Sub::Scale),
         ("", "pods", "binding") => Some(Sub::Binding),
         ("", "pods", "eviction") => Some(Sub::Eviction),
@@ -290,8 +296,9 @@ pub(crate) fn list_response(t: &ResourceType, meta: &ListMeta, items: &[DynamicO
 
 async fn create(shared: &Shared, req: &Request) -> Result<Response> {
     let opts = req.query.write_options()?;
-    let obj = req.object()?;
+    let mut obj = req.object()?;
     security::admit_create(req.attrs.as_ref(), obj.name())?;
+    csr::prepare_create(&req.t, req.attrs.as_ref(), &mut obj);
     let ns = req.namespace().map(str::to_string);
     let w = shared.registry.create(&req.t, ns.as_deref(), obj, &opts).await?;
     object_response(req, StatusCode::CREATED, &w.object, &w.warnings)

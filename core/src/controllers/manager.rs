@@ -41,24 +41,28 @@ fn both_sides<K>(change: &Change<K>, map: impl Fn(&K) -> Vec<ObjectKey>) -> Vec<
 }
 
 /// The ReplicaSet controller: ReplicaSets, triggered by their pods (owned ones and orphans
-/// they may adopt).
+/// they may adopt). `recorder` publishes its Events (run its task alongside).
 pub fn replica_set_controller(
     informers: &Informers,
     clock: Clock,
+    recorder: Recorder,
 ) -> Controller<ReplicaSet, ReplicaSetReconciler> {
     let replica_sets = informers.informer::<ReplicaSet>();
     let pods = informers.informer::<Pod>();
-    let reconciler = ReplicaSetReconciler::new(informers.client(), replica_sets.cache(), pods.cache(), clock);
+    let reconciler =
+        ReplicaSetReconciler::new(informers.client(), replica_sets.cache(), pods.cache(), clock, recorder);
     let rs_cache = replica_sets.cache();
     Controller::new(replicaset::CONTROLLER_NAME, replica_sets, reconciler)
         .watches(pods, move |c: &Change<Pod>| both_sides(c, |p| replicaset::pod_triggers(&rs_cache, p)))
 }
 
 /// The Deployment controller: Deployments, triggered by their ReplicaSets (owned ones and
-/// orphans they may adopt) and, for the Recreate strategy, by their pods.
+/// orphans they may adopt) and, for the Recreate strategy, by their pods. `recorder`
+/// publishes its Events (run its task alongside).
 pub fn deployment_controller(
     informers: &Informers,
     clock: Clock,
+    recorder: Recorder,
 ) -> Controller<Deployment, DeploymentReconciler> {
     let deployments = informers.informer::<Deployment>();
     let (replica_sets, pods) = (informers.informer::<ReplicaSet>(), informers.informer::<Pod>());
@@ -77,6 +81,7 @@ pub fn deployment_controller(
         replica_sets.cache(),
         pods.cache(),
         clock,
+        recorder,
     );
     let (d1, d2, rs_cache) = (deployments.cache(), deployments.cache(), replica_sets.cache());
     Controller::new(deployment::CONTROLLER_NAME, deployments, reconciler)
@@ -185,8 +190,13 @@ impl ControllerManager {
                 )
             };
         }
-        spawn!(replica_set_controller(&informers, clock.clone()));
-        spawn!(deployment_controller(&informers, clock.clone()));
+        let recorder = |component: &str| {
+            let (recorder, task) = Recorder::new(informers.client(), component, clock.clone());
+            tasks.spawn(task.run(shutdown.clone()));
+            recorder
+        };
+        spawn!(replica_set_controller(&informers, clock.clone(), recorder(replicaset::CONTROLLER_NAME)));
+        spawn!(deployment_controller(&informers, clock.clone(), recorder(deployment::CONTROLLER_NAME)));
         spawn!(endpoints_controller(&informers, clock.clone()));
         spawn!(endpoint_slice_controller(&informers, clock.clone()));
         spawn!(namespace_controller(&informers, clock.clone(), types.clone()));

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use flotilla_core::object::{DynamicObject, KindRegistry, Resource, ResourceType};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerPort, Endpoints, Event, HTTPGetAction, Namespace, Node, PersistentVolume,
@@ -123,6 +124,7 @@ round_trips! {
     cluster_role_round_trips: ClusterRole = group_kinds::cluster_role();
     role_binding_round_trips: RoleBinding = group_kinds::role_binding();
     cluster_role_binding_round_trips: ClusterRoleBinding = group_kinds::cluster_role_binding();
+    certificate_signing_request_round_trips: CertificateSigningRequest = group_kinds::certificate_signing_request();
 }
 
 /// Every kind the built-in registry serves has a round-trip property, and no other kind does:

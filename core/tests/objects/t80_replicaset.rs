@@ -5,8 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use flotilla_core::client::{Api, DeleteOptions};
+use flotilla_core::controller::events::Recorder;
 use flotilla_core::controller::testing::{HollowKubelet, TestKit};
 use flotilla_core::controllers::manager::replica_set_controller;
+use flotilla_core::controllers::replicaset::CONTROLLER_NAME;
 use flotilla_core::controllers::util::controller_of;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -58,7 +60,9 @@ async fn settled(kit: &TestKit, n: i32) -> ReplicaSet {
 async fn a_replica_set_keeps_its_pods() {
     within("replica set", async {
         let kit = TestKit::new().await;
-        kit.spawn(replica_set_controller(kit.informers(), kit.clock()));
+        let (recorder, events) = Recorder::new(kit.client(), CONTROLLER_NAME, kit.clock());
+        kit.spawn_task(|stop| events.run(stop));
+        kit.spawn(replica_set_controller(kit.informers(), kit.clock(), recorder));
         let hollow = HollowKubelet::new(kit.client(), kit.clock());
         kit.spawn_task(|stop| hollow.run(stop));
         let pod_api = kit.api::<Pod>(Some("default"));

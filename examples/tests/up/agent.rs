@@ -15,12 +15,14 @@ async fn up_runs_pods_on_its_node_and_serves_their_logs() -> Result<()> {
         eprintln!("skipping: {KUBECTL} is not installed");
         return Ok(());
     }
-    tokio::time::timeout(Duration::from_secs(120), async {
+    tokio::time::timeout(Duration::from_secs(180), async {
         let dir = tempfile::tempdir()?;
         let home = tempfile::tempdir()?;
         let ports = [free_port()?, free_port()?, free_port()?];
         let kubelet = format!("127.0.0.1:{}", free_port()?);
-        let flags = ["--runtime", "process", "--node-name", "up-node", "--kubelet-listen", &kubelet];
+        // No proxy: another test's proxy may own service addresses on this machine.
+        let flags =
+            ["--runtime", "process", "--proxy", "off", "--node-name", "up-node", "--kubelet-listen", &kubelet];
         let up = start(dir.path(), &ports, &flags).await?;
         let ready = ["get", "node", "up-node", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"];
         let status = wait_for(&up, home.path(), &ready, |o| o == "True").await?;

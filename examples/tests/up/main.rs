@@ -14,6 +14,7 @@ const KUBECTL: &str = "/usr/bin/kubectl";
 const NO_AGENT: &[&str] = &["--runtime", "none"];
 
 mod agent;
+mod e2e;
 
 /// A free loopback port (bound and released; the race with other processes is harmless here).
 pub(crate) fn free_port() -> Result<u16> {
@@ -23,6 +24,8 @@ pub(crate) fn free_port() -> Result<u16> {
 pub(crate) struct Up {
     child: Child,
     kubeconfig: String,
+    /// The startup summary: the lines printed before the `export KUBECONFIG=` line.
+    summary: Vec<String>,
 }
 
 /// `flotilla up` with `extra` flags (the node agent's, usually).
@@ -40,19 +43,28 @@ pub(crate) async fn start(dir: &Path, ports: &[u16; 3], extra: &[&str]) -> Resul
         .spawn()
         .context("starting flotilla up")?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut summary = Vec::new();
     loop {
-        let line = lines.next_line().await?.context("flotilla up exited before printing its kubeconfig")?;
+        let line = lines.next_line().await?.with_context(|| {
+            format!("flotilla up exited before printing its kubeconfig, after: {summary:?}")
+        })?;
         if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
             // Keep draining stdout so the child never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok(Up { child, kubeconfig: path.to_string() });
+            return Ok(Up { child, kubeconfig: path.to_string(), summary });
         }
+        summary.push(line);
     }
 }
 
 pub(crate) async fn kubectl(up: &Up, home: &Path, args: &[&str]) -> Result<String> {
-    let out =
-        Command::new(KUBECTL).args(args).env("KUBECONFIG", &up.kubeconfig).env("HOME", home).output().await?;
+    let out = Command::new(KUBECTL)
+        .args(args)
+        .env("KUBECONFIG", &up.kubeconfig)
+        .env("HOME", home)
+        .kill_on_drop(true)
+        .output()
+        .await?;
     anyhow::ensure!(
         out.status.success(),
         "kubectl {}: {}",
@@ -62,22 +74,24 @@ pub(crate) async fn kubectl(up: &Up, home: &Path, args: &[&str]) -> Result<Strin
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Runs `kubectl args` until `done` accepts its output (or 20 s pass); the last output.
+/// How long [`wait_for`] polls: generous, since CI runs tests in parallel on two cores.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs `kubectl args` until `done` accepts its output (or [`WAIT`] passes); the last output.
 pub(crate) async fn wait_for(
     up: &Up,
     home: &Path,
     args: &[&str],
     done: impl Fn(&str) -> bool,
 ) -> Result<String> {
-    let mut out = String::new();
-    for _ in 0..200 {
-        out = kubectl(up, home, args).await?;
-        if done(&out) {
-            break;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let out = kubectl(up, home, args).await?;
+        if done(&out) || tokio::time::Instant::now() >= deadline {
+            return Ok(out);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(out)
 }
 
 pub(crate) async fn stop(mut up: Up) -> Result<()> {
@@ -95,11 +109,13 @@ async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
         eprintln!("skipping: {KUBECTL} is not installed");
         return Ok(());
     }
-    tokio::time::timeout(Duration::from_secs(120), async {
+    tokio::time::timeout(Duration::from_secs(180), async {
         let dir = tempfile::tempdir()?;
         let home = tempfile::tempdir()?;
         let ports = [free_port()?, free_port()?, free_port()?];
         let up = start(dir.path(), &ports, NO_AGENT).await?;
+        let proxy = up.summary.iter().find(|l| l.contains("proxy:")).cloned().unwrap_or_default();
+        assert!(proxy.ends_with("proxy:       off: no node agent runs pods here (--runtime none); --proxy on starts it anyway"), "{proxy}");
         let ns = kubectl(&up, home.path(), &["get", "namespaces", "-o", "name"]).await?;
         for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             assert!(ns.contains(&format!("namespace/{want}")), "{ns}");

@@ -1,4 +1,5 @@
-//! The Cluster service (MemberList) and the Maintenance service (Status, Alarm list).
+//! The Cluster service (MemberList) and the Maintenance service (Status, Alarm list,
+//! Snapshot).
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -9,6 +10,9 @@ use tonic::{Request, Response, Status};
 
 use super::Ctx;
 use super::pb;
+
+/// Bytes per message of a snapshot stream.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The version Status reports: the etcd API level served, marked as Flotilla's.
 pub(crate) const VERSION: &str = "3.4.0-flotilla";
@@ -136,8 +140,28 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
+    /// A consistent backup ([`RaftStore::backup`](crate::RaftStore::backup): Flotilla's
+    /// snapshot format, not a bbolt file, ending with its SHA-256 as etcd's does), streamed in
+    /// chunks; `flotilla snapshot restore` (or [`crate::restore_backup`]) reads it.
     async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        Err(unimplemented("Snapshot"))
+        let bytes = self.0.store.backup().await.map_err(|e| match e {
+            crate::BackupError::Unavailable(e) => super::convert::status(e),
+            other => Status::internal(other.to_string()),
+        })?;
+        let header = self.0.header_now();
+        let total = bytes.len();
+        let chunks: Vec<Result<pb::SnapshotResponse, Status>> = bytes
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .scan(total, |remaining, chunk| {
+                *remaining -= chunk.len();
+                Some(Ok(pb::SnapshotResponse {
+                    header: Some(header),
+                    remaining_bytes: *remaining as u64,
+                    blob: chunk.to_vec(),
+                }))
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
     async fn move_leader(

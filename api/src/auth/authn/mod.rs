@@ -8,6 +8,8 @@
 //! group `system:authenticated`; with anonymous requests allowed, a request without
 //! credentials is `system:anonymous` in `system:unauthenticated`.
 
+mod bootstrap;
+mod bootstrap_cache;
 mod service_account;
 mod token_file;
 
@@ -17,6 +19,11 @@ use std::path::PathBuf;
 use http::HeaderMap;
 use parking_lot::RwLock;
 
+pub use bootstrap::{
+    BOOTSTRAP_GROUP_PREFIX, BOOTSTRAP_TOKEN_NAMESPACE, BOOTSTRAP_TOKEN_SECRET_PREFIX,
+    BOOTSTRAP_TOKEN_SECRET_TYPE, BootstrapToken, TokenError, TokenSecret, valid_extra_group,
+};
+pub use bootstrap_cache::BootstrapTokens;
 pub use service_account::{Clock, ObjectRef, ServiceAccountTokenSpec, ServiceAccountVerifier, TokenIssuer};
 pub use token_file::StaticTokens;
 
@@ -205,6 +212,8 @@ pub struct Authenticator {
     /// Tokens added at run time, by SHA-256 of the token.
     runtime_tokens: RwLock<HashMap<[u8; 32], UserInfo>>,
     service_accounts: Option<ServiceAccountVerifier>,
+    /// Bootstrap token Secrets, if bootstrap tokens are accepted.
+    bootstrap: Option<BootstrapTokens>,
     allow_anonymous: bool,
 }
 
@@ -226,8 +235,16 @@ impl Authenticator {
             static_tokens: config.static_tokens,
             runtime_tokens: RwLock::new(HashMap::new()),
             service_accounts: config.service_accounts,
+            bootstrap: None,
             allow_anonymous: config.allow_anonymous,
         }
+    }
+
+    /// Accepts the bootstrap tokens `tokens` holds too (after the static and run-time tokens,
+    /// before ServiceAccount tokens).
+    pub fn with_bootstrap_tokens(mut self, tokens: BootstrapTokens) -> Self {
+        self.bootstrap = Some(tokens);
+        self
     }
 
     /// Accepts `token` as `user` from now on (a bootstrap token, a generated admin token).
@@ -274,6 +291,14 @@ impl Authenticator {
         }
         if let Some(user) = self.runtime_tokens.read().get(&token_file::token_hash(token)) {
             return Ok(user.clone().with_authenticated_group());
+        }
+        if let Some(tokens) = &self.bootstrap
+            && let Some(result) = tokens.authenticate(token, k8s_openapi::jiff::Timestamp::now())
+        {
+            return result.map(UserInfo::with_authenticated_group).map_err(|e| {
+                tracing::info!(error = %e, "bootstrap token refused");
+                Error::unauthorized(e.to_string())
+            });
         }
         if let Some(verifier) = &self.service_accounts
             && let Some(user) = verifier.verify(token)?

@@ -10,10 +10,18 @@ use k8s_openapi::api::rbac::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::rules::{rule, url_rule};
-use crate::auth::authn::{ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, NODES_GROUP, SYSTEM_PRIVILEGED_GROUP};
+use crate::auth::authn::{
+    ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, BOOTSTRAPPERS_GROUP, NODES_GROUP, SYSTEM_PRIVILEGED_GROUP,
+};
 
 /// The RBAC API group.
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+/// The CertificateSigningRequest API group.
+const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
+/// The ClusterRole letting a bootstrap token ask for a node client certificate.
+const NODE_CLIENT_ROLE: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+/// The ClusterRole letting a node renew its own client certificate.
+const SELF_NODE_CLIENT_ROLE: &str = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
 /// Label of every bootstrap object.
 const BOOTSTRAPPING_LABEL: (&str, &str) = ("kubernetes.io/bootstrapping", "rbac-defaults");
 /// Annotation telling the API server it may reconcile the object on start.
@@ -185,6 +193,7 @@ fn node_rules() -> Vec<PolicyRule> {
         rule(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews", "subjectaccessreviews"]),
+        rule(&["create", "get", "list", "watch"], &[CERTIFICATES_GROUP], &["certificatesigningrequests"]),
     ]
 }
 
@@ -230,6 +239,27 @@ pub fn bootstrap_policy() -> BootstrapPolicy {
         ),
         cluster_role("system:public-info-viewer", &[], vec![url_rule(&["get"], public_urls)]),
         cluster_role("system:node", &[], node_rules()),
+        // TLS bootstrapping (what kubeadm sets up for kubelets): bootstrap tokens may ask for
+        // node client certificates, which the approver grants when these roles allow it.
+        cluster_role(
+            "system:node-bootstrapper",
+            &[],
+            vec![rule(
+                &["create", "get", "list", "watch"],
+                &[CERTIFICATES_GROUP],
+                &["certificatesigningrequests"],
+            )],
+        ),
+        cluster_role(
+            NODE_CLIENT_ROLE,
+            &[],
+            vec![rule(&["create"], &[CERTIFICATES_GROUP], &["certificatesigningrequests/nodeclient"])],
+        ),
+        cluster_role(
+            SELF_NODE_CLIENT_ROLE,
+            &[],
+            vec![rule(&["create"], &[CERTIFICATES_GROUP], &["certificatesigningrequests/selfnodeclient"])],
+        ),
     ];
     let cluster_role_bindings = vec![
         binding("cluster-admin", "cluster-admin", &[SYSTEM_PRIVILEGED_GROUP]),
@@ -241,6 +271,9 @@ pub fn bootstrap_policy() -> BootstrapPolicy {
             &[ALL_AUTHENTICATED, ALL_UNAUTHENTICATED],
         ),
         binding("system:node", "system:node", &[NODES_GROUP]),
+        binding("flotilla:kubelet-bootstrap", "system:node-bootstrapper", &[BOOTSTRAPPERS_GROUP]),
+        binding("flotilla:node-autoapprove-bootstrap", NODE_CLIENT_ROLE, &[BOOTSTRAPPERS_GROUP]),
+        binding("flotilla:node-autoapprove-certificate-rotation", SELF_NODE_CLIENT_ROLE, &[NODES_GROUP]),
     ];
     BootstrapPolicy { cluster_roles, cluster_role_bindings }
 }
@@ -274,7 +307,7 @@ mod tests {
     #[test]
     fn objects_carry_kind_labels_and_annotations() {
         let objects = bootstrap_policy().objects();
-        assert_eq!(objects.len(), 16);
+        assert_eq!(objects.len(), 22);
         let admin =
             objects.iter().find(|o| o.name() == "cluster-admin" && o.kind == "ClusterRole").expect("role");
         assert_eq!(admin.api_version, "rbac.authorization.k8s.io/v1");
@@ -300,6 +333,7 @@ mod tests {
         let vera = authed("vera");
         let ann = authed("ann");
         let admin = UserInfo::new("root", [SYSTEM_PRIVILEGED_GROUP]);
+        let boot = UserInfo::new("system:bootstrap:abcdef", [BOOTSTRAPPERS_GROUP, ALL_AUTHENTICATED]);
         #[rustfmt::skip]
         let cases: Vec<(&str, Attributes, bool)> = vec![
             ("anyone may read /healthz", url(&anonymous, "/healthz"), true),
@@ -325,6 +359,14 @@ mod tests {
             ("system:node reads secrets", res(&node, "get", "", "secrets", "team", "s"), true),
             ("system:node creates events", res(&node, "create", "", "events", "team", ""), true),
             ("system:node has no node writes", res(&node, "patch", "", "nodes", "", "n2"), false),
+            ("bootstrappers create CSRs", res(&boot, "create", "certificates.k8s.io", "certificatesigningrequests", "", ""), true),
+            ("bootstrappers watch CSRs", res(&boot, "watch", "certificates.k8s.io", "certificatesigningrequests", "", ""), true),
+            ("bootstrappers may get node client certs", res(&boot, "create", "certificates.k8s.io", "certificatesigningrequests/nodeclient", "", ""), true),
+            ("bootstrappers may not renew", res(&boot, "create", "certificates.k8s.io", "certificatesigningrequests/selfnodeclient", "", ""), false),
+            ("bootstrappers may not approve", res(&boot, "update", "certificates.k8s.io", "certificatesigningrequests/approval", "", "c"), false),
+            ("bootstrappers may not read pods", res(&boot, "list", "", "pods", "", ""), false),
+            ("nodes may renew", res(&node, "create", "certificates.k8s.io", "certificatesigningrequests/selfnodeclient", "", ""), true),
+            ("nodes create CSRs", res(&node, "create", "certificates.k8s.io", "certificatesigningrequests", "", ""), true),
         ];
         for (what, attrs, want) in cases {
             let d = authorize(&s, &attrs);

@@ -4,7 +4,7 @@
 //! A node may read nodes, pods, services, endpoints, endpointslices, configmaps, secrets and
 //! volumes; create, update and patch its own Node (and its status) and its own Lease in
 //! `kube-node-lease`; create, update and patch events; and update or patch the status of pods
-//! bound to it. Writes to another node's Node or Lease, or to the status of a pod bound
+//! bound to it, and delete them. Writes to another node's Node or Lease, or to the status of a pod bound
 //! elsewhere, are refused even if RBAC would allow them (as NodeRestriction does). Anything
 //! else is left to RBAC.
 //!
@@ -25,7 +25,7 @@ pub enum NodeDecision {
     NoOpinion,
     /// Decided by the node rules.
     Decided(Decision),
-    /// A pod status write: allowed only if pod `namespace`/`name` is bound to the node; see
+    /// A pod status write or a pod deletion: allowed only if pod `namespace`/`name` is bound to the node; see
     /// [`pod_status_decision`].
     NeedsPodNode {
         /// The pod's namespace.
@@ -96,6 +96,10 @@ fn governed(node: &str, attrs: &Attributes) -> NodeDecision {
             node_lease(node, attrs)
         }
         ("", "pods") if sub == "status" && (verb == "update" || verb == "patch") => {
+            NodeDecision::NeedsPodNode { namespace: attrs.namespace.clone(), name: attrs.name.clone() }
+        }
+        // A node deletes a pod for good once its containers are gone (kubelet does the same).
+        ("", "pods") if sub.is_empty() && verb == "delete" => {
             NodeDecision::NeedsPodNode { namespace: attrs.namespace.clone(), name: attrs.name.clone() }
         }
         ("", "events") | ("events.k8s.io", "events") if sub.is_empty() && WRITE_VERBS.contains(&verb) => {
@@ -249,6 +253,8 @@ mod tests {
             ("pod status", "patch", "", "pods/status", "ns", "p", 'P'),
             ("pod status update", "update", "", "pods/status", "ns", "p", 'P'),
             ("pod spec: rbac", "patch", "", "pods", "ns", "p", 'N'),
+            ("delete a pod: its node", "delete", "", "pods", "ns", "p", 'P'),
+            ("delete all pods: rbac", "deletecollection", "", "pods", "ns", "", 'N'),
             ("create pods: rbac", "create", "", "pods", "ns", "", 'N'),
             ("deployments: rbac", "get", "apps", "deployments", "ns", "d", 'N'),
         ];

@@ -25,8 +25,8 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,11 @@ const SETUP_CONCURRENCY: usize = 32;
 /// Heartbeats are spread over their interval in slices this long, as independent kubelets
 /// would spread them, rather than sent in one burst.
 const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
+/// Lease renewals in flight at once. Each slice is sent on time whatever the store's latency,
+/// as independent kubelets would (waiting for a slice before the next once let a loaded store
+/// stretch the round past the node grace period, and the node lifecycle controller then
+/// evicted healthy nodes' pods); a renewal due while this many are pending counts as failed.
+const HEARTBEAT_IN_FLIGHT: usize = 512;
 /// How long each component may take to stop before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// How long the raft members may take to elect a leader.
@@ -191,8 +196,9 @@ async fn register_node(client: Arc<dyn Client>, i: usize) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Renews every node's Lease once per `every`, a slice of them each [`HEARTBEAT_TICK`], until
-/// `stop`; counts failed renewals in `failures`.
+/// Renews every node's Lease once per `every`, a slice of them each [`HEARTBEAT_TICK`]
+/// (at most [`HEARTBEAT_IN_FLIGHT`] pending), until `stop`; counts failed renewals in
+/// `failures`.
 async fn heartbeat(
     leases: Api<Lease>,
     names: Vec<String>,
@@ -204,26 +210,36 @@ async fn heartbeat(
     let per_tick = names.len().div_ceil(slices).max(1);
     let mut tick = tokio::time::interval(HEARTBEAT_TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let limit = Arc::new(Semaphore::new(HEARTBEAT_IN_FLIGHT));
+    let mut renewals = JoinSet::new();
     let mut next = 0;
     loop {
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
+            Some(_) = renewals.join_next(), if !renewals.is_empty() => continue,
             _ = tick.tick() => {}
         }
         let patch = json!({"spec": {"renewTime": MicroTime(Timestamp::now())}});
-        let batch = (0..per_tick.min(names.len())).map(|k| &names[(next + k) % names.len()]);
-        let renewals = futures::future::join_all(batch.map(|n| leases.patch(n, PatchType::Merge, &patch)));
-        // A renewal stuck behind a stopping store must not hold up shutdown.
-        let results = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            results = renewals => results,
-        };
-        let failed = results.iter().filter(|r| r.is_err()).count();
-        failures.fetch_add(failed as u64, Ordering::Relaxed);
+        for k in 0..per_tick.min(names.len()) {
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                failures.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let (leases, name, patch) =
+                (leases.clone(), names[(next + k) % names.len()].clone(), patch.clone());
+            let failures = failures.clone();
+            renewals.spawn(async move {
+                if leases.patch(&name, PatchType::Merge, &patch).await.is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(permit);
+            });
+        }
         next = (next + per_tick) % names.len().max(1);
     }
+    // A renewal stuck behind a stopping store must not hold up shutdown.
+    renewals.shutdown().await;
 }
 
 /// What [`Cluster::start`] needs.

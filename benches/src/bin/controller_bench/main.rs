@@ -21,9 +21,11 @@
 //! end, and the harness exits non-zero, saying where it stood, when a phase does not finish
 //! within `--timeout`.
 //!
-//! `cargo run --release -p flotilla-benches --bin controller_bench` (10,000 replicas on 1,000
-//! nodes, raft3); `-- --quick` for a smoke run of a few seconds (200 replicas on 20 nodes, memory
-//! store unless `--store` is given). `RUST_LOG=warn` (or `debug`) shows the components' logs.
+//! `cargo build --release --workspace --all-features --bin controller_bench`, then
+//! `<target>/release/controller_bench` (10,000 replicas on 1,000 nodes, raft3; the workspace's
+//! feature set, so RocksDB is built once for every binary); `--quick` for a smoke run of a few
+//! seconds (200 replicas on 20 nodes, memory store unless `--store` is given). `RUST_LOG=warn`
+//! (or `debug`) shows the components' logs. Measured figures are in `docs/controllers.md`.
 
 mod cluster;
 mod goal;
@@ -37,6 +39,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use flotilla_core::registry::WatchCacheConfig;
+use flotilla_core::scheduler::runtime::DEFAULT_MAX_IN_FLIGHT_BINDS;
 
 use crate::cluster::{Cluster, ClusterConfig, NAMESPACE, StoreKind};
 use crate::measure::memory_mib;
@@ -63,7 +66,9 @@ struct Args {
     /// Seconds between Lease renewals of each node; 0 sends none.
     #[arg(long, default_value_t = 10)]
     heartbeat: u64,
-    /// Binds the scheduler may run at once [default: the scheduler's, 16].
+    /// Binds the scheduler may run at once [default: the scheduler's
+    /// `DEFAULT_MAX_IN_FLIGHT_BINDS`, 64; 16, its earlier value, kept a 10,000-pod burst's
+    /// startup p99 far above the 5 s SLO].
     #[arg(long)]
     max_binds: Option<usize>,
     /// Hollow kubelet instances, the nodes split between them. Each watches every pod and
@@ -133,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         args.heartbeat,
         pod_cache.capacity,
         pod_cache.watcher_buffer,
-        args.max_binds.map_or_else(|| "default".to_string(), |b| b.to_string()),
+        args.max_binds.unwrap_or(DEFAULT_MAX_IN_FLIGHT_BINDS).max(1),
         args.kubelets,
         timeout.as_secs()
     );

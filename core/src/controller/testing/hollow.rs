@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,12 +15,31 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Api, Client, DeleteOptions, ListOptions, Precondition, WatcherEvent, watcher};
+use crate::client::{
+    Api, Client, DeleteOptions, Error as ClientError, ListOptions, Precondition, WatcherEvent, watcher,
+};
 use crate::patch::PatchType;
 use crate::registry::Clock;
 
 /// Status writes in flight at once.
 const CONCURRENCY: usize = 32;
+/// The first wait before a write that failed for a passing reason is tried again; it doubles
+/// up to [`RETRY_MAX`]. A node agent keeps trying: a pod it dropped would stay unready or
+/// terminating for good, since no later event need come.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// See [`RETRY_FIRST`].
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a failed write may succeed if tried again (the store was busy or changing
+/// leaders, or a status patch raced another write), rather than being refused for good (the
+/// pod is gone, or a delete's uid precondition found it replaced).
+fn transient(error: &ClientError, deleting: bool) -> bool {
+    match error {
+        ClientError::Timeout(_) | ClientError::Unavailable(_) | ClientError::Internal(_) => true,
+        ClientError::Conflict { .. } => !deleting,
+        _ => false,
+    }
+}
 
 /// Marks pods `Running` and `Ready` and finishes their deletion, like a kubelet whose
 /// containers start instantly.
@@ -61,42 +81,62 @@ impl HollowKubelet {
         Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) | (n & 0xffff)).to_string()
     }
 
-    /// The write this pod needs, if any, performed through the client.
+    /// The write this pod needs, if any, performed through the client, tried again while it
+    /// fails for a passing reason (the task is aborted at shutdown).
     async fn act(client: Arc<dyn Client>, pod: Pod, ip: String, now: String) {
         let (Some(ns), Some(name)) = (pod.metadata.namespace.clone(), pod.metadata.name.clone()) else {
             return;
         };
         let api = Api::<Pod>::namespaced(client, &ns);
-        let result = if pod.metadata.deletion_timestamp.is_some() {
+        let mut wait = RETRY_FIRST;
+        loop {
+            match Self::write(&api, &pod, &name, &ip, &now).await {
+                Ok(()) => return,
+                Err(error) if transient(&error, pod.metadata.deletion_timestamp.is_some()) => {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), %error, "hollow kubelet write failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+                Err(error) => {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), %error, "hollow kubelet write refused");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One attempt at the write `pod` needs: finishing its deletion, or reporting it running.
+    async fn write(api: &Api<Pod>, pod: &Pod, name: &str, ip: &str, now: &str) -> Result<(), ClientError> {
+        if pod.metadata.deletion_timestamp.is_some() {
             let opts = DeleteOptions {
                 grace_period_seconds: Some(0),
                 preconditions: Precondition { uid: pod.metadata.uid.clone(), resource_version: None },
                 ..Default::default()
             };
-            api.delete(&name, &opts).await.map(|_| ())
-        } else {
-            let containers: Vec<_> = pod
-                .spec
-                .iter()
-                .flat_map(|s| &s.containers)
-                .map(|c| {
-                    json!({"name": c.name, "image": c.image, "imageID": "", "ready": true,
-                        "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}})
-                })
-                .collect();
-            let ready = |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
-            let patch = json!({"status": {
-                "phase": "Running",
-                "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "10.100.0.1",
-                "startTime": now,
-                "conditions": [ready("Initialized"), ready("Ready"), ready("ContainersReady"), ready("PodScheduled")],
-                "containerStatuses": containers,
-            }});
-            api.patch_status(&name, PatchType::StrategicMerge, &patch).await.map(|_| ())
-        };
-        if let Err(error) = result {
-            tracing::debug!(pod = %format!("{ns}/{name}"), %error, "hollow kubelet write failed");
+            return match api.delete(name, &opts).await {
+                // Gone already: done.
+                Ok(_) | Err(ClientError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            };
         }
+        let containers: Vec<_> = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .map(|c| {
+                json!({"name": c.name, "image": c.image, "imageID": "", "ready": true,
+                    "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}})
+            })
+            .collect();
+        let ready = |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
+        let patch = json!({"status": {
+            "phase": "Running",
+            "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "10.100.0.1",
+            "startTime": now,
+            "conditions": [ready("Initialized"), ready("Ready"), ready("ContainersReady"), ready("PodScheduled")],
+            "containerStatuses": containers,
+        }});
+        api.patch_status(name, PatchType::StrategicMerge, &patch).await.map(|_| ())
     }
 
     /// Runs until `shutdown`.
@@ -116,7 +156,15 @@ impl HollowKubelet {
             if !self.concerns(&pod) || (pod.metadata.deletion_timestamp.is_none() && Self::running(&pod)) {
                 continue;
             }
-            let Ok(permit) = limit.clone().acquire_owned().await else { break };
+            // Waiting for a free slot must not hold up shutdown.
+            let permit = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
             let now = k8s_openapi::jiff::Timestamp::from_second((self.clock)().as_second())
                 .map(|t| t.to_string())
                 .unwrap_or_default();

@@ -30,7 +30,9 @@
 //!   manages replicas without failing. While a ready pod is not yet available, the sync asks
 //!   to be requeued when the first one becomes available.
 //! - **Events** about the ReplicaSet: `SuccessfulCreate`, `SuccessfulDelete`, and the
-//!   warnings `FailedCreate`, `FailedDelete`.
+//!   warnings `FailedCreate`, `FailedDelete`, published through the shared
+//!   [`Recorder`](crate::controller::events::Recorder): they never hold up a sync, and a
+//!   repeated one (the same failure on every retry) bumps the `count` of one Event.
 //! - A ReplicaSet that no longer exists only has its expectations forgotten: its pods are the
 //!   garbage collector's.
 //!
@@ -43,7 +45,6 @@
 //! creation times), and `status.terminatingReplicas`.
 
 mod decide;
-mod events;
 mod expectations;
 mod reconciler;
 mod triggers;

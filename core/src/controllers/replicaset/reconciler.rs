@@ -16,11 +16,11 @@ use super::decide::{
     Input, Plan, ReplicaFailure, Scale, availability_requeue, compute_status, decide, pod_from_template,
     related_pods_per_node, slow_start_batches, status_changed,
 };
-use super::events::{self, NORMAL, WARNING};
 use super::expectations::{Check, Expectations, PodSeen};
 use super::triggers::{ensure_indexes, namespace_index, pod_indexes, replica_set_indexes};
 use super::{EXPECTATIONS_RECHECK, Error};
 use crate::client::{Api, Cache, Client, DeleteOptions, Error as ClientError};
+use crate::controller::events::{EventType, Recorder, reference};
 use crate::controller::{Action, ObjectKey, Reconciler};
 use crate::controllers::util::{controller_of, controller_reference, is_deleting};
 use crate::patch::PatchType;
@@ -36,6 +36,7 @@ pub struct ReplicaSetReconciler {
     pods: Cache<Pod>,
     clock: Clock,
     expectations: Mutex<Expectations>,
+    recorder: Recorder,
 }
 
 impl std::fmt::Debug for ReplicaSetReconciler {
@@ -58,12 +59,14 @@ impl ReplicaSetReconciler {
     /// A reconciler reading ReplicaSets and pods from these caches (filled by informers) and
     /// writing through `client`. The caches gain the indexes it reads through
     /// ([`pod_indexes`](super::pod_indexes), [`replica_set_indexes`](super::replica_set_indexes))
-    /// if they lack them.
+    /// if they lack them. `recorder` publishes its Events (run its task alongside), which
+    /// aggregates repeats.
     pub fn new(
         client: Arc<dyn Client>,
         replica_sets: Cache<ReplicaSet>,
         pods: Cache<Pod>,
         clock: Clock,
+        recorder: Recorder,
     ) -> Self {
         ensure_indexes(&replica_sets, replica_set_indexes());
         ensure_indexes(&pods, pod_indexes());
@@ -73,6 +76,7 @@ impl ReplicaSetReconciler {
             pods,
             clock,
             expectations: Mutex::new(Expectations::new()),
+            recorder,
         }
     }
 
@@ -334,12 +338,12 @@ impl ReplicaSetReconciler {
                 let (type_, reason, message) = match &created {
                     Ok(p) => {
                         self.expectations.lock().expect_created(key, pod_name(p), self.now());
-                        (NORMAL, "SuccessfulCreate", format!("Created pod: {}", pod_name(p)))
+                        (EventType::Normal, "SuccessfulCreate", format!("Created pod: {}", pod_name(p)))
                     }
                     Err(e) if namespace_terminating(e) => return created.map(|_| ()),
-                    Err(e) => (WARNING, "FailedCreate", format!("Error creating: {e}")),
+                    Err(e) => (EventType::Warning, "FailedCreate", format!("Error creating: {e}")),
                 };
-                events::record(&self.client, rs, type_, reason, message, self.now()).await;
+                self.recorder.publish(reference(rs), type_, reason, message);
                 created.map(|_| ())
             }))
             .await;
@@ -374,16 +378,16 @@ impl ReplicaSetReconciler {
                 let (type_, reason, message) = match api.delete(name, &opts).await {
                     Ok(_) => {
                         self.expectations.lock().expect_deleted(key, name, uid.as_deref(), self.now());
-                        (NORMAL, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                        (EventType::Normal, "SuccessfulDelete", format!("Deleted pod: {name}"))
                     }
                     Err(ClientError::NotFound { .. }) => return Ok(()),
                     Err(e) => {
                         let message = format!("Error deleting: {e}");
-                        events::record(&self.client, rs, WARNING, "FailedDelete", message, self.now()).await;
+                        self.recorder.publish(reference(rs), EventType::Warning, "FailedDelete", message);
                         return Err(e);
                     }
                 };
-                events::record(&self.client, rs, type_, reason, message, self.now()).await;
+                self.recorder.publish(reference(rs), type_, reason, message);
                 Ok(())
             }
         }))

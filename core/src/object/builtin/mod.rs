@@ -1,11 +1,12 @@
 //! Defaults, validation and selectable fields of the built-in kinds, following Kubernetes'
 //! rules for the fields Flotilla's components act on.
 
+mod csr;
 mod pods;
 mod workloads;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::{apps, coordination, core, discovery, rbac, storage};
+use k8s_openapi::api::{apps, certificates, coordination, core, discovery, rbac, storage};
 use serde_json::Value;
 
 use super::{Kind, KindRegistry};
@@ -57,7 +58,8 @@ pub(super) fn register_all(r: &mut KindRegistry) {
         rbac::v1::Role,
         rbac::v1::ClusterRole,
         rbac::v1::RoleBinding,
-        rbac::v1::ClusterRoleBinding
+        rbac::v1::ClusterRoleBinding,
+        certificates::v1::CertificateSigningRequest
     );
 }
 

@@ -5,6 +5,10 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus, DeploymentStrategy, ReplicaSet,
     ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus, RollingUpdateDeployment,
 };
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestSpec,
+    CertificateSigningRequestStatus,
+};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{TopologySelectorLabelRequirement, TopologySelectorTerm};
 use k8s_openapi::api::discovery::v1::{
@@ -18,8 +22,8 @@ use proptest::prelude::*;
 
 use super::pod::pod_template;
 use super::{
-    PROTOCOLS, condition_status, int_or_string, ip, key, label_selector, list, micro_time, name, object_meta,
-    object_reference, one_of, opt, opt_list, string_map, text, time,
+    PROTOCOLS, bytes, condition_status, int_or_string, ip, key, label_selector, list, micro_time, name,
+    object_meta, object_reference, one_of, opt, opt_list, opt_map, string_map, text, time,
 };
 
 /// A ReplicaSet.
@@ -272,4 +276,51 @@ pub(crate) fn role_binding() -> impl Strategy<Value = RoleBinding> {
 pub(crate) fn cluster_role_binding() -> impl Strategy<Value = ClusterRoleBinding> {
     (object_meta(), role_ref(), opt_list(subject()))
         .prop_map(|(metadata, role_ref, subjects)| ClusterRoleBinding { metadata, role_ref, subjects })
+}
+
+/// A CertificateSigningRequest.
+pub(crate) fn certificate_signing_request() -> impl Strategy<Value = CertificateSigningRequest> {
+    let condition = (
+        one_of(&["Approved", "Denied", "Failed"]),
+        condition_status(),
+        opt(text()),
+        opt(text()),
+        opt(time()),
+        opt(time()),
+    )
+        .prop_map(|(type_, status, reason, message, last_transition_time, last_update_time)| {
+            CertificateSigningRequestCondition {
+                type_,
+                status,
+                reason,
+                message,
+                last_transition_time,
+                last_update_time,
+            }
+        });
+    let spec = (
+        (bytes(), text(), opt_list(one_of(&["client auth", "digital signature", "server auth"]))),
+        (opt(name()), opt(text()), opt_list(text()), opt_map(text(), list(text())), opt(600..100_000i32)),
+    )
+        .prop_map(
+            |((request, signer_name, usages), (username, uid, groups, extra, expiration_seconds))| {
+                CertificateSigningRequestSpec {
+                    request,
+                    signer_name,
+                    usages,
+                    username,
+                    uid,
+                    groups,
+                    extra,
+                    expiration_seconds,
+                }
+            },
+        );
+    let status = (opt(bytes()), opt_list(condition))
+        .prop_map(|(certificate, conditions)| CertificateSigningRequestStatus { certificate, conditions });
+    (object_meta(), spec, opt(status)).prop_map(|(metadata, spec, status)| CertificateSigningRequest {
+        metadata,
+        spec,
+        status,
+    })
 }

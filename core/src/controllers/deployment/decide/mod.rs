@@ -27,6 +27,7 @@ use super::annotations::{replicas_annotations_need_update, set_replicas_annotati
 use super::replicas::{Sizing, spec_replicas, total};
 use super::{Error, Result};
 use crate::client::object_key;
+use crate::controller::events::EventType;
 use crate::controllers::util::{controller_of, controller_reference, is_deleting};
 use crate::selector::LabelSelector;
 use crate::validation::FieldPath;
@@ -49,7 +50,7 @@ pub struct Observed<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
     /// `Normal` or `Warning`.
-    pub type_: &'static str,
+    pub type_: EventType,
     /// A CamelCase reason (`ScalingReplicaSet`).
     pub reason: &'static str,
     /// For humans.
@@ -328,7 +329,7 @@ pub fn decide(observed: &Observed<'_>) -> Result<Plan> {
 /// A Deployment whose selector selects every pod: Kubernetes refuses to act and says so.
 fn selecting_all(d: &Deployment, status: &DeploymentStatus) -> Plan {
     let mut steps = vec![Step::Event(EventRecord {
-        type_: "Warning",
+        type_: EventType::Warning,
         reason: "SelectingAll",
         message: "This deployment is selecting all pods. A non-empty selector is required.".into(),
     })];
@@ -449,7 +450,7 @@ impl<'a> State<'a> {
 /// Kubernetes' `ScalingReplicaSet` Event.
 fn scaling_event(direction: &str, name: &str, from: i32, to: i32) -> EventRecord {
     EventRecord {
-        type_: "Normal",
+        type_: EventType::Normal,
         reason: "ScalingReplicaSet",
         message: format!("Scaled {direction} replica set {name} from {from} to {to}"),
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
@@ -16,8 +16,9 @@ use super::conditions::{PROGRESSING, new_condition, progress_deadline, reasons, 
 use super::decide::{EventRecord, Observed, Plan, Step, decide};
 use super::hash::equal_ignore_hash;
 use super::triggers::{controlled_by, in_namespace};
-use super::{CONTROLLER_NAME, Error, Result};
+use super::{Error, Result};
 use crate::client::{self, Api, Cache, Client, DeleteOptions, object_key};
+use crate::controller::events::{EventType, Recorder, reference};
 use crate::controller::{Action, ObjectKey, Reconciler};
 use crate::controllers::util::{controller_of, controller_reference, is_controlled_by, is_deleting};
 use crate::patch::PatchType;
@@ -33,20 +34,23 @@ pub struct DeploymentReconciler {
     replica_sets: Cache<ReplicaSet>,
     pods: Cache<Pod>,
     clock: Clock,
+    recorder: Recorder,
 }
 
 impl DeploymentReconciler {
     /// A reconciler writing through `client`, reading the caches (best built with
     /// [`deployment_indexes`](super::deployment_indexes) and its siblings), with `clock` for
-    /// condition times and the progress deadline.
+    /// condition times and the progress deadline; `recorder` publishes its Events (run its
+    /// task alongside), which aggregates repeats.
     pub fn new(
         client: Arc<dyn Client>,
         deployments: Cache<Deployment>,
         replica_sets: Cache<ReplicaSet>,
         pods: Cache<Pod>,
         clock: Clock,
+        recorder: Recorder,
     ) -> Self {
-        DeploymentReconciler { client, deployments, replica_sets, pods, clock }
+        DeploymentReconciler { client, deployments, replica_sets, pods, clock, recorder }
     }
 
     /// The pods a `Recreate` rollout waits for: those of the ReplicaSets the Deployment
@@ -82,7 +86,9 @@ impl Reconciler for DeploymentReconciler {
         let now = (self.clock)();
         let plan = decide(&Observed { deployment: &d, replica_sets: &replica_sets, pods: &pods, now })?;
         let requeue = plan.requeue_after;
-        match Executor::new(self.client.clone(), (*d).clone(), namespace, now).run(plan).await? {
+        let executor =
+            Executor::new(self.client.clone(), self.recorder.clone(), (*d).clone(), namespace, now);
+        match executor.run(plan).await? {
             Flow::Continue => Ok(requeue.map_or(Action::Done, Action::RequeueAfter)),
             // The ReplicaSet informer will bring what the cache lacked; look again soon anyway.
             Flow::Stop => Ok(Action::RequeueAfter(STALE_CACHE_RETRY)),
@@ -105,6 +111,7 @@ enum Flow {
 /// Performs a plan, threading the resourceVersions its own writes produce.
 struct Executor {
     client: Arc<dyn Client>,
+    recorder: Recorder,
     /// The Deployment as last written (or as cached).
     deployment: Deployment,
     key: String,
@@ -119,9 +126,16 @@ struct Executor {
 }
 
 impl Executor {
-    fn new(client: Arc<dyn Client>, deployment: Deployment, namespace: &str, now: Timestamp) -> Self {
+    fn new(
+        client: Arc<dyn Client>,
+        recorder: Recorder,
+        deployment: Deployment,
+        namespace: &str,
+        now: Timestamp,
+    ) -> Self {
         Executor {
             client,
+            recorder,
             key: object_key(&deployment),
             deployment,
             namespace: namespace.to_string(),
@@ -206,7 +220,7 @@ impl Executor {
                     .map_err(|e| self.rs_error("update", &name, e))?;
                 self.remember(&rs);
                 if let Some(e) = event {
-                    self.record(&e).await;
+                    self.record(e);
                 }
             }
             Step::Delete { name, uid, resource_version } => {
@@ -220,7 +234,7 @@ impl Executor {
                     Err(e) => return Err(self.rs_error("delete", &name, e)),
                 }
             }
-            Step::Event(e) => self.record(&e).await,
+            Step::Event(e) => self.record(e),
             Step::SetRevision { revision } => {
                 let before = self.deployment.metadata.generation.unwrap_or(0);
                 let patch = json!({"metadata": {
@@ -299,7 +313,7 @@ impl Executor {
                 tracing::info!(deployment = %self.key, replica_set = %name, "created new replica set");
                 self.remember(&created);
                 if let Some(e) = event {
-                    self.record(&e).await;
+                    self.record(e);
                 }
                 Ok(Flow::Continue)
             }
@@ -330,9 +344,12 @@ impl Executor {
                         tracing::warn!(deployment = %self.key, %error, "cannot report the failed creation");
                     }
                 }
-                let warning =
-                    EventRecord { type_: "Warning", reason: reasons::FAILED_RS_CREATE, message: msg };
-                self.record(&warning).await;
+                let warning = EventRecord {
+                    type_: EventType::Warning,
+                    reason: reasons::FAILED_RS_CREATE,
+                    message: msg,
+                };
+                self.record(warning);
                 Err(self.rs_error("create", &name, e))
             }
         }
@@ -350,45 +367,10 @@ impl Executor {
         }
     }
 
-    async fn record(&self, e: &EventRecord) {
-        record_event(&self.client, &self.deployment, e, &self.now).await;
-    }
-}
-
-/// Writes an Event about `d` (one per call; a shared aggregating recorder replaces this). A
-/// failure is logged: Events are advisory.
-async fn record_event(client: &Arc<dyn Client>, d: &Deployment, e: &EventRecord, now: &Time) {
-    let m = &d.metadata;
-    let name = m.name.clone().unwrap_or_default();
-    let namespace = m.namespace.clone().unwrap_or_default();
-    let event = CoreEvent {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
-            namespace: Some(namespace.clone()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("apps/v1".into()),
-            kind: Some("Deployment".into()),
-            namespace: Some(namespace.clone()),
-            name: Some(name.clone()),
-            uid: m.uid.clone(),
-            resource_version: m.resource_version.clone(),
-            field_path: None,
-        },
-        type_: Some(e.type_.into()),
-        reason: Some(e.reason.into()),
-        message: Some(e.message.clone()),
-        count: Some(1),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now.clone()),
-        source: Some(EventSource { component: Some(CONTROLLER_NAME.into()), host: None }),
-        reporting_component: Some(CONTROLLER_NAME.into()),
-        ..Default::default()
-    };
-    let key = format!("{namespace}/{name}");
-    tracing::debug!(deployment = %key, reason = e.reason, message = %e.message, "recording event");
-    if let Err(error) = Api::<CoreEvent>::namespaced(client.clone(), &namespace).create(&event).await {
-        tracing::warn!(deployment = %key, reason = e.reason, %error, "cannot record event");
+    /// Publishes an Event about the Deployment; the recorder writes it (or bumps the count of
+    /// its earlier twin) without holding up the plan.
+    fn record(&self, e: EventRecord) {
+        tracing::debug!(deployment = %self.key, reason = e.reason, message = %e.message, "recording event");
+        self.recorder.publish(reference(&self.deployment), e.type_, e.reason, e.message);
     }
 }

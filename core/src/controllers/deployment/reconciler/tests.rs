@@ -6,15 +6,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::DeploymentReconciler;
 use crate::client::{Api, Cache, Client, DeleteOptions, ListOptions, LocalClient, WatcherEvent};
+use crate::controller::events::{EventType, Recorder};
 use crate::controller::{Action, ObjectKey, Reconciler};
 use crate::controllers::deployment::{
-    DESIRED_REPLICAS_ANNOTATION, Error, MAX_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
+    CONTROLLER_NAME, DESIRED_REPLICAS_ANNOTATION, Error, MAX_REPLICAS_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
     REVISION_ANNOTATION, compute_hash, deployment_indexes, pod_indexes, replica_set_indexes,
 };
 use crate::object::{KindRegistry, Resource};
@@ -36,7 +38,15 @@ struct Fixture {
     pods: Cache<Pod>,
     seconds: Arc<AtomicI64>,
     reconciler: DeploymentReconciler,
+    /// The reconciler's recorder, to publish flush markers behind its Events.
+    recorder: Recorder,
+    flushes: AtomicI64,
+    /// Stops the recorder's task when the test ends.
+    _recording: DropGuard,
 }
+
+/// The reason of the marker Events [`Fixture::flush`] publishes.
+const FLUSH: &str = "TestFlush";
 
 async fn fixture() -> Fixture {
     let t0: Timestamp = "2026-03-01T12:00:00Z".parse().expect("time");
@@ -53,14 +63,28 @@ async fn fixture() -> Fixture {
     let deployments = Cache::with_indexes(deployment_indexes().into_iter().collect());
     let replica_sets = Cache::with_indexes(replica_set_indexes().into_iter().collect());
     let pods = Cache::with_indexes(pod_indexes().into_iter().collect());
+    let (recorder, task) = Recorder::new(client.clone(), CONTROLLER_NAME, clock.clone());
+    let stop = CancellationToken::new();
+    tokio::spawn(task.run(stop.clone()));
     let reconciler = DeploymentReconciler::new(
         client.clone(),
         deployments.clone(),
         replica_sets.clone(),
         pods.clone(),
         clock,
+        recorder.clone(),
     );
-    Fixture { client, deployments, replica_sets, pods, seconds, reconciler }
+    Fixture {
+        client,
+        deployments,
+        replica_sets,
+        pods,
+        seconds,
+        reconciler,
+        recorder,
+        flushes: AtomicI64::new(0),
+        _recording: stop.drop_guard(),
+    }
 }
 
 async fn fill<K: Resource>(client: &Arc<dyn Client>, cache: &Cache<K>) {
@@ -145,22 +169,45 @@ impl Fixture {
         }
     }
 
+    /// Waits until the recorder has written every Event published so far: it writes in order,
+    /// so once a marker published now is in the store, so is everything before it. The
+    /// (polling) wait is bounded by the test's outer timeout.
+    async fn flush(&self) -> Vec<CoreEvent> {
+        let marker = format!("flush {}", self.flushes.fetch_add(1, Ordering::SeqCst));
+        let regarding = ObjectReference {
+            kind: Some("Marker".into()),
+            namespace: Some("default".into()),
+            name: Some("marker".into()),
+            ..Default::default()
+        };
+        self.recorder.publish(regarding, EventType::Normal, FLUSH, marker.clone());
+        let events = Api::<CoreEvent>::namespaced(self.client.clone(), "default");
+        loop {
+            let all = events.list(&ListOptions::default()).await.expect("events").items;
+            if all.iter().any(|e| e.message.as_deref() == Some(marker.as_str())) {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The messages of the Events published so far, each as often as it was published.
     async fn events(&self) -> Vec<String> {
-        let list = Api::<CoreEvent>::namespaced(self.client.clone(), "default")
-            .list(&ListOptions::default())
-            .await
-            .expect("events");
+        let all = self.flush().await;
         // In the order written: by the store revision that wrote them.
-        let mut events: Vec<(u64, String)> = list
-            .items
+        let mut events: Vec<(u64, String, i32)> = all
             .into_iter()
+            .filter(|e| e.reason.as_deref() != Some(FLUSH))
             .map(|e| {
                 let rv = e.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-                (rv, e.message.unwrap_or_default())
+                (rv, e.message.unwrap_or_default(), e.count.unwrap_or(1))
             })
             .collect();
         events.sort();
-        events.into_iter().map(|(_, m)| m).collect()
+        events
+            .into_iter()
+            .flat_map(|(_, m, count)| std::iter::repeat_n(m, usize::try_from(count).unwrap_or(1)))
+            .collect()
     }
 
     async fn set_image(&self, image: &str) {

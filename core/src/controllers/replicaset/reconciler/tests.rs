@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::*;
 use crate::client::{
@@ -134,7 +135,17 @@ struct Env {
     pods: Cache<Pod>,
     seconds: Arc<AtomicI64>,
     reconciler: ReplicaSetReconciler,
+    /// The reconciler's recorder, to publish flush markers behind its Events.
+    recorder: Recorder,
+    flushes: AtomicI64,
+    /// Stops the recorder's task when the test ends.
+    _recording: DropGuard,
 }
+
+/// The reason of the marker Events [`Env::flush`] publishes.
+const FLUSH: &str = "TestFlush";
+/// How long the recorder may take to write what was published before a marker.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn env() -> Env {
     let seconds = Arc::new(AtomicI64::new(START));
@@ -150,8 +161,27 @@ async fn env() -> Env {
     // Caches without indexes: the reconciler adds the ones it needs.
     let replica_sets = Cache::default();
     let pods = Cache::default();
-    let reconciler = ReplicaSetReconciler::new(client.clone(), replica_sets.clone(), pods.clone(), clock);
-    Env { flaky, client, replica_sets, pods, seconds, reconciler }
+    let (recorder, task) = Recorder::new(client.clone(), CONTROLLER_NAME, clock.clone());
+    let stop = CancellationToken::new();
+    tokio::spawn(task.run(stop.clone()));
+    let reconciler = ReplicaSetReconciler::new(
+        client.clone(),
+        replica_sets.clone(),
+        pods.clone(),
+        clock,
+        recorder.clone(),
+    );
+    Env {
+        flaky,
+        client,
+        replica_sets,
+        pods,
+        seconds,
+        reconciler,
+        recorder,
+        flushes: AtomicI64::new(0),
+        _recording: stop.drop_guard(),
+    }
 }
 
 fn key() -> ObjectKey {
@@ -248,7 +278,35 @@ impl Env {
             .expect("pod status");
     }
 
+    /// Waits until the recorder has written every Event published so far: it writes in order,
+    /// so once a marker published now is in the store, so is everything before it.
+    async fn flush(&self) {
+        let marker = format!("flush {}", self.flushes.fetch_add(1, Ordering::SeqCst));
+        let regarding = ObjectReference {
+            kind: Some("Marker".into()),
+            namespace: Some(NS.into()),
+            name: Some("marker".into()),
+            ..Default::default()
+        };
+        self.recorder.publish(regarding, EventType::Normal, FLUSH, marker.clone());
+        let events = Api::<Event>::namespaced(self.client.clone(), NS);
+        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        loop {
+            let all = events.list(&ListOptions::default()).await.expect("events").items;
+            if all.iter().any(|e| e.message.as_deref() == Some(marker.as_str())) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the recorder wrote nothing in {FLUSH_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The Events with `reason` once the recorder has written what was published.
     async fn events(&self, reason: &str) -> Vec<Event> {
+        self.flush().await;
         let events = Api::<Event>::namespaced(self.client.clone(), NS);
         let all = events.list(&ListOptions::default()).await.expect("events").items;
         all.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).collect()
@@ -568,4 +626,26 @@ async fn a_deleted_replicaset_only_forgets_its_expectations() {
     assert_eq!(env.reconcile().await.expect("sync"), Action::Done);
     assert!(env.reconciler.expectations.lock().is_empty());
     assert_eq!(env.all_pods().await.len(), 2, "pods are the garbage collector's");
+}
+
+#[tokio::test]
+async fn a_failure_repeated_by_retries_is_one_event_with_a_count() {
+    let env = env().await;
+    env.create_rs(replica_set(1)).await;
+    env.sync_caches().await;
+    env.flaky.creates_left.store(0, Ordering::SeqCst);
+    for attempt in 1..=3 {
+        env.reconcile().await.expect_err("creates fail");
+        env.advance(Duration::from_secs(1));
+        let failed = env.events("FailedCreate").await;
+        assert_eq!(failed.len(), 1, "attempt {attempt}: one Event, not one per retry");
+        assert_eq!(failed[0].count, Some(attempt), "attempt {attempt}: the count grows");
+    }
+    let failed = env.events("FailedCreate").await;
+    assert!(failed[0].last_timestamp > failed[0].first_timestamp, "lastTimestamp moved");
+    assert!(
+        failed[0].message.as_deref().is_some_and(|m| m.contains("exceeded quota")),
+        "{:?}",
+        failed[0].message
+    );
 }

@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use serde_json::json;
 
 use super::{World, deployment, owned_rs, summary};
+use crate::controller::events::EventType;
 use crate::controllers::deployment::conditions::reasons;
 use crate::controllers::deployment::decide::Step;
 use crate::controllers::deployment::{
@@ -169,7 +170,7 @@ fn an_empty_selector_is_refused_with_a_warning() {
     let world = World::new(d);
     let plan = world.decide();
     let e = plan.events().next().expect("warning");
-    assert_eq!((e.type_, e.reason), ("Warning", "SelectingAll"));
+    assert_eq!((e.type_, e.reason), (EventType::Warning, "SelectingAll"));
     assert_eq!(plan.status().and_then(|s| s.observed_generation), Some(1));
     assert_eq!(plan.created().count(), 0);
 }

@@ -1,0 +1,22 @@
+//! CertificateSigningRequests, both sides of kubelet-style TLS bootstrapping.
+//!
+//! In the control plane (the process holding the CA key), [`CsrController`] runs the
+//! [`approver`] (kube-controller-manager's `csrapproving`: node client certificates asked
+//! for with a bootstrap token, renewals by the node itself, and a node's own serving
+//! certificate) and the [`signer`] (`csrsigning`: approved requests for
+//! `kubernetes.io/kube-apiserver-client-kubelet`, `kubernetes.io/kubelet-serving` and
+//! `kubernetes.io/kube-apiserver-client` get a certificate from the cluster CA).
+//! [`SecureApi`](crate::secure::SecureApi) starts it.
+//!
+//! On a joining node, [`join::join`] pins the CA, trades a bootstrap token for a node client
+//! certificate, asks for a serving certificate with it, and keeps both.
+
+pub mod approver;
+mod controller;
+pub mod join;
+pub mod signer;
+
+pub use controller::CsrController;
+
+#[cfg(test)]
+mod tests;

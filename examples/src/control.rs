@@ -1,0 +1,315 @@
+//! The control plane `flotilla up` and `flotilla server` share: the store member (created,
+//! resumed or joined), the API server with the cluster PKI, the scheduler and the
+//! controllers (both acting only while this member leads the store), the admin kubeconfig
+//! and the endpoints file other commands read.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use flotilla_api::pki::ClusterPki;
+use flotilla_api::secure::{SecureApi, SecureOptions};
+use flotilla_core::client::{Client, LocalClient};
+use flotilla_core::controllers::manager::ControllerManager;
+use flotilla_core::object::KindRegistry;
+use flotilla_core::registry::Registry;
+use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, default_profiles};
+use flotilla_raft_store::{RaftStore, RaftStoreConfig};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::membership::{self, MemberFile, Role};
+use crate::token::{self, ServerToken};
+
+/// The admin kubeconfig's file name inside the data directory.
+pub(crate) const KUBECONFIG_FILE: &str = "kubeconfig";
+/// The endpoints file's name inside the data directory.
+pub(crate) const ENDPOINTS_FILE: &str = "endpoints.json";
+
+/// How to run a control-plane member.
+#[derive(Clone, Debug)]
+pub(crate) struct ControlOptions {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) api_listen: SocketAddr,
+    pub(crate) etcd_listen: SocketAddr,
+    pub(crate) raft_listen: SocketAddr,
+    /// The member-transport address other members dial (default: `raft_listen`).
+    pub(crate) advertise: Option<String>,
+    pub(crate) tls_san: Vec<String>,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) allow_anonymous: bool,
+    /// `(seed member-transport address, server token)` to join an existing cluster.
+    pub(crate) join: Option<(String, String)>,
+}
+
+/// Where a running member serves, as `<data-dir>/endpoints.json` records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Endpoints {
+    /// The member's raft id.
+    pub(crate) id: u64,
+    /// The API server's URL.
+    pub(crate) api: String,
+    /// The etcd-compatible endpoint's URL.
+    pub(crate) etcd: String,
+    /// The member-transport address others dial.
+    pub(crate) raft: String,
+}
+
+impl Endpoints {
+    /// Reads `<dir>/endpoints.json`.
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Endpoints> {
+        let path = dir.join(ENDPOINTS_FILE);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!("reading {} (has a server run in this data directory?)", path.display())
+        })?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// A running control plane.
+pub(crate) struct ControlPlane {
+    dir: PathBuf,
+    store: Arc<RaftStore>,
+    registry: Registry,
+    api: SecureApi,
+    member: MemberFile,
+    stop: CancellationToken,
+    scheduler: JoinHandle<()>,
+    controllers: JoinHandle<()>,
+}
+
+/// `addr` with an unspecified IP replaced by loopback, for URLs clients dial.
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// The address other members dial: `--advertise`, or the transport's bound address.
+pub(crate) fn advertise_address(flag: Option<&str>, bound: SocketAddr) -> anyhow::Result<String> {
+    match flag {
+        Some(a) => Ok(a.to_string()),
+        None if bound.ip().is_unspecified() => {
+            anyhow::bail!(
+                "--raft-listen {bound} is a wildcard address; pass --advertise with the address other servers dial"
+            )
+        }
+        None => Ok(bound.to_string()),
+    }
+}
+
+/// The server token of `dir`, created (pinning the CA of `pki_dir`) when missing.
+fn token_for_first_member(dir: &Path, pki_dir: &Path, hosts: &[String]) -> anyhow::Result<ServerToken> {
+    if let Some(t) = token::load(dir)? {
+        return Ok(t);
+    }
+    ClusterPki::load_or_create(pki_dir, hosts).context("creating the cluster PKI")?;
+    let ca = std::fs::read(pki_dir.join("ca.crt")).context("reading the cluster CA")?;
+    let t = ServerToken::generate(&ca);
+    token::save(dir, &t)?;
+    tracing::info!(path = %dir.join(token::TOKEN_FILE).display(), "created the server join token");
+    Ok(t)
+}
+
+impl ControlPlane {
+    /// Starts (or resumes, or joins) a member and its control-plane components.
+    pub(crate) async fn start(o: ControlOptions) -> anyhow::Result<ControlPlane> {
+        let dir = o.data_dir.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pki_dir = dir.join("pki");
+        let mut hosts = o.tls_san.clone();
+        if !o.api_listen.ip().is_unspecified() {
+            hosts.push(o.api_listen.ip().to_string());
+        }
+        let advertise = advertise_address(o.advertise.as_deref(), o.raft_listen)?;
+        let join = o.join.as_ref().map(|(a, t)| (a.as_str(), t.as_str()));
+        anyhow::ensure!(
+            join.is_none() || !advertise.ends_with(":0"),
+            "joining needs a fixed --raft-listen port or --advertise: other servers dial it"
+        );
+        let role = membership::resolve(&dir, &advertise, join).await?;
+        let (member, joining) = match role {
+            Role::Member(m) => (m, None),
+            Role::Joining(m, t) => (m, Some(t)),
+        };
+        let token = match &joining {
+            Some(t) => t.clone(),
+            None => token_for_first_member(&dir, &pki_dir, &hosts)?,
+        };
+        let mut config = RaftStoreConfig::new(member.id, dir.join("store"), o.raft_listen);
+        config.etcd_listen = Some(o.etcd_listen);
+        config.join_key = Some(token.join_key());
+        let store = Arc::new(
+            RaftStore::open(config)
+                .await
+                .with_context(|| format!("starting the store in {}", dir.display()))?,
+        );
+        let mut member = member;
+        if o.advertise.is_none() && o.raft_listen.port() == 0 && member.seeds.is_empty() {
+            // A first member on a port picked at bind time advertises the port it got.
+            member.advertise = store.local_addr().to_string();
+        }
+        let member = match Self::settle_membership(&dir, &pki_dir, &store, member, joining).await {
+            Ok(m) => m,
+            Err(e) => {
+                store.shutdown().await;
+                return Err(e);
+            }
+        };
+        let registry = Registry::new(store.clone(), KindRegistry::builtin());
+        let types = registry.kinds().types().collect();
+        let clock: flotilla_core::registry::Clock = Arc::new(k8s_openapi::jiff::Timestamp::now);
+        let controllers = ControllerManager::new(Arc::new(LocalClient::new(registry.clone())), types, clock);
+        let mut opts = SecureOptions::new(pki_dir.clone(), o.api_listen);
+        opts.server_hosts = hosts;
+        opts.token_file = o.token_file.clone();
+        opts.allow_anonymous = o.allow_anonymous;
+        let controller_metrics = controllers.metrics();
+        opts.server.extra_metrics.add(move |r| controller_metrics.register(r));
+        let api = match SecureApi::start(registry.clone(), opts).await {
+            Ok(api) => api,
+            Err(e) => {
+                store.shutdown().await;
+                return Err(e).context("starting the API server");
+            }
+        };
+        if let Err(e) = membership::ensure_bundle(&store, &pki_dir, &token).await {
+            // Joining servers need it; this member serves anyway and the next start retries.
+            tracing::warn!(error = %format!("{e:#}"), "could not store the sealed cluster PKI");
+        }
+        // The scheduler and controllers act only while this member leads the store.
+        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+        let scheduler = Scheduler::new(client, default_profiles(), SchedulerConfig::new(store.leadership()))?;
+        let stop = CancellationToken::new();
+        let scheduler = tokio::spawn(scheduler.run(stop.clone()));
+        let controllers = tokio::spawn(controllers.run(store.leadership(), stop.clone()));
+        api.admin_kubeconfig("flotilla").write(&dir.join(KUBECONFIG_FILE))?;
+        let endpoints = Endpoints {
+            id: member.id,
+            api: format!("https://{}", dialable(api.addr())),
+            etcd: store.etcd_addr().map(|a| format!("http://{}", dialable(a))).unwrap_or_default(),
+            raft: member.advertise.clone(),
+        };
+        token::write_private(&dir.join(ENDPOINTS_FILE), &serde_json::to_vec_pretty(&endpoints)?, 0o644)?;
+        Ok(ControlPlane { dir, store, registry, api, member, stop, scheduler, controllers })
+    }
+
+    /// Initializes a new cluster, or finishes a join, as the member file says.
+    async fn settle_membership(
+        dir: &Path,
+        pki_dir: &Path,
+        store: &RaftStore,
+        member: MemberFile,
+        joining: Option<ServerToken>,
+    ) -> anyhow::Result<MemberFile> {
+        if let Some(t) = joining {
+            return membership::finish_join(dir, pki_dir, store, member, &t).await;
+        }
+        if member.seeds.is_empty() && !store.raft().is_initialized().await? {
+            store.initialize(BTreeMap::from([(member.id, member.advertise.clone())])).await?;
+            tracing::info!(id = member.id, addr = %member.advertise, "initialized a new cluster");
+        }
+        if membership::load(dir)?.is_none() {
+            membership::save(dir, &member)?;
+        }
+        Ok(member)
+    }
+
+    /// The data directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The registry over the store.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The API server.
+    pub(crate) fn api(&self) -> &SecureApi {
+        &self.api
+    }
+
+    /// Cancelled when the control plane stops; node components started next to it share it.
+    pub(crate) fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// The admin kubeconfig's path.
+    pub(crate) fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.join(KUBECONFIG_FILE)
+    }
+
+    /// Prints where the member serves.
+    pub(crate) fn print_summary(&self, title: &str) {
+        println!("flotilla: {title}");
+        println!("  API server:  {}", self.api.url());
+        if let Some(etcd) = self.store.etcd_addr() {
+            println!("  etcd API:    http://{etcd}");
+        }
+        println!("  member:      {} (raft {})", self.member.id, self.member.advertise);
+        println!("  data:        {}", self.dir.display());
+    }
+
+    /// Stops the scheduler and controllers, then the API server, the registry and the store.
+    pub(crate) async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.scheduler.await;
+        let _ = self.controllers.await;
+        self.api.stop().await;
+        self.registry.shutdown().await;
+        self.store.shutdown().await;
+    }
+}
+
+/// SIGTERM and SIGINT, listened for from creation: install them before telling anyone the
+/// process is up, or a signal sent right after the announcement kills it ungracefully.
+pub(crate) struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers.
+    pub(crate) fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// Waits for the first SIGTERM or SIGINT.
+    pub(crate) async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// The machine's host name, or `flotilla` when it cannot be read.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "flotilla".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_transport_address_needs_advertise() -> anyhow::Result<()> {
+        let wildcard: SocketAddr = "0.0.0.0:2380".parse()?;
+        assert!(advertise_address(None, wildcard).is_err());
+        assert_eq!(advertise_address(Some("10.0.0.1:2380"), wildcard)?, "10.0.0.1:2380");
+        assert_eq!(advertise_address(None, "127.0.0.2:2380".parse()?)?, "127.0.0.2:2380");
+        assert_eq!(dialable(wildcard).to_string(), "127.0.0.1:2380");
+        Ok(())
+    }
+}

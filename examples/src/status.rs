@@ -1,0 +1,218 @@
+//! `flotilla status`: the store's members, leader, raft term and applied index (from a
+//! member's etcd-compatible endpoint: Maintenance.Status and Cluster.MemberList), and the
+//! cluster's nodes (from the API server).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use flotilla_api::client::RemoteClient;
+use flotilla_core::client::{Api, Client, ListOptions};
+use k8s_openapi::api::core::v1::Node;
+use serde::Serialize;
+
+use crate::control::{Endpoints, KUBECONFIG_FILE};
+
+/// Flags of `flotilla status`.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct StatusArgs {
+    /// The etcd-compatible endpoint of any member, e.g. http://127.0.0.1:2379.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub(crate) server: Option<String>,
+    /// A member's data directory: its endpoint and admin kubeconfig are read from there
+    /// (default, without --server: the user's data directory).
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The kubeconfig used to list nodes (default: the data directory's; with --server and
+    /// no kubeconfig, nodes are not listed).
+    #[arg(long)]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+}
+
+/// How `status` prints.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Output {
+    /// A human-readable summary.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// One store member.
+#[derive(Clone, Debug, Serialize)]
+struct MemberRow {
+    id: u64,
+    address: String,
+    voter: bool,
+}
+
+/// One node.
+#[derive(Clone, Debug, Serialize)]
+struct NodeRow {
+    name: String,
+    ready: bool,
+}
+
+/// What `status` reports.
+#[derive(Clone, Debug, Serialize)]
+struct Report {
+    /// The endpoint asked.
+    endpoint: String,
+    /// The member that answered.
+    member: u64,
+    /// The leader it knows (`None` during an election).
+    leader: Option<u64>,
+    raft_term: u64,
+    raft_index: u64,
+    applied_index: u64,
+    members: Vec<MemberRow>,
+    /// `None` when no kubeconfig was available or the API could not be reached.
+    nodes: Option<Vec<NodeRow>>,
+    /// Why nodes are missing, if they are.
+    nodes_error: Option<String>,
+}
+
+/// Whether `node` has the condition Ready=True.
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The etcd endpoint and kubeconfig the flags name.
+pub(crate) fn resolve_endpoint(
+    server: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(String, Option<PathBuf>)> {
+    match server {
+        Some(url) => Ok((url, None)),
+        None => {
+            let dir = crate::data_dir(data_dir)?;
+            let endpoints = Endpoints::load(&dir)?;
+            anyhow::ensure!(
+                !endpoints.etcd.is_empty(),
+                "the member in {} serves no etcd endpoint",
+                dir.display()
+            );
+            Ok((endpoints.etcd, Some(dir.join(KUBECONFIG_FILE))))
+        }
+    }
+}
+
+async fn nodes(kubeconfig: &std::path::Path) -> anyhow::Result<Vec<NodeRow>> {
+    let client: Arc<dyn Client> = Arc::new(
+        RemoteClient::from_kubeconfig(kubeconfig)
+            .with_context(|| format!("loading {}", kubeconfig.display()))?,
+    );
+    let list = Api::<Node>::all(client).list(&ListOptions::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|n| NodeRow { name: n.metadata.name.clone().unwrap_or_default(), ready: node_ready(n) })
+        .collect())
+}
+
+async fn report(endpoint: &str, kubeconfig: Option<PathBuf>) -> anyhow::Result<Report> {
+    let mut etcd = etcd_client::Client::connect([endpoint], None)
+        .await
+        .with_context(|| format!("connecting to {endpoint}"))?;
+    let status = etcd.status().await.with_context(|| format!("asking {endpoint} for its status"))?;
+    let list = etcd.member_list().await.with_context(|| format!("asking {endpoint} for its members"))?;
+    let mut members: Vec<MemberRow> = list
+        .members()
+        .iter()
+        .map(|m| MemberRow {
+            id: m.id(),
+            address: m
+                .peer_urls()
+                .first()
+                .map(|u| u.trim_start_matches("http://").to_string())
+                .unwrap_or_default(),
+            voter: !m.is_learner(),
+        })
+        .collect();
+    members.sort_by_key(|m| m.id);
+    let (nodes, nodes_error) = match kubeconfig {
+        None => (None, Some("no kubeconfig given".to_string())),
+        Some(k) => match nodes(&k).await {
+            Ok(n) => (Some(n), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        },
+    };
+    Ok(Report {
+        endpoint: endpoint.to_string(),
+        member: status.header().map(|h| h.member_id()).unwrap_or_default(),
+        leader: Some(status.leader()).filter(|l| *l != 0),
+        raft_term: status.raft_term(),
+        raft_index: status.raft_index(),
+        applied_index: status.raft_applied_index(),
+        members,
+        nodes,
+        nodes_error,
+    })
+}
+
+fn print_text(r: &Report) {
+    let leader = r.leader.map_or_else(|| "none".to_string(), |l| l.to_string());
+    println!("store (asked member {} at {})", r.member, r.endpoint);
+    println!(
+        "  leader: {leader}  raft term: {}  raft index: {}  applied index: {}",
+        r.raft_term, r.raft_index, r.applied_index
+    );
+    println!("members:");
+    println!("  {:<6} {:<24} ROLE", "ID", "ADDRESS");
+    for m in &r.members {
+        let role = if m.voter { "voter" } else { "learner" };
+        let lead = if r.leader == Some(m.id) { " (leader)" } else { "" };
+        println!("  {:<6} {:<24} {role}{lead}", m.id, m.address);
+    }
+    match (&r.nodes, &r.nodes_error) {
+        (Some(nodes), _) => {
+            println!("nodes:");
+            if nodes.is_empty() {
+                println!("  (none)");
+            }
+            for n in nodes {
+                println!("  {:<30} {}", n.name, if n.ready { "Ready" } else { "NotReady" });
+            }
+        }
+        (None, why) => println!("nodes: unknown ({})", why.as_deref().unwrap_or("not asked")),
+    }
+}
+
+/// Runs `flotilla status`.
+pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let (endpoint, default_kubeconfig) = resolve_endpoint(args.server, args.data_dir)?;
+    let r = report(&endpoint, args.kubeconfig.or(default_kubeconfig)).await?;
+    match args.output {
+        Output::Text => print_text(&r),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+
+    use super::*;
+
+    fn node(ready: Option<&str>) -> Node {
+        let conditions = ready
+            .map(|s| vec![NodeCondition { type_: "Ready".into(), status: s.into(), ..Default::default() }]);
+        Node { status: Some(NodeStatus { conditions, ..Default::default() }), ..Default::default() }
+    }
+
+    #[test]
+    fn a_node_is_ready_only_with_ready_true() {
+        assert!(node_ready(&node(Some("True"))));
+        assert!(!node_ready(&node(Some("Unknown"))));
+        assert!(!node_ready(&node(None)));
+        assert!(!node_ready(&Node::default()));
+    }
+}
