@@ -8,7 +8,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 
 use super::query::parse_propagation;
-use super::{Error, Result};
+use super::{Error, Result, protobuf};
 
 /// The media types a request body may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub(crate) enum Format {
     Json,
     /// `application/yaml`.
     Yaml,
+    /// `application/vnd.kubernetes.protobuf` (kubectl's typed clients), transcoded to JSON.
+    Protobuf,
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
@@ -44,6 +46,7 @@ pub(crate) fn format(headers: &HeaderMap) -> Result<Format> {
     match media.as_str() {
         "" | "application/json" | "*/*" => Ok(Format::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(Format::Yaml),
+        protobuf::MEDIA_TYPE => Ok(Format::Protobuf),
         _ => Err(Error::UnsupportedMediaType(ct.to_string())),
     }
 }
@@ -58,6 +61,8 @@ pub(crate) fn object(bytes: &[u8], format: Format) -> Result<DynamicObject> {
             .map_err(|e| Error::BadRequest(format!("the request body is not a valid JSON object: {e}"))),
         Format::Yaml => serde_yaml_ng::from_slice(bytes)
             .map_err(|e| Error::BadRequest(format!("the request body is not a valid YAML object: {e}"))),
+        Format::Protobuf => serde_json::from_value(protobuf::to_json(bytes)?)
+            .map_err(|e| Error::BadRequest(format!("the protobuf request body is not a valid object: {e}"))),
     }
 }
 
@@ -68,6 +73,8 @@ pub(crate) fn document<T: for<'de> Deserialize<'de>>(bytes: &[u8], format: Forma
             .map_err(|e| Error::BadRequest(format!("the request body is not a valid {what}: {e}"))),
         Format::Yaml => serde_yaml_ng::from_slice(bytes)
             .map_err(|e| Error::BadRequest(format!("the request body is not a valid {what}: {e}"))),
+        Format::Protobuf => serde_json::from_value(protobuf::to_json(bytes)?)
+            .map_err(|e| Error::BadRequest(format!("the protobuf request body is not a valid {what}: {e}"))),
     }
 }
 
@@ -157,6 +164,8 @@ mod tests {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
         );
+        assert_eq!(format(&h).ok(), Some(Format::Protobuf));
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
         assert!(matches!(format(&h), Err(Error::UnsupportedMediaType(_))));
     }
 

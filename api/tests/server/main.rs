@@ -10,3 +10,4 @@ mod t60_security;
 mod t70_kube_rs;
 mod t80_logs;
 mod t85_kubectl_logs;
+mod t90_kubectl_protobuf;

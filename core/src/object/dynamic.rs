@@ -141,4 +141,17 @@ mod tests {
         other.data.insert("spec".into(), serde_json::json!({}));
         assert!(!d.same_spec(&other));
     }
+
+    /// Found by `fuzz/object_decode` (input `corpus/object_decode/regression-float-roundtrip`,
+    /// a YAML body): an integer too large for `i64`/`u64` is kept as a float, which JSON prints
+    /// as `4.4444444444444443e+77`; without correctly rounded parsing that text decoded one ulp
+    /// off, so the stored object changed on every decode -> encode -> decode.
+    #[test]
+    fn large_numbers_survive_a_json_round_trip() {
+        let body = format!("\"4nkit\": {} ", "4".repeat(78));
+        let obj: DynamicObject = serde_yaml_ng::from_str(&body).expect("decodes as YAML");
+        let encoded = serde_json::to_vec(&obj).expect("encodes");
+        let again: DynamicObject = serde_json::from_slice(&encoded).expect("decodes as JSON");
+        assert_eq!(again, obj, "{}", String::from_utf8_lossy(&encoded));
+    }
 }

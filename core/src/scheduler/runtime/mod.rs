@@ -47,13 +47,13 @@ use crate::registry::Clock;
 /// How many binds may run at once by default.
 ///
 /// kube-scheduler runs every binding cycle in a goroutine of its own, with no cap; its
-/// `parallelism` (16) bounds filtering and scoring, not binds. Binds are a write and a watch
-/// round trip each, so a cap as small as that throttles a burst to the store's write latency:
-/// in the controller benchmark (a Deployment of 10,000 replicas on 1,000 hollow nodes, a
-/// three-member raft store, on 2 loaded cores) 16 binds gave a pod startup p99 of 25.6 s,
-/// five times the Kubernetes SLO of 5 s, while 64 met it with a p99 under 1 s (figures in
-/// `docs/controllers.md`). The cap stays, to bound the memory and store load a flood of
-/// pending pods can cause.
+/// `parallelism` (16) bounds filtering and scoring, not binds. Each bind waits for a store
+/// write, so a cap as small as that throttles a burst to 16 writes per write latency: in the
+/// controller benchmark (a Deployment of 10,000 replicas on 1,000 hollow nodes, a
+/// three-member raft store, 2 loaded cores) an earlier run with 16 binds had a pod startup
+/// p99 of 25.6 s against Kubernetes' SLO of 5 s, and one with 64 binds (and 8 hollow
+/// kubelets) 0.88 s. See `docs/controllers.md` for the runs of the current code. The cap
+/// stays, to bound the memory and store load a flood of pending pods can cause.
 pub const DEFAULT_MAX_IN_FLIGHT_BINDS: usize = 64;
 /// How long a stopping scheduler lets running binds and event writes finish by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
