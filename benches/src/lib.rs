@@ -1,2 +1,4 @@
-//! Flotilla's benchmarks (to come): criterion benches of the state machine and a cluster
-//! harness comparing the raft store with etcd side by side.
+//! Flotilla's benchmarks: criterion benches (`benches/`) and harness binaries (`src/bin/`);
+//! this library holds what the harnesses share.
+
+pub mod process;

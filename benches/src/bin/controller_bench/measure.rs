@@ -4,10 +4,6 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// Linux reports `utime`/`stime` in `USER_HZ` ticks, 100 per second on every architecture
-/// Flotilla runs on (the kernel's internal HZ is hidden from this interface).
-const USER_HZ: f64 = 100.0;
-
 /// An empty latency histogram (microseconds, 3 significant digits).
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::<u64>::new(3).expect("3 significant digits is a valid precision")
@@ -34,30 +30,7 @@ pub(crate) fn max_ms(h: &Histogram<u64>) -> Option<f64> {
     (!h.is_empty()).then(|| h.max() as f64 / 1000.0)
 }
 
-/// CPU seconds (user + system) this process has used so far; 0 if `/proc` cannot be read.
-pub(crate) fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) is in parentheses and may contain spaces: count fields
-    // after its closing parenthesis, where field 3 (state) is index 0.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / USER_HZ
-}
-
-/// This process's resident set now and at its peak, in MiB (`VmRSS`, `VmHWM`).
-pub(crate) fn memory_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (kib("VmRSS:") as f64 / 1024.0, kib("VmHWM:") as f64 / 1024.0)
-}
+pub(crate) use flotilla_benches::process::{cpu_secs, memory_mib};
 
 #[cfg(test)]
 mod tests {
