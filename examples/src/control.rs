@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use flotilla_api::pki::ClusterPki;
@@ -257,13 +258,25 @@ impl ControlPlane {
     }
 
     /// Stops the scheduler and controllers, then the API server, the registry and the store.
+    /// Each stage has [`STOP_STAGE_LIMIT`]: a stage that does not finish in time is logged
+    /// and left behind, so SIGTERM always ends the process (the store is crash-safe).
     pub(crate) async fn shutdown(self) {
         self.stop.cancel();
-        let _ = self.scheduler.await;
-        let _ = self.controllers.await;
-        self.api.stop().await;
-        self.registry.shutdown().await;
-        self.store.shutdown().await;
+        stop_stage("the scheduler", async { drop(self.scheduler.await) }).await;
+        stop_stage("the controllers", async { drop(self.controllers.await) }).await;
+        stop_stage("the API server", self.api.stop()).await;
+        stop_stage("the registry", self.registry.shutdown()).await;
+        stop_stage("the store", self.store.shutdown()).await;
+    }
+}
+
+/// How long each stage of a shutdown may take.
+pub(crate) const STOP_STAGE_LIMIT: Duration = Duration::from_secs(15);
+
+/// Awaits one shutdown stage for at most [`STOP_STAGE_LIMIT`].
+async fn stop_stage(what: &str, stage: impl Future<Output = ()>) {
+    if tokio::time::timeout(STOP_STAGE_LIMIT, stage).await.is_err() {
+        tracing::warn!(stage = what, limit = ?STOP_STAGE_LIMIT, "did not stop in time; going on");
     }
 }
 

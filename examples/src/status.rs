@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::ValueEnum;
@@ -31,6 +32,9 @@ pub(crate) struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub(crate) output: Output,
+    /// Seconds to wait for the member (and for the API server's node list) before giving up.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: u64,
 }
 
 /// How `status` prints.
@@ -117,12 +121,29 @@ async fn nodes(kubeconfig: &std::path::Path) -> anyhow::Result<Vec<NodeRow>> {
         .collect())
 }
 
-async fn report(endpoint: &str, kubeconfig: Option<PathBuf>) -> anyhow::Result<Report> {
-    let mut etcd = etcd_client::Client::connect([endpoint], None)
-        .await
-        .with_context(|| format!("connecting to {endpoint}"))?;
-    let status = etcd.status().await.with_context(|| format!("asking {endpoint} for its status"))?;
-    let list = etcd.member_list().await.with_context(|| format!("asking {endpoint} for its members"))?;
+/// Fails with a message naming `what` when `fut` takes longer than `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    what: impl FnOnce() -> String,
+    fut: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!("{}: no answer within {limit:?}", what())),
+    }
+}
+
+async fn report(endpoint: &str, kubeconfig: Option<PathBuf>, limit: Duration) -> anyhow::Result<Report> {
+    let options = etcd_client::ConnectOptions::new().with_connect_timeout(limit).with_timeout(limit);
+    let (status, list) = bounded(limit, || format!("asking {endpoint} for its status"), async {
+        let mut etcd = etcd_client::Client::connect([endpoint], Some(options))
+            .await
+            .with_context(|| format!("connecting to {endpoint}"))?;
+        let status = etcd.status().await.with_context(|| format!("asking {endpoint} for its status"))?;
+        let list = etcd.member_list().await.with_context(|| format!("asking {endpoint} for its members"))?;
+        Ok((status, list))
+    })
+    .await?;
     let mut members: Vec<MemberRow> = list
         .members()
         .iter()
@@ -139,7 +160,7 @@ async fn report(endpoint: &str, kubeconfig: Option<PathBuf>) -> anyhow::Result<R
     members.sort_by_key(|m| m.id);
     let (nodes, nodes_error) = match kubeconfig {
         None => (None, Some("no kubeconfig given".to_string())),
-        Some(k) => match nodes(&k).await {
+        Some(k) => match bounded(limit, || "listing nodes".to_string(), nodes(&k)).await {
             Ok(n) => (Some(n), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         },
@@ -188,7 +209,8 @@ fn print_text(r: &Report) {
 /// Runs `flotilla status`.
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let (endpoint, default_kubeconfig) = resolve_endpoint(args.server, args.data_dir)?;
-    let r = report(&endpoint, args.kubeconfig.or(default_kubeconfig)).await?;
+    let limit = Duration::from_secs(args.timeout);
+    let r = report(&endpoint, args.kubeconfig.or(default_kubeconfig), limit).await?;
     match args.output {
         Output::Text => print_text(&r),
         Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),

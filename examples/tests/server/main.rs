@@ -72,20 +72,20 @@ async fn start(dir: &Path, addrs: &Addrs, extra: &[&str]) -> Result<Server> {
     let mut lines = BufReader::new(stdout).lines();
     // The server logs to stdout; keep its lines in the data directory.
     let mut out = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log"))?;
-    loop {
-        let line = lines.next_line().await?;
-        if let Some(l) = &line {
-            writeln!(out, "{l}")?;
-        }
-        match line {
-            Some(line) if line.starts_with("export KUBECONFIG=") => break,
-            Some(_) => {}
-            None => {
-                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-                anyhow::bail!("flotilla server exited before it was up:\n{log}");
+    let up = async {
+        loop {
+            let line = lines.next_line().await?;
+            if let Some(l) = &line {
+                writeln!(out, "{l}")?;
+            }
+            match line {
+                Some(line) if line.starts_with("export KUBECONFIG=") => return Ok(()),
+                Some(_) => {}
+                None => anyhow::bail!("flotilla server in {} exited before it was up", dir.display()),
             }
         }
-    }
+    };
+    step(START_SECS, &format!("starting the server in {}", dir.display()), up).await?;
     // Keep draining stdout so the server never blocks on a full pipe.
     tokio::spawn(async move {
         while let Ok(Some(l)) = lines.next_line().await {
@@ -97,12 +97,44 @@ async fn start(dir: &Path, addrs: &Addrs, extra: &[&str]) -> Result<Server> {
     Ok(Server { child, dir: dir.to_path_buf(), addrs: addrs.clone() })
 }
 
+/// Sends `signal` to the server and waits for it to exit.
 async fn kill(server: &mut Server, signal: &str) -> Result<()> {
     let pid = server.child.id().context("no pid")?;
     let status = Command::new("kill").args([signal, &pid.to_string()]).status().await?;
     anyhow::ensure!(status.success(), "kill {signal} failed");
-    server.child.wait().await?;
+    let what = format!("the server in {} exiting after kill {signal}", server.dir.display());
+    step(EXIT_SECS, &what, async { Ok(server.child.wait().await?) }).await?;
     Ok(())
+}
+
+/// How long a server may take to print its kubeconfig line.
+const START_SECS: u64 = 120;
+/// How long a server may take to exit after a signal (its drain is bounded well below this).
+const EXIT_SECS: u64 = 60;
+/// How long one `kubectl` or `flotilla` command may run.
+const COMMAND_SECS: u64 = 60;
+
+/// `fut`, failing with a message naming `what` if it runs past `secs` seconds: a hang
+/// reports the step it hung in, not only the test's outer timeout.
+async fn step<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what}: no result within {secs} s"))?
+}
+
+/// The last lines of every `server.log` under `root`, for a failure message.
+fn server_logs(root: &Path) -> String {
+    let mut out = String::new();
+    let Ok(dirs) = std::fs::read_dir(root) else { return out };
+    let mut dirs: Vec<PathBuf> = dirs.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    for d in dirs {
+        let Ok(log) = std::fs::read_to_string(d.join("server.log")) else { continue };
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        out.push_str(&format!("\n--- {} (last {} lines)\n{}\n", d.display(), tail.len(), tail.join("\n")));
+    }
+    out
 }
 
 async fn run(program: &str, args: &[&str], envs: &[(&str, &Path)]) -> Result<String> {
@@ -111,7 +143,8 @@ async fn run(program: &str, args: &[&str], envs: &[(&str, &Path)]) -> Result<Str
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd.output().await?;
+    cmd.kill_on_drop(true);
+    let out = step(COMMAND_SECS, &format!("{program} {args:?}"), async { Ok(cmd.output().await?) }).await?;
     anyhow::ensure!(
         out.status.success(),
         "{program} {args:?} failed: {}{}",
@@ -214,9 +247,9 @@ async fn three_servers_survive_losing_the_leader() -> Result<()> {
     if !have_kubectl() {
         return Ok(());
     }
-    tokio::time::timeout(Duration::from_secs(300), async {
-        let root = tempfile::tempdir()?;
-        let home = tempfile::tempdir()?;
+    let root = tempfile::tempdir()?;
+    let home = tempfile::tempdir()?;
+    let scenario = tokio::time::timeout(Duration::from_secs(300), async {
         let dirs: Vec<PathBuf> = (1..=3).map(|i| root.path().join(format!("s{i}"))).collect();
         let addrs = [Addrs::new("127.0.0.1")?, Addrs::new("127.0.0.2")?, Addrs::new("127.0.0.3")?];
 
@@ -312,7 +345,9 @@ async fn three_servers_survive_losing_the_leader() -> Result<()> {
         Ok(())
     })
     .await
-    .context("timed out")?
+    .map_err(|_| anyhow::anyhow!("the scenario ran past its outer timeout"))
+    .and_then(|r| r);
+    scenario.with_context(|| format!("server logs:{}", server_logs(root.path())))
 }
 
 #[tokio::test]
@@ -320,9 +355,9 @@ async fn status_and_snapshot_restore_into_a_new_cluster() -> Result<()> {
     if !have_kubectl() {
         return Ok(());
     }
-    tokio::time::timeout(Duration::from_secs(180), async {
-        let root = tempfile::tempdir()?;
-        let home = tempfile::tempdir()?;
+    let root = tempfile::tempdir()?;
+    let home = tempfile::tempdir()?;
+    let scenario = tokio::time::timeout(Duration::from_secs(180), async {
         let (old, new) = (root.path().join("old"), root.path().join("new"));
         let mut s = start(&old, &Addrs::new("127.0.0.1")?, &[]).await?;
 
@@ -381,5 +416,7 @@ async fn status_and_snapshot_restore_into_a_new_cluster() -> Result<()> {
         Ok(())
     })
     .await
-    .context("timed out")?
+    .map_err(|_| anyhow::anyhow!("the scenario ran past its outer timeout"))
+    .and_then(|r| r);
+    scenario.with_context(|| format!("server logs:{}", server_logs(root.path())))
 }

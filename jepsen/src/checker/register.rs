@@ -1,0 +1,363 @@
+//! The WGL search (Wing & Gong, with Lowe's memoisation) over one key's register operations.
+//!
+//! The operations' invocations ("calls") and `ok` completions ("returns") form a doubly linked
+//! list in history order. The search walks the list from its head: at a call it tries to place
+//! (linearize) that operation next — the register must allow it, and the resulting
+//! configuration must be new — and if so unlinks the call and its return and starts again from
+//! the head; at a return it is stuck (that operation had to be placed before anything invoked
+//! later) and backtracks the last placement. Operations whose outcome is unknown have no
+//! return: they may be placed anywhere after their invocation or never. The history is
+//! linearizable once every `ok` operation is placed.
+
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::{Completion, ReportedOp};
+use crate::history::Call;
+
+/// The search's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Linearizable,
+    NotLinearizable,
+    /// The budget ran out.
+    Unknown,
+}
+
+/// The answer and the number of configurations explored to reach it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SearchResult {
+    pub(super) outcome: Outcome,
+    pub(super) configurations: u64,
+}
+
+/// The register after `op` takes effect on `state`, or `None` if it cannot take effect there.
+fn step(state: Option<u64>, op: &ReportedOp) -> Option<Option<u64>> {
+    match op.call {
+        Call::Read => (op.read == state).then_some(state),
+        Call::Write { value } => Some(Some(value)),
+        Call::Cas { from, to } => (state == Some(from)).then_some(Some(to)),
+    }
+}
+
+/// A bijective mixer of 64-bit words (the splitmix64 finaliser).
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A pseudo-random 128-bit word for `x` in the family `salt`.
+fn mix128(x: u64, salt: u64) -> u128 {
+    let hi = mix64(x ^ mix64(salt));
+    let lo = mix64(hi ^ mix64(salt.wrapping_add(0x5851_F42D_4C95_7F2D)));
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
+/// The fingerprint of the register value, combined by xor with the placed operations' words.
+fn state_word(state: Option<u64>) -> u128 {
+    match state {
+        None => mix128(0, 3),
+        Some(v) => mix128(v, 2),
+    }
+}
+
+/// Fingerprints are already uniformly distributed: hash them by folding, not SipHash.
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+const HEAD: usize = 0;
+
+/// The linked list of calls and returns, with "dancing links" unlink/relink.
+struct Entries {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// The operation each entry belongs to (unused for the sentinels).
+    op: Vec<usize>,
+    /// Whether each entry is a call (else a return or a sentinel).
+    is_call: Vec<bool>,
+    /// Each operation's return entry, if it has one.
+    ret: Vec<Option<usize>>,
+    tail: usize,
+}
+
+impl Entries {
+    fn new(ops: &[ReportedOp]) -> Entries {
+        // (event index, op, is call), in history order
+        let mut events: Vec<(usize, usize, bool)> = Vec::with_capacity(ops.len() * 2);
+        for (i, op) in ops.iter().enumerate() {
+            events.push((op.invoke_index, i, true));
+            if let (Completion::Ok, Some(c)) = (op.completion, op.complete_index) {
+                events.push((c, i, false));
+            }
+        }
+        events.sort_unstable();
+        let n = events.len();
+        let tail = n + 1;
+        let mut e = Entries {
+            next: (1..=n + 2).collect(),
+            prev: (0..n + 2).map(|i| i.saturating_sub(1)).collect(),
+            op: vec![0; n + 2],
+            is_call: vec![false; n + 2],
+            ret: vec![None; ops.len()],
+            tail,
+        };
+        for (pos, &(_, op, is_call)) in events.iter().enumerate() {
+            let entry = pos + 1;
+            e.op[entry] = op;
+            e.is_call[entry] = is_call;
+            if !is_call {
+                e.ret[op] = Some(entry);
+            }
+        }
+        e
+    }
+
+    fn unlink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = n;
+        self.prev[n] = p;
+    }
+
+    fn relink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = x;
+        self.prev[n] = x;
+    }
+
+    /// Removes a call and its operation's return.
+    fn lift(&mut self, call: usize) {
+        self.unlink(call);
+        if let Some(r) = self.ret[self.op[call]] {
+            self.unlink(r);
+        }
+    }
+
+    /// Undoes [`Entries::lift`] (only valid in reverse order of lifting).
+    fn unlift(&mut self, call: usize) {
+        if let Some(r) = self.ret[self.op[call]] {
+            self.relink(r);
+        }
+        self.relink(call);
+    }
+}
+
+/// How an exploration ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Explored {
+    /// The visitor asked to stop.
+    Stopped,
+    /// Every reachable configuration was visited.
+    Exhausted,
+    /// The budget ran out.
+    OutOfBudget,
+}
+
+/// Visits every configuration reachable from the empty one, depth first, each once: calls
+/// `visit(register value, ok operations placed, marked operations placed)` on each until it
+/// returns true, or at most `budget` configurations were explored. Returns how it ended and the
+/// number of configurations explored. Only `ok` operations must be placed before an operation
+/// invoked after their completion; the others may be placed anywhere after their invocation.
+fn explore(
+    ops: &[ReportedOp],
+    marked: &[bool],
+    budget: u64,
+    mut visit: impl FnMut(Option<u64>, usize, usize) -> bool,
+) -> (Explored, u64) {
+    let words: Vec<u128> = (0..ops.len() as u64).map(|i| mix128(i, 1)).collect();
+    let is_marked = |op: usize| marked.get(op).copied().unwrap_or(false);
+    let mut list = Entries::new(ops);
+    let mut cache: HashSet<u128, BuildHasherDefault<FoldHasher>> = HashSet::default();
+
+    let mut state: Option<u64> = None;
+    let mut placed_word: u128 = 0;
+    let (mut placed_ok, mut placed_marked) = (0usize, 0usize);
+    // (call entry placed, register value before it)
+    let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
+    cache.insert(placed_word ^ state_word(state));
+    let mut configurations: u64 = 1;
+    if visit(state, placed_ok, placed_marked) {
+        return (Explored::Stopped, configurations);
+    }
+    let mut entry = list.next[HEAD];
+    loop {
+        if entry != list.tail && list.is_call[entry] {
+            let op = list.op[entry];
+            if let Some(after) = step(state, &ops[op]) {
+                let word = placed_word ^ words[op];
+                if cache.insert(word ^ state_word(after)) {
+                    configurations += 1;
+                    if configurations > budget {
+                        return (Explored::OutOfBudget, configurations);
+                    }
+                    stack.push((entry, state));
+                    state = after;
+                    placed_word = word;
+                    placed_ok += usize::from(ops[op].completion == Completion::Ok);
+                    placed_marked += usize::from(is_marked(op));
+                    list.lift(entry);
+                    if visit(state, placed_ok, placed_marked) {
+                        return (Explored::Stopped, configurations);
+                    }
+                    entry = list.next[HEAD];
+                    continue;
+                }
+            }
+            entry = list.next[entry];
+            continue;
+        }
+        // A return (or the end of the list): backtrack.
+        let Some((call, before)) = stack.pop() else {
+            return (Explored::Exhausted, configurations);
+        };
+        let op = list.op[call];
+        list.unlift(call);
+        state = before;
+        placed_word ^= words[op];
+        placed_ok -= usize::from(ops[op].completion == Completion::Ok);
+        placed_marked -= usize::from(is_marked(op));
+        entry = list.next[call];
+    }
+}
+
+/// Searches for a linearization of `ops` (one key's operations, failed ones and reads with an
+/// unknown outcome already removed; only `ok` ones must be placed), exploring at most `budget`
+/// configurations.
+pub(super) fn search(ops: &[ReportedOp], budget: u64) -> SearchResult {
+    let must_place = ops.iter().filter(|op| op.completion == Completion::Ok).count();
+    let (how, configurations) = explore(ops, &[], budget, |_, placed_ok, _| placed_ok == must_place);
+    let outcome = match how {
+        Explored::Stopped => Outcome::Linearizable,
+        Explored::Exhausted => Outcome::NotLinearizable,
+        Explored::OutOfBudget => Outcome::Unknown,
+    };
+    SearchResult { outcome, configurations }
+}
+
+/// The register values of every reachable configuration of `ops` in which all the operations
+/// marked `required` are placed (each configuration places a set of operations in an order
+/// that respects real time and the register's semantics; the others may be placed or not), or
+/// `None` if that takes more than `budget` configurations; and the configurations explored.
+pub(super) fn reachable_states(
+    ops: &[ReportedOp],
+    required: &[bool],
+    budget: u64,
+) -> (Option<BTreeSet<Option<u64>>>, u64) {
+    let n_required = required.iter().filter(|&&r| r).count();
+    let mut states = BTreeSet::new();
+    let (how, configurations) = explore(ops, required, budget, |state, _, placed| {
+        if placed == n_required {
+            states.insert(state);
+        }
+        false
+    });
+    ((how == Explored::Exhausted).then_some(states), configurations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(call: Call, completion: Completion, read: Option<u64>, inv: usize, done: usize) -> ReportedOp {
+        ReportedOp {
+            process: inv as u64,
+            call,
+            completion,
+            read,
+            invoke_time_ns: inv as u64,
+            complete_time_ns: Some(done as u64),
+            invoke_index: inv,
+            complete_index: Some(done),
+        }
+    }
+
+    #[test]
+    fn an_empty_history_is_linearizable_in_one_configuration() {
+        let r = search(&[], 10);
+        assert_eq!(r.outcome, Outcome::Linearizable);
+        assert_eq!(r.configurations, 1);
+    }
+
+    #[test]
+    fn a_read_of_an_overwritten_value_is_not_linearizable() {
+        // write 1 [0,1], write 2 [2,3], read 1 [4,5]
+        let ops = [
+            op(Call::Write { value: 1 }, Completion::Ok, None, 0, 1),
+            op(Call::Write { value: 2 }, Completion::Ok, None, 2, 3),
+            op(Call::Read, Completion::Ok, Some(1), 4, 5),
+        ];
+        let r = search(&ops, 100);
+        assert_eq!(r.outcome, Outcome::NotLinearizable);
+        assert_eq!(r.configurations, 3);
+        // A read overlapping the write of 2 [2,5] may come before it.
+        let ops = [
+            ops[0],
+            op(Call::Write { value: 2 }, Completion::Ok, None, 2, 5),
+            op(Call::Read, Completion::Ok, Some(1), 3, 4),
+        ];
+        assert_eq!(search(&ops, 100).outcome, Outcome::Linearizable);
+    }
+
+    #[test]
+    fn an_unknown_write_may_be_placed_late_or_never() {
+        // write 7 info [0, -], read absent [1,2], read 7 [3,4]
+        let ops = [
+            op(Call::Write { value: 7 }, Completion::Info, None, 0, 5),
+            op(Call::Read, Completion::Ok, None, 1, 2),
+            op(Call::Read, Completion::Ok, Some(7), 3, 4),
+        ];
+        assert_eq!(search(&ops, 100).outcome, Outcome::Linearizable);
+        assert_eq!(search(&ops[..2], 100).outcome, Outcome::Linearizable);
+    }
+
+    #[test]
+    fn reachable_states_place_every_required_operation() {
+        // write 1 [0,1], write 2 [2,5], write 3 unknown [3, -], read 2 [6,7]
+        let ops = [
+            op(Call::Write { value: 1 }, Completion::Ok, None, 0, 1),
+            op(Call::Write { value: 2 }, Completion::Ok, None, 2, 5),
+            op(Call::Write { value: 3 }, Completion::Info, None, 3, 4),
+        ];
+        let (states, configurations) = reachable_states(&ops, &[true, false, false], 100);
+        assert_eq!(states, Some(BTreeSet::from([Some(1), Some(2), Some(3)])));
+        // (), (1), (1,2), (1,3), (1,2,3)=3, (1,3,2)=2: 6 configurations
+        assert_eq!(configurations, 6);
+        let (states, _) = reachable_states(&ops, &[true, true, false], 100);
+        assert_eq!(states, Some(BTreeSet::from([Some(2), Some(3)])));
+        let (states, _) = reachable_states(&ops, &[false; 3], 100);
+        assert_eq!(states, Some(BTreeSet::from([None, Some(1), Some(2), Some(3)])));
+        // Requiring a read of 2 overlapping both writes leaves out the states it cannot follow.
+        let with_read = [ops[0], ops[1], ops[2], op(Call::Read, Completion::Ok, Some(2), 6, 7)];
+        let (states, _) = reachable_states(&with_read, &[false, false, false, true], 100);
+        assert_eq!(states, Some(BTreeSet::from([Some(2), Some(3)])));
+        assert_eq!(reachable_states(&ops, &[true, false, false], 3).0, None);
+    }
+
+    #[test]
+    fn distinct_configurations_get_distinct_fingerprints() {
+        let mut seen = HashSet::new();
+        for set in 0u64..256 {
+            let word = (0..8).filter(|i| set >> i & 1 == 1).fold(0u128, |w, i| w ^ mix128(i, 1));
+            for state in [None, Some(0), Some(1), Some(2)] {
+                assert!(seen.insert(word ^ state_word(state)), "collision at {set} {state:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `flotilla-jepsen`: runs seeded failure-test runs against real `flotilla server` clusters in
+//! network namespaces (root needed), one at a time or as a campaign, and re-checks saved
+//! histories. See docs/testing.md.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use flotilla_jepsen::nemesis::FaultKind;
+use flotilla_jepsen::run::{self, ResultLine, RunSpec};
+
+#[derive(Parser)]
+#[command(name = "flotilla-jepsen", about = "Jepsen-style failure testing of Flotilla clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One run with one seed.
+    Run {
+        /// The seed (fixes the fault schedule and the clients' operations).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Runs seeds `--first-seed` .. `--first-seed + --runs`, appending a line per run to
+    /// `--results`; stops at the first invalid run unless `--keep-going`.
+    Campaign {
+        /// How many runs.
+        #[arg(long, default_value_t = 10)]
+        runs: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        /// The results file (JSON lines), appended to.
+        #[arg(long, default_value = "jepsen/results.jsonl")]
+        results: PathBuf,
+        /// Go on after a run that was not valid.
+        #[arg(long)]
+        keep_going: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Checks a saved history.jsonl again and prints the verdict as JSON.
+    Check {
+        /// The history file.
+        history: PathBuf,
+    },
+}
+
+/// Settings shared by `run` and `campaign`.
+#[derive(Args, Clone)]
+struct Common {
+    /// Cluster members.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// Seconds of faults per run (a 5 s quiet period follows).
+    #[arg(long, default_value_t = 60)]
+    time: u64,
+    /// Fault kinds, comma-separated: partition-majority, partition-leader, partition-bridge,
+    /// partition-ring, kill, pause (default: all; "none" for none).
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 5)]
+    clients: usize,
+    /// Keys in use at a time.
+    #[arg(long, default_value_t = 4)]
+    keys: usize,
+    /// Read with etcd's `serializable` option (from the asked member's possibly stale copy):
+    /// not linearizable, so under partitions the checker should report stale reads.
+    #[arg(long)]
+    serializable_reads: bool,
+    /// The flotilla binary (default: `flotilla` next to this program).
+    #[arg(long)]
+    flotilla: Option<PathBuf>,
+    /// Where runs write their files (one directory per seed).
+    #[arg(long, default_value = "target/jepsen")]
+    out: PathBuf,
+}
+
+impl Common {
+    fn spec(&self, seed: u64) -> anyhow::Result<RunSpec> {
+        let flotilla = match &self.flotilla {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("flotilla"),
+        };
+        anyhow::ensure!(
+            flotilla.exists(),
+            "no flotilla binary at {} (build it with `cargo build --release -p flotilla-examples` or pass --flotilla)",
+            flotilla.display()
+        );
+        let dir = self.out.join(format!("seed-{seed}"));
+        if dir.exists() {
+            // A seed's directory holds that seed's last run: replaced by this one.
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        let mut spec = RunSpec::new(seed, Duration::from_secs(self.time), flotilla, dir);
+        spec.members = self.members;
+        spec.faults = parse_faults(&self.faults)?;
+        spec.workload.clients = self.clients;
+        spec.workload.keys = self.keys;
+        spec.workload.serializable_reads = self.serializable_reads;
+        Ok(spec)
+    }
+}
+
+fn parse_faults(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
+    if names.is_empty() {
+        return Ok(FaultKind::all().to_vec());
+    }
+    if names.len() == 1 && names[0] == "none" {
+        return Ok(Vec::new());
+    }
+    names.iter().map(|n| n.parse::<FaultKind>().map_err(|e| anyhow::anyhow!("--faults: {e}"))).collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Run { seed, common } => {
+            flotilla_jepsen::net::check_available().map_err(|why| anyhow::anyhow!("cannot run: {why}"))?;
+            let report = run::run(common.spec(seed)?).await?;
+            println!("{}", report.summary());
+            println!("report: {}", report.spec.dir.join("report.json").display());
+            anyhow::ensure!(report.valid(), "seed {seed}: {:?}", report.verdict.valid);
+        }
+        Command::Campaign { runs, first_seed, results, keep_going, common } => {
+            flotilla_jepsen::net::check_available().map_err(|why| anyhow::anyhow!("cannot run: {why}"))?;
+            let mut bad = Vec::new();
+            for seed in first_seed..first_seed.saturating_add(runs) {
+                let report = run::run(common.spec(seed)?).await.with_context(|| format!("seed {seed}"))?;
+                ResultLine::of(&report).append(&results)?;
+                println!("{}", report.summary());
+                if !report.valid() {
+                    bad.push(seed);
+                    if !keep_going {
+                        break;
+                    }
+                }
+            }
+            anyhow::ensure!(bad.is_empty(), "runs not valid: seeds {bad:?}");
+        }
+        Command::Check { history } => {
+            let (verdict, watch) = run::recheck(&history)?;
+            let both = serde_json::json!({ "registers": verdict, "watch": watch });
+            println!("{}", serde_json::to_string_pretty(&both)?);
+        }
+    }
+    Ok(())
+}

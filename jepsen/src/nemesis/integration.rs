@@ -1,0 +1,237 @@
+//! Live tests (as root with `ip`/`iptables`; skipped with the reason printed otherwise): a
+//! network whose links are cut and healed, and, when `FLOTILLA_BIN` names a `flotilla` binary,
+//! a real three-member cluster in network namespaces: links cut and healed, a member killed
+//! and restarted, one paused and resumed, a short nemesis schedule, a clean stop.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::time::Instant;
+
+use super::{FaultKind, Schedule, Step};
+use crate::cluster::{Cluster, ClusterSpec, ETCD_PORT};
+use crate::net::{self, NetError, Network};
+
+const TAG: &str = "nemtest";
+
+/// Whether a TCP connect from namespace `ns` to `addr` succeeds within 3 s.
+async fn connects_from(ns: &str, addr: &str) -> anyhow::Result<bool> {
+    let (ip, port) = addr.split_once(':').context("ip:port")?;
+    let script = format!(": > /dev/tcp/{ip}/{port}");
+    let mut cmd = tokio::process::Command::new("ip");
+    cmd.args(["netns", "exec", ns, "timeout", "3", "bash", "-c", &script]).kill_on_drop(true);
+    let status = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await??;
+    Ok(status.success())
+}
+
+/// Polls `cluster.leader()` until `ok` accepts it, for up to 60 s.
+async fn leader_where(cluster: &Cluster, ok: impl Fn(usize) -> bool) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leader = cluster.leader().await;
+        if let Some(l) = leader.filter(|l| ok(*l)) {
+            return Ok(l);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no suitable leader within 60 s (last: {leader:?})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn flotilla_bin() -> Option<PathBuf> {
+    if let Err(why) = net::check_available() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let Some(bin) = std::env::var_os("FLOTILLA_BIN").map(PathBuf::from) else {
+        eprintln!("skipping: FLOTILLA_BIN does not name a flotilla binary");
+        return None;
+    };
+    if !bin.is_file() {
+        eprintln!("skipping: FLOTILLA_BIN={} does not exist", bin.display());
+        return None;
+    }
+    Some(bin)
+}
+
+#[tokio::test]
+async fn a_cut_link_drops_traffic_both_ways_and_heal_restores_it() -> anyhow::Result<()> {
+    if let Err(why) = net::check_available() {
+        eprintln!("skipping: {why}");
+        return Ok(());
+    }
+    let Some(busybox) = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists())
+    else {
+        eprintln!("skipping: busybox (for `nc -l`) is not installed");
+        return Ok(());
+    };
+    // A run that died without cleaning up leaves its network behind: the next create with
+    // the same tag removes it first.
+    std::mem::forget(Network::create("nettest", 2).await?);
+    let mut net = Network::create("nettest", 3).await?;
+    let scenario = tokio::time::timeout(Duration::from_secs(60), async {
+        let hosts = net.hosts().to_vec();
+        assert_eq!(hosts.iter().map(|h| h.index).collect::<Vec<_>>(), [0, 1, 2]);
+        let [ten, a, b, last] = net.bridge_ip().octets();
+        assert_eq!((ten, last), (10, 254), "{}", net.bridge_ip());
+        assert_eq!(hosts[2].ip, Ipv4Addr::new(10, a, b, 3));
+        // A persistent listener on host 0 and on host 1.
+        let mut listeners = Vec::new();
+        for h in &hosts[..2] {
+            let mut cmd = net.command(h.index, Path::new(busybox));
+            cmd.args(["nc", "-ll", "-p", "7000", "-e", "true"]).kill_on_drop(true);
+            listeners.push(cmd.spawn()?);
+        }
+        // The root namespace reaches the listener (retrying while it starts).
+        let addr = format!("{}:7000", hosts[0].ip);
+        let mut tries = 0;
+        while tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&addr))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            tries += 1;
+            anyhow::ensure!(tries < 50, "no connection from the root namespace to {addr}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let n1 = format!("{}:7000", hosts[1].ip);
+        assert!(connects_from(&hosts[2].ns, &addr).await?, "n2 -> n0 before the cut");
+        assert!(connects_from(&hosts[0].ns, &n1).await?, "n0 -> n1 before the cut");
+
+        net.cut(0, 2).await?;
+        net.cut(2, 0).await?;
+        assert_eq!(net.cuts(), BTreeSet::from([(0, 2)]));
+        assert!(!connects_from(&hosts[2].ns, &addr).await?, "n2 -> n0 is cut");
+        assert!(connects_from(&hosts[2].ns, &n1).await?, "n2 -> n1 is not cut");
+        assert!(connects_from(&hosts[0].ns, &n1).await?, "n0 -> n1 is not cut");
+        assert!(tokio::net::TcpStream::connect(&addr).await.is_ok(), "root -> n0 is never cut");
+        assert!(matches!(net.cut(1, 1).await, Err(NetError::SameHost(1))));
+        assert!(matches!(net.cut(0, 3).await, Err(NetError::NoHost { host: 3, hosts: 3 })));
+
+        net.heal().await?;
+        assert!(net.cuts().is_empty());
+        assert!(connects_from(&hosts[2].ns, &addr).await?, "n2 -> n0 after heal");
+        for mut l in listeners {
+            l.kill().await?;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    net.destroy();
+    drop(net);
+    assert_nothing_left("nettest")?;
+    scenario.map_err(|_| anyhow::anyhow!("the network scenario ran past its timeout"))?
+}
+
+/// Fails if a namespace or interface of run `tag` exists.
+fn assert_nothing_left(tag: &str) -> anyhow::Result<()> {
+    let ns = std::process::Command::new("ip").args(["netns", "list"]).output()?;
+    let ns = String::from_utf8_lossy(&ns.stdout);
+    anyhow::ensure!(!ns.contains(&format!("fj-{tag}-")), "namespaces left behind: {ns}");
+    let links = std::process::Command::new("ip").args(["-o", "link", "show"]).output()?;
+    let links = String::from_utf8_lossy(&links.stdout);
+    anyhow::ensure!(!links.contains(&format!("fj{tag}")), "interfaces left behind: {links}");
+    let rules = std::process::Command::new("iptables").args(["-w", "10", "-S", "FORWARD"]).output()?;
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    anyhow::ensure!(!rules.contains(&format!("fj{tag}br")), "FORWARD rules left behind: {rules}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_member_cluster_survives_cuts_kills_pauses_and_a_nemesis() -> anyhow::Result<()> {
+    let Some(flotilla) = flotilla_bin() else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let spec = ClusterSpec { flotilla, members: 3, dir: dir.path().to_path_buf(), tag: TAG.into() };
+    let scenario = tokio::time::timeout(Duration::from_secs(600), async {
+        let started = Instant::now();
+        let mut c = Cluster::start(spec).await?;
+        eprintln!("three members ready after {:?}", started.elapsed());
+        let ids: Vec<u64> = (0..3).filter_map(|i| c.raft_id(i)).collect();
+        eprintln!("raft ids by member: {ids:?}");
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0], 1, "the member that created the cluster is raft id 1");
+        assert!(ids[1] != ids[2] && !ids[1..].contains(&1), "{ids:?}");
+        let endpoints = c.etcd_endpoints();
+        let hosts = c.network().hosts().to_vec();
+        assert_eq!(endpoints[2], format!("http://{}:{ETCD_PORT}", hosts[2].ip));
+        let log = std::fs::read_to_string(c.member_dir(1).join("server.log"))?;
+        assert!(log.contains("export KUBECONFIG="), "{log}");
+
+        // Links: the root namespace reaches every member; a cut link carries nothing.
+        let etcd0 = format!("{}:{ETCD_PORT}", hosts[0].ip);
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&etcd0)).await??;
+        assert!(connects_from(&hosts[1].ns, &etcd0).await?, "n1 -> n0 before the cut");
+        c.network().cut(0, 1).await?;
+        assert!(!connects_from(&hosts[1].ns, &etcd0).await?, "n1 -> n0 is cut");
+        assert!(connects_from(&hosts[2].ns, &etcd0).await?, "n2 -> n0 is not cut");
+        c.network().heal().await?;
+        assert!(connects_from(&hosts[1].ns, &etcd0).await?, "n1 -> n0 after heal");
+
+        // Kill the leader: the others elect another; the killed one comes back.
+        let leader = leader_where(&c, |_| true).await?;
+        c.kill(leader).await?;
+        assert!(!c.is_running(leader));
+        let killed_at = Instant::now();
+        let next = leader_where(&c, |l| l != leader).await?;
+        eprintln!("n{next} leads {:?} after SIGKILL of leader n{leader}", killed_at.elapsed());
+        c.restart(leader).await?;
+        assert!(c.is_running(leader));
+        let st = c.status(leader).await?;
+        assert_eq!(Some(st.raft_id), c.raft_id(leader), "{st:?}");
+
+        // Pause a follower: it stops answering; the cluster keeps a leader; resumed, it answers.
+        let now = leader_where(&c, |_| true).await?;
+        let follower = (now + 1) % 3;
+        c.pause(follower).await?;
+        assert!(c.is_paused(follower) && c.status(follower).await.is_err());
+        leader_where(&c, |l| l != follower).await?;
+        c.resume(follower).await?;
+        assert!(!c.is_paused(follower));
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while c.status(follower).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .context("the resumed member answering")?;
+
+        // A short schedule of four faults, then everything healed.
+        let ms = Duration::from_millis;
+        let step = |at, kind, targets: Vec<usize>, len| Step { at: ms(at), kind, targets, duration: ms(len) };
+        let schedule = Schedule {
+            seed: 0,
+            steps: vec![
+                step(200, FaultKind::PartitionLeader, vec![], 3000),
+                step(3500, FaultKind::Kill, vec![2], 1000),
+                step(5000, FaultKind::Pause, vec![1], 1000),
+                step(6500, FaultKind::PartitionBridge, vec![0, 1], 1500),
+            ],
+        };
+        let records = super::run(&mut c, &schedule, Instant::now()).await;
+        eprintln!("nemesis records: {records:#?}");
+        let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(actions.len(), 8, "{actions:?}");
+        assert!(actions[0].starts_with("cut [n") && actions[0].contains("(leader n"), "{actions:?}");
+        assert_eq!(
+            actions[1..],
+            ["heal", "kill n2", "restart n2", "pause n1", "resume n1", "cut [n1] | [n2] (bridge n0)", "heal"]
+        );
+        assert!(records.iter().all(|r| r.error.is_none()), "{records:#?}");
+        assert!(records.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+        assert!(c.network().cuts().is_empty());
+        assert!((0..3).all(|i| c.is_running(i) && !c.is_paused(i)));
+        leader_where(&c, |_| true).await?;
+
+        // A stop that is already requested applies nothing.
+        let (_tx, stopped) = tokio::sync::watch::channel(true);
+        assert!(super::run_until(&mut c, &schedule, Instant::now(), stopped).await.is_empty());
+
+        let problems = c.stop().await;
+        assert!(problems.is_empty(), "{problems:?}");
+        anyhow::Ok(())
+    })
+    .await;
+    assert_nothing_left(TAG)?;
+    scenario.map_err(|_| anyhow::anyhow!("the cluster scenario ran past its outer timeout"))?
+}

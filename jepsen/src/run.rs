@@ -1,0 +1,331 @@
+//! One run: a cluster, the register workload and a nemesis schedule side by side, then the
+//! checker over the recorded history, and a report in the run's directory:
+//!
+//! - `history.jsonl`: every operation's invocation and completion ([`crate::history`]);
+//! - `watches.json`: what each member's watcher saw of the keys' changes;
+//! - `report.json`: the seed, the settings, the nemesis schedule and what it did, the
+//!   operation counts and the checker's verdict with any anomaly's minimal operations;
+//! - `n<i>/server.log`: each member's log.
+//!
+//! The seed fixes the nemesis schedule and every client's sequence of operations; the real
+//! processes' timing is not under the harness's control, so a re-run repeats the same faults
+//! and requests, not the same interleaving.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::checker::{self, CheckLimits, Validity, Verdict};
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::history::Recorder;
+use crate::nemesis::{self, FaultKind, NemesisRecord, Schedule};
+use crate::watch::{self, WatchLog, WatchVerdict};
+use crate::workload::{self, WorkloadSpec, WorkloadStats};
+
+/// What a run does.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSpec {
+    /// Seeds the nemesis schedule and the clients.
+    pub seed: u64,
+    /// Cluster members (3 or 5 are the usual choices).
+    pub members: usize,
+    /// How long the workload runs with faults; a quiet period follows.
+    pub time: Duration,
+    /// Healed time at the end, with the clients still running, so the history ends with the
+    /// cluster available.
+    pub quiet: Duration,
+    /// The faults the schedule picks from (empty: no faults).
+    pub faults: Vec<FaultKind>,
+    /// Gap between faults (drawn from this range).
+    pub interval: (Duration, Duration),
+    /// How long each fault lasts (drawn from this range).
+    pub fault_len: (Duration, Duration),
+    /// The clients.
+    pub workload: WorkloadSpec,
+    /// The `flotilla` binary.
+    #[serde(skip)]
+    pub flotilla: PathBuf,
+    /// Where the run's files go (created; must be empty or missing).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl RunSpec {
+    /// A run with the default settings: 3 members, all fault kinds, 5 to 10 s between faults
+    /// lasting 3 to 8 s, 5 s of quiet at the end, the default workload.
+    pub fn new(seed: u64, time: Duration, flotilla: PathBuf, dir: PathBuf) -> Self {
+        RunSpec {
+            seed,
+            members: 3,
+            time,
+            quiet: Duration::from_secs(5),
+            faults: FaultKind::all().to_vec(),
+            interval: (Duration::from_secs(5), Duration::from_secs(10)),
+            fault_len: (Duration::from_secs(3), Duration::from_secs(8)),
+            workload: WorkloadSpec::new(&format!("jepsen/{seed}"), seed),
+            flotilla,
+            dir,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The settings.
+    pub spec: RunSpec,
+    /// The planned faults.
+    pub schedule: Schedule,
+    /// What the nemesis did, with times since the workload started.
+    pub nemesis: Vec<NemesisRecord>,
+    /// What the clients did.
+    pub ops: WorkloadStats,
+    /// The checker's verdict.
+    pub verdict: Verdict,
+    /// The watch checker's verdict (`None` when no member gave the final revision).
+    pub watch: Option<WatchVerdict>,
+    /// Why the watches were not checked.
+    pub watch_error: Option<String>,
+    /// Members that exited on their own during the run (a crash is a finding too).
+    pub crashes: Vec<String>,
+    /// Problems stopping the cluster at the end.
+    pub stop_problems: Vec<String>,
+    /// Wall-clock seconds from the cluster's start to the verdict.
+    pub elapsed_secs: f64,
+}
+
+impl RunReport {
+    /// Whether the history was found linearizable, every watcher saw the same complete stream
+    /// of changes agreeing with it, and no member crashed on its own.
+    pub fn valid(&self) -> bool {
+        self.verdict.valid == Validity::Valid
+            && self.watch.as_ref().is_some_and(|w| w.valid && w.complete)
+            && self.crashes.is_empty()
+    }
+
+    /// A few lines for a terminal.
+    pub fn summary(&self) -> String {
+        let anomalies = self
+            .verdict
+            .keys
+            .iter()
+            .filter(|k| matches!(k.outcome, checker::KeyOutcome::NotLinearizable(_)))
+            .count();
+        format!(
+            "seed {} members {} time {:?}: {:?}; {} ops ({} ok, {} fail, {} info) on {} keys, {} anomalies; watches: {}; {} nemesis actions ({} failed); {} crashes; {:.1} s",
+            self.spec.seed,
+            self.spec.members,
+            self.spec.time,
+            self.verdict.valid,
+            self.ops.invoked,
+            self.ops.ok,
+            self.ops.fail,
+            self.ops.info,
+            self.verdict.keys.len(),
+            anomalies,
+            self.watch_summary(),
+            self.nemesis.len(),
+            self.nemesis.iter().filter(|r| r.error.is_some()).count(),
+            self.crashes.len(),
+            self.elapsed_secs,
+        )
+    }
+}
+
+impl RunReport {
+    /// The watch verdict in a few words.
+    fn watch_summary(&self) -> String {
+        match (&self.watch, &self.watch_error) {
+            (Some(w), _) => format!(
+                "{} ({} events, {} watchers{}, {} anomalies)",
+                if w.valid { "valid" } else { "INVALID" },
+                w.distinct_events,
+                w.watchers.len(),
+                if w.complete { "" } else { ", not all at the final revision" },
+                w.anomalies.len()
+            ),
+            (None, Some(e)) => format!("not checked: {e}"),
+            (None, None) => "not checked".to_string(),
+        }
+    }
+}
+
+/// The file the watch logs are saved in.
+pub const WATCHES_FILE: &str = "watches.json";
+
+/// How long the watchers may take, after the clients stop, to reach the final revision.
+const WATCH_TAIL: Duration = Duration::from_secs(60);
+
+/// Runs `spec` and writes its report and history into `spec.dir`.
+pub async fn run(spec: RunSpec) -> anyhow::Result<RunReport> {
+    let began = Instant::now();
+    let used = std::fs::read_dir(&spec.dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    anyhow::ensure!(
+        !used,
+        "{} is not empty: a run starts its members on fresh data directories",
+        spec.dir.display()
+    );
+    std::fs::create_dir_all(&spec.dir).with_context(|| format!("creating {}", spec.dir.display()))?;
+    let schedule =
+        Schedule::generate(spec.seed, spec.time, spec.members, &spec.faults, spec.interval, spec.fault_len);
+    let tag = format!("{:x}", (spec.seed ^ u64::from(std::process::id())) & 0xf_ffff);
+    let mut cluster = Cluster::start(ClusterSpec {
+        flotilla: spec.flotilla.clone(),
+        members: spec.members,
+        dir: spec.dir.clone(),
+        tag,
+    })
+    .await
+    .context("starting the cluster")?;
+
+    let endpoints = cluster.etcd_endpoints();
+    // The trailing slash keeps `jepsen/1/` from matching `jepsen/12/...`.
+    let watch_prefix = format!("{}/", spec.workload.prefix);
+    let op_timeout = spec.workload.op_timeout;
+    let start_revision = watch::current_revision(
+        &endpoints,
+        &watch_prefix,
+        op_timeout,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .context("reading the revision before the clients start")?
+        + 1;
+    let recorder = Recorder::new();
+    let start = Instant::now();
+    let until = start + spec.time + spec.quiet;
+    let (final_tx, final_rx) = tokio::sync::watch::channel(None);
+    let watchers =
+        watch::watch(&endpoints, &watch_prefix, start_revision, until, op_timeout, WATCH_TAIL, final_rx);
+    let clients = workload::run(&endpoints, &spec.workload, &recorder, until);
+    let faults = nemesis::run(&mut cluster, &schedule, start);
+    let rest = async {
+        let (ops, records) = tokio::join!(clients, faults);
+        let deadline = Instant::now() + WATCH_TAIL;
+        let final_revision = watch::current_revision(&endpoints, &watch_prefix, op_timeout, deadline).await;
+        final_tx.send_replace(final_revision.as_ref().ok().copied());
+        drop(final_tx);
+        (ops, records, final_revision)
+    };
+    let (logs, (ops, records, final_revision)) = tokio::join!(watchers, rest);
+    let crashes = cluster.reap_exited().into_iter().map(|(i, why)| format!("n{i}: {why}")).collect();
+    let stop_problems = cluster.stop().await;
+    let ops = ops.context("running the clients")?;
+
+    let history = recorder.history();
+    history.save(&spec.dir.join("history.jsonl"))?;
+    let verdict = checker::check_registers(&history, &CheckLimits::default())?;
+    let logs = logs.context("running the watchers")?;
+    let watches_path = spec.dir.join(WATCHES_FILE);
+    std::fs::write(&watches_path, serde_json::to_vec(&logs)?)
+        .with_context(|| format!("writing {}", watches_path.display()))?;
+    let (watch, watch_error) = match final_revision {
+        Ok(r) => (Some(watch::check_watches(&logs, &history, r)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let elapsed_secs = began.elapsed().as_secs_f64();
+    let report = RunReport {
+        spec,
+        schedule,
+        nemesis: records,
+        ops,
+        verdict,
+        watch,
+        watch_error,
+        crashes,
+        stop_problems,
+        elapsed_secs,
+    };
+    write_report(&report.spec.dir, &report)?;
+    Ok(report)
+}
+
+/// Writes `report.json` into `dir`.
+fn write_report(dir: &Path, report: &RunReport) -> anyhow::Result<()> {
+    let path = dir.join("report.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// One line of a campaign's results file.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResultLine {
+    /// When the run finished (seconds since the Unix epoch).
+    pub finished_unix: u64,
+    /// The seed.
+    pub seed: u64,
+    /// Members.
+    pub members: usize,
+    /// Seconds of faults.
+    pub time_secs: u64,
+    /// The fault kinds in use.
+    pub faults: Vec<FaultKind>,
+    /// Nemesis actions taken.
+    pub nemesis_actions: usize,
+    /// Operations invoked / ok / fail / info.
+    pub ops: WorkloadStats,
+    /// The register checker's verdict.
+    pub valid: Validity,
+    /// Whether the watchers' streams were valid and complete (`None`: not checked).
+    pub watch_valid: Option<bool>,
+    /// Members that exited on their own.
+    pub crashes: usize,
+    /// Where the run's files were.
+    pub dir: String,
+}
+
+impl ResultLine {
+    /// The results-file line for `report`.
+    pub fn of(report: &RunReport) -> Self {
+        let finished_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        ResultLine {
+            finished_unix,
+            seed: report.spec.seed,
+            members: report.spec.members,
+            time_secs: report.spec.time.as_secs(),
+            faults: report.spec.faults.clone(),
+            nemesis_actions: report.nemesis.len(),
+            ops: report.ops.clone(),
+            valid: report.verdict.valid,
+            watch_valid: report.watch.as_ref().map(|w| w.valid && w.complete),
+            crashes: report.crashes.len(),
+            dir: report.spec.dir.display().to_string(),
+        }
+    }
+
+    /// Appends the line to `path` (JSON lines).
+    pub fn append(&self, path: &Path) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(f, "{}", serde_json::to_string(self)?)
+            .with_context(|| format!("appending to {}", path.display()))
+    }
+}
+
+/// Re-checks a saved history with the default limits, and the watch logs saved next to it
+/// (if any).
+pub fn recheck(history: &Path) -> anyhow::Result<(Verdict, Option<WatchVerdict>)> {
+    let h = crate::history::History::load(history)?;
+    let verdict = checker::check_registers(&h, &CheckLimits::default())?;
+    let watches = history.with_file_name(WATCHES_FILE);
+    let watch = match std::fs::read(&watches) {
+        Ok(bytes) => {
+            let logs: Vec<WatchLog> =
+                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", watches.display()))?;
+            logs.iter().find_map(|l| l.final_revision).map(|r| watch::check_watches(&logs, &h, r))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", watches.display())),
+    };
+    Ok((verdict, watch))
+}
