@@ -9,6 +9,7 @@
 mod agent;
 mod agent_token;
 mod control;
+mod member;
 mod membership;
 mod node;
 mod proxy;
@@ -50,6 +51,11 @@ enum Cmd {
     Server(Box<server::ServerArgs>),
     /// Show the store's members, leader, raft term and applied index, and the nodes.
     Status(status::StatusArgs),
+    /// List, add (as learners), remove and promote the store's members.
+    Member {
+        #[command(subcommand)]
+        cmd: member::MemberCmd,
+    },
     /// Save a consistent backup of the store, or restore one into a new cluster.
     Snapshot {
         #[command(subcommand)]
@@ -138,6 +144,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Up(args) => runtime.block_on(up::run(*args)),
         Cmd::Server(args) => runtime.block_on(server::run(*args)),
         Cmd::Status(args) => runtime.block_on(status::run(args)),
+        Cmd::Member { cmd } => runtime.block_on(member::run(cmd)),
         Cmd::Snapshot { cmd } => runtime.block_on(snapshot::run(cmd)),
         Cmd::Agent(args) => runtime.block_on(agent::run(*args)),
         Cmd::Token { cmd: token::TokenCmd::Create(args) } => runtime.block_on(agent_token::create(*args)),

@@ -48,10 +48,31 @@ pub(crate) enum Output {
 
 /// One store member.
 #[derive(Clone, Debug, Serialize)]
-struct MemberRow {
-    id: u64,
-    address: String,
-    voter: bool,
+pub(crate) struct MemberRow {
+    /// The raft id.
+    pub(crate) id: u64,
+    /// The member-transport address.
+    pub(crate) address: String,
+    /// Whether it votes (else a learner).
+    pub(crate) voter: bool,
+}
+
+/// The rows of an etcd member list, by id.
+pub(crate) fn member_rows(members: &[etcd_client::Member]) -> Vec<MemberRow> {
+    let mut rows: Vec<MemberRow> = members
+        .iter()
+        .map(|m| MemberRow {
+            id: m.id(),
+            address: m
+                .peer_urls()
+                .first()
+                .map(|u| u.trim_start_matches("http://").to_string())
+                .unwrap_or_default(),
+            voter: !m.is_learner(),
+        })
+        .collect();
+    rows.sort_by_key(|m| m.id);
+    rows
 }
 
 /// One node.
@@ -144,20 +165,7 @@ async fn report(endpoint: &str, kubeconfig: Option<PathBuf>, limit: Duration) ->
         Ok((status, list))
     })
     .await?;
-    let mut members: Vec<MemberRow> = list
-        .members()
-        .iter()
-        .map(|m| MemberRow {
-            id: m.id(),
-            address: m
-                .peer_urls()
-                .first()
-                .map(|u| u.trim_start_matches("http://").to_string())
-                .unwrap_or_default(),
-            voter: !m.is_learner(),
-        })
-        .collect();
-    members.sort_by_key(|m| m.id);
+    let members = member_rows(list.members());
     let (nodes, nodes_error) = match kubeconfig {
         None => (None, Some("no kubeconfig given".to_string())),
         Some(k) => match bounded(limit, || "listing nodes".to_string(), nodes(&k)).await {

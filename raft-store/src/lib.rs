@@ -23,6 +23,7 @@ mod etcd;
 mod forward;
 mod join;
 mod log_store;
+mod membership;
 mod network;
 mod server;
 mod snapshot;

@@ -4,6 +4,8 @@
 //! `flotilla snapshot save|restore` against a running server. The commands are the ones
 //! docs/operations.md shows.
 
+mod member;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,7 +1,5 @@
-//! The Cluster service (MemberList) and the Maintenance service (Status, Alarm list,
-//! Snapshot).
+//! The Maintenance service (Status, Alarm list, Snapshot).
 
-use std::collections::BTreeSet;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -17,74 +15,8 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// The version Status reports: the etcd API level served, marked as Flotilla's.
 pub(crate) const VERSION: &str = "3.4.0-flotilla";
 
-pub(crate) struct ClusterService(pub(crate) Ctx);
-
 fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!("etcdserver: {what} is not supported by flotilla yet"))
-}
-
-impl ClusterService {
-    /// Every member of the raft membership. Client URLs are known only for the answering
-    /// member (the membership records member transport addresses alone).
-    fn members(&self) -> Vec<pb::Member> {
-        let metrics = self.0.store.raft().metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        membership
-            .nodes()
-            .map(|(id, node)| pb::Member {
-                id: *id,
-                name: format!("member-{id}"),
-                peer_ur_ls: vec![format!("http://{}", node.addr)],
-                client_ur_ls: match self.0.store.etcd_addr() {
-                    Some(addr) if *id == self.0.store.id() => vec![format!("http://{addr}")],
-                    _ => Vec::new(),
-                },
-                is_learner: !voters.contains(id),
-            })
-            .collect()
-    }
-}
-
-#[tonic::async_trait]
-impl pb::cluster_server::Cluster for ClusterService {
-    async fn member_add(
-        &self,
-        _req: Request<pb::MemberAddRequest>,
-    ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        Err(unimplemented("MemberAdd"))
-    }
-
-    async fn member_remove(
-        &self,
-        _req: Request<pb::MemberRemoveRequest>,
-    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        Err(unimplemented("MemberRemove"))
-    }
-
-    async fn member_update(
-        &self,
-        _req: Request<pb::MemberUpdateRequest>,
-    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        Err(unimplemented("MemberUpdate"))
-    }
-
-    async fn member_list(
-        &self,
-        _req: Request<pb::MemberListRequest>,
-    ) -> Result<Response<pb::MemberListResponse>, Status> {
-        Ok(Response::new(pb::MemberListResponse {
-            header: Some(self.0.header_now()),
-            members: self.members(),
-        }))
-    }
-
-    async fn member_promote(
-        &self,
-        _req: Request<pb::MemberPromoteRequest>,
-    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        Err(unimplemented("MemberPromote"))
-    }
 }
 
 pub(crate) struct MaintenanceService(pub(crate) Ctx);

@@ -1,11 +1,13 @@
 //! The etcd v3 gRPC API, served by every member over its [`RaftStore`] handle.
 //!
-//! Services: KV, Watch, Lease, Cluster (MemberList) and Maintenance (Status, Alarm list);
-//! see `docs/etcd-api.md` in the repository for what is served and how it differs from etcd.
+//! Services: KV, Watch, Lease, Cluster (MemberList, MemberAdd, MemberRemove, MemberPromote)
+//! and Maintenance (Status, Alarm list, Snapshot); see `docs/etcd-api.md` in the repository
+//! for what is served and how it differs from etcd.
 //! The `.proto` files under `proto/etcd/` are written from etcd's published API and are wire
 //! compatible with etcd 3.4; conversions live in `convert.rs`, including the one mapping from
 //! store errors to etcd's gRPC statuses.
 
+mod cluster;
 mod convert;
 mod kv;
 mod lease;
@@ -91,7 +93,7 @@ pub async fn serve_etcd(store: RaftStore, listener: TcpListener, cancel: Cancell
         )
         .add_service(pb::watch_server::WatchServer::new(watch::WatchService(ctx.clone())))
         .add_service(pb::lease_server::LeaseServer::new(lease::LeaseService(ctx.clone())))
-        .add_service(pb::cluster_server::ClusterServer::new(maintenance::ClusterService(ctx.clone())))
+        .add_service(pb::cluster_server::ClusterServer::new(cluster::ClusterService(ctx.clone())))
         .add_service(pb::maintenance_server::MaintenanceServer::new(maintenance::MaintenanceService(
             ctx.clone(),
         )))

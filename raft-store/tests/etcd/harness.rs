@@ -4,7 +4,7 @@
 use std::ops::{Deref, DerefMut};
 
 use anyhow::Context;
-use flotilla_raft_store::NodeId;
+use flotilla_raft_store::{JoinKey, NodeId};
 
 #[path = "../cluster/harness.rs"]
 #[allow(dead_code)]
@@ -34,6 +34,18 @@ impl Cluster {
     /// loopback port, and bootstraps them as one cluster.
     pub(crate) async fn start(n: u64) -> anyhow::Result<Self> {
         let c = members::Cluster::start_with(n, |cfg| cfg.etcd_listen = "127.0.0.1:0".parse().ok()).await?;
+        Ok(Cluster(c))
+    }
+
+    /// Like [`start`](Self::start), every member also holding one join key, so that members
+    /// that do not lead forward the Cluster service's membership changes to the leader.
+    /// Members [`launch`](members::Cluster::launch)ed later hold it too.
+    pub(crate) async fn start_with_join_key(n: u64) -> anyhow::Result<Self> {
+        let c = members::Cluster::start_with(n, |cfg| {
+            cfg.etcd_listen = "127.0.0.1:0".parse().ok();
+            cfg.join_key = Some(JoinKey::new(b"the etcd tests' join key, 32+ bytes"));
+        })
+        .await?;
         Ok(Cluster(c))
     }
 
