@@ -158,23 +158,11 @@ impl Recorder {
 
     /// Records an invocation.
     pub fn invoke(&self, process: u64, key: &str, call: Call) {
-        self.push(process, key, EventKind::Invoke, call, None, None);
+        self.complete(process, key, EventKind::Invoke, call, None, None);
     }
 
-    /// Records a completion.
+    /// Records a completion (or, with [`EventKind::Invoke`], an invocation).
     pub fn complete(
-        &self,
-        process: u64,
-        key: &str,
-        kind: EventKind,
-        call: Call,
-        read: Option<u64>,
-        error: Option<String>,
-    ) {
-        self.push(process, key, kind, call, read, error);
-    }
-
-    fn push(
         &self,
         process: u64,
         key: &str,

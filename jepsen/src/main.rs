@@ -119,8 +119,28 @@ fn parse_faults(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
     names.iter().map(|n| n.parse::<FaultKind>().map_err(|e| anyhow::anyhow!("--faults: {e}"))).collect()
 }
 
+/// Resolves on the first SIGINT or SIGTERM.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => Ok("SIGTERM"),
+        _ = int.recv() => Ok("SIGINT"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Interrupted, the run in progress is dropped: its cluster's members are killed and its
+    // namespaces, bridge and firewall rule removed before the process exits.
+    tokio::select! {
+        r = commands() => r,
+        signal = stop_signal() => anyhow::bail!("stopped by {}", signal?),
+    }
+}
+
+async fn commands() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
