@@ -22,6 +22,8 @@ use tokio::time::Instant;
 
 use crate::net::Network;
 
+mod membership;
+
 /// The API server's port on every host.
 pub const API_PORT: u16 = 6443;
 /// The etcd-compatible endpoint's port on every host.
@@ -38,6 +40,10 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a member may take to exit after SIGKILL.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a removed member may take to exit after SIGTERM before it is SIGKILLed.
+pub const MEMBER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a rejoined member may take, once up, to show as a voter in the member list.
+pub const REJOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one etcd status or member-list request may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many lines of a member's log an error quotes.
@@ -74,6 +80,8 @@ struct Member {
     /// The running process; `None` once killed (and reaped).
     child: Option<Child>,
     paused: bool,
+    /// Removed from the membership by [`Cluster::remove_member`] and not rejoined yet.
+    removed: bool,
 }
 
 /// Running `flotilla server` members. Dropping it kills them and destroys the network.
@@ -83,6 +91,8 @@ pub struct Cluster {
     net: Network,
     members: Vec<Member>,
     raft_ids: Vec<u64>,
+    /// The join token read from member 0 at start, for members that rejoin.
+    token: String,
 }
 
 impl Cluster {
@@ -97,8 +107,13 @@ impl Cluster {
             .await
             .with_context(|| format!("creating the network of run {}", spec.tag))?;
         let n = spec.members;
-        let mut cluster =
-            Cluster { spec, net, members: (0..n).map(|_| Member::default()).collect(), raft_ids: vec![0; n] };
+        let mut cluster = Cluster {
+            spec,
+            net,
+            members: (0..n).map(|_| Member::default()).collect(),
+            raft_ids: vec![0; n],
+            token: String::new(),
+        };
         cluster.members[0].child = Some(cluster.spawn(0, None).await?);
         let dir0 = cluster.member_dir(0);
         let token = cluster
@@ -109,6 +124,7 @@ impl Cluster {
         for i in 1..n {
             cluster.members[i].child = Some(cluster.spawn(i, Some((&seed, &token))).await?);
         }
+        cluster.token = token;
         cluster.wait_ready().await?;
         Ok(cluster)
     }
@@ -304,6 +320,12 @@ impl Cluster {
         self.members.get(i).is_some_and(|m| m.child.is_some())
     }
 
+    /// Whether member `i` was removed from the membership ([`Cluster::remove_member`]) and has
+    /// not rejoined ([`Cluster::rejoin`]) yet.
+    pub fn is_removed(&self, i: usize) -> bool {
+        self.members.get(i).is_some_and(|m| m.removed)
+    }
+
     /// Whether member `i` is paused (SIGSTOP).
     pub fn is_paused(&self, i: usize) -> bool {
         self.members.get(i).is_some_and(|m| m.paused)
@@ -473,16 +495,16 @@ fn majority(answers: &[Option<u64>]) -> Option<u64> {
     counts.into_iter().find(|(_, c)| c * 2 > answers.len()).map(|(v, _)| v)
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<etcd_client::Client> {
+async fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<etcd_client::Client> {
     let options =
-        etcd_client::ConnectOptions::new().with_connect_timeout(STATUS_TIMEOUT).with_timeout(STATUS_TIMEOUT);
+        etcd_client::ConnectOptions::new().with_connect_timeout(STATUS_TIMEOUT).with_timeout(timeout);
     Ok(etcd_client::Client::connect([endpoint], Some(options)).await?)
 }
 
 /// Maintenance.Status of the member at `endpoint`, within [`STATUS_TIMEOUT`] overall.
 async fn status(endpoint: &str) -> anyhow::Result<MemberStatus> {
     let ask = async {
-        let st = connect(endpoint).await?.status().await?;
+        let st = connect(endpoint, STATUS_TIMEOUT).await?.status().await?;
         anyhow::Ok(MemberStatus {
             raft_id: st.header().map(|h| h.member_id()).unwrap_or_default(),
             leader: Some(st.leader()).filter(|l| *l != 0),
@@ -498,7 +520,7 @@ async fn status(endpoint: &str) -> anyhow::Result<MemberStatus> {
 /// `(raft id, transport address, voter)` of every member in the member list of `endpoint`.
 async fn members(endpoint: &str) -> anyhow::Result<Vec<(u64, String, bool)>> {
     let ask = async {
-        let list = connect(endpoint).await?.member_list().await?;
+        let list = connect(endpoint, STATUS_TIMEOUT).await?.member_list().await?;
         anyhow::Ok(
             list.members()
                 .iter()

@@ -62,7 +62,7 @@ struct Common {
     #[arg(long, default_value_t = 60)]
     time: u64,
     /// Fault kinds, comma-separated: partition-majority, partition-leader, partition-bridge,
-    /// partition-ring, kill, pause (default: all; "none" for none).
+    /// partition-ring, kill, pause, membership (default: all; "none" for none).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Concurrent clients.

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 mod integration;
+mod membership;
 mod runner;
 
 pub use runner::{NemesisRecord, run, run_until};
@@ -54,17 +55,22 @@ pub enum FaultKind {
     Kill,
     /// SIGSTOPs `targets[0]`; healing resumes it with SIGCONT.
     Pause,
+    /// Removes `targets[0]` from the membership through another member and stops it; healing
+    /// starts it on a fresh data directory (the old one kept as `n<i>.removed-<k>`) that joins
+    /// the cluster again as a new member with a new raft id, and waits until it is a voter.
+    Membership,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::PartitionMajority,
         FaultKind::PartitionLeader,
         FaultKind::PartitionBridge,
         FaultKind::PartitionRing,
         FaultKind::Kill,
         FaultKind::Pause,
+        FaultKind::Membership,
     ];
 
     /// Every kind (the same as [`FaultKind::ALL`]).
@@ -72,7 +78,8 @@ impl FaultKind {
         &FaultKind::ALL
     }
 
-    /// The kind's name on command lines and in reports (`partition-majority`, …, `pause`).
+    /// The kind's name on command lines and in reports (`partition-majority`, …, `pause`,
+    /// `membership`).
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::PartitionMajority => "partition-majority",
@@ -81,19 +88,21 @@ impl FaultKind {
             FaultKind::PartitionRing => "partition-ring",
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Membership => "membership",
         }
     }
 
     /// Whether the kind cuts links (rather than stopping a process).
     pub fn is_partition(self) -> bool {
-        !matches!(self, FaultKind::Kill | FaultKind::Pause)
+        !matches!(self, FaultKind::Kill | FaultKind::Pause | FaultKind::Membership)
     }
 
     /// The fewest members the kind makes sense for: a majority/minority split and a bridge
-    /// need 3, a ring that cuts anything needs 4, isolating the leader needs 2.
+    /// need 3, a ring that cuts anything needs 4, isolating the leader needs 2, and removing a
+    /// member needs 3 (two voters must remain to take the removal and the rejoin).
     pub fn min_members(self) -> usize {
         match self {
-            FaultKind::PartitionMajority | FaultKind::PartitionBridge => 3,
+            FaultKind::PartitionMajority | FaultKind::PartitionBridge | FaultKind::Membership => 3,
             FaultKind::PartitionRing => 4,
             FaultKind::PartitionLeader => 2,
             FaultKind::Kill | FaultKind::Pause => 1,
@@ -145,11 +154,11 @@ impl Step {
     }
 
     /// The links a partition of `members` members cuts, as `(lower, higher)` index pairs
-    /// (empty for [`FaultKind::Kill`] and [`FaultKind::Pause`], and for
+    /// (empty for [`FaultKind::Kill`], [`FaultKind::Pause`] and [`FaultKind::Membership`], and for
     /// [`FaultKind::PartitionLeader`] without a `leader`).
     pub fn links_to_cut(&self, members: usize, leader: Option<usize>) -> BTreeSet<(usize, usize)> {
         match self.kind {
-            FaultKind::Kill | FaultKind::Pause => BTreeSet::new(),
+            FaultKind::Kill | FaultKind::Pause | FaultKind::Membership => BTreeSet::new(),
             FaultKind::PartitionLeader => match leader {
                 Some(l) => between(&[l], &others(members, &[l])),
                 None => BTreeSet::new(),
@@ -176,7 +185,8 @@ impl Step {
         }
     }
 
-    /// How the fault is recorded, e.g. `cut [n0,n2] | [n1]`, `kill n2`. `leader` is the
+    /// How the fault is recorded, e.g. `cut [n0,n2] | [n1]`, `kill n2`, `remove n1` (the
+    /// nemesis adds the raft id when it applies it). `leader` is the
     /// member [`FaultKind::PartitionLeader`] isolated.
     pub fn describe(&self, members: usize, leader: Option<usize>) -> String {
         let target = || self.targets.first().map_or_else(|| "nobody".to_string(), |t| format!("n{t}"));
@@ -200,6 +210,7 @@ impl Step {
             FaultKind::PartitionRing => format!("cut to ring {}", group(&self.targets)),
             FaultKind::Kill => format!("kill {}", target()),
             FaultKind::Pause => format!("pause {}", target()),
+            FaultKind::Membership => format!("remove {}", target()),
         }
     }
 }
@@ -290,7 +301,7 @@ fn targets(rng: &mut StdRng, kind: FaultKind, members: usize) -> Vec<usize> {
             std::iter::once(perm[0]).chain(half).collect()
         }
         FaultKind::PartitionRing => perm,
-        FaultKind::Kill | FaultKind::Pause => vec![perm[0]],
+        FaultKind::Kill | FaultKind::Pause | FaultKind::Membership => vec![perm[0]],
     }
 }
 
@@ -333,6 +344,7 @@ mod tests {
             assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::Value::from(k.as_str())));
         }
         assert_eq!("partition-bridge".parse::<FaultKind>()?, FaultKind::PartitionBridge);
+        assert_eq!("membership".parse::<FaultKind>()?, FaultKind::Membership);
         let err = "partition".parse::<FaultKind>().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("\"partition\"") && err.contains("partition-ring"), "{err}");
         Ok(())
@@ -396,7 +408,7 @@ mod tests {
                     assert_eq!(sees(*m, members, cut), neighbours, "{step:?}");
                 }
             }
-            FaultKind::Kill | FaultKind::Pause => {
+            FaultKind::Kill | FaultKind::Pause | FaultKind::Membership => {
                 assert!(t.len() == 1 && t[0] < members && cut.is_empty(), "{step:?}");
             }
         }
@@ -411,6 +423,35 @@ mod tests {
         assert!(one.steps.iter().all(|s| matches!(s.kind, FaultKind::Kill | FaultKind::Pause)));
         let none = Schedule::generate(1, S(600), 2, &[FaultKind::PartitionRing], (S(1), S(2)), (S(1), S(2)));
         assert!(none.steps.is_empty());
+    }
+
+    #[test]
+    fn membership_faults_are_drawn_deterministically_for_three_members_or_more() {
+        let kinds = [FaultKind::Membership, FaultKind::Kill];
+        for members in [3, 4, 5] {
+            for seed in 0..20 {
+                let s = Schedule::generate(seed, S(300), members, &kinds, (S(1), S(5)), (S(2), S(10)));
+                assert_eq!(s, Schedule::generate(seed, S(300), members, &kinds, (S(1), S(5)), (S(2), S(10))));
+                let removals: Vec<&Step> =
+                    s.steps.iter().filter(|st| st.kind == FaultKind::Membership).collect();
+                assert!(!removals.is_empty(), "seed {seed}: {s:?}");
+                for st in removals {
+                    assert!(st.targets.len() == 1 && st.targets[0] < members, "{st:?}");
+                    assert!(st.links_to_cut(members, Some(0)).is_empty() && !st.kind.is_partition());
+                    assert_eq!(st.describe(members, None), format!("remove n{}", st.targets[0]));
+                }
+            }
+        }
+        let targets: BTreeSet<usize> = (0..20)
+            .flat_map(|seed| Schedule::generate(seed, S(300), 3, &kinds, (S(1), S(5)), (S(2), S(10))).steps)
+            .filter(|st| st.kind == FaultKind::Membership)
+            .map(|st| st.targets[0])
+            .collect();
+        assert_eq!(targets, BTreeSet::from([0, 1, 2]), "every member gets removed some time");
+        let two = Schedule::generate(1, S(600), 2, &[FaultKind::Membership], (S(1), S(2)), (S(1), S(2)));
+        assert!(two.steps.is_empty(), "two members cannot lose one: {two:?}");
+        assert_eq!(FaultKind::Membership.as_str(), "membership");
+        assert_eq!(serde_json::to_value(FaultKind::Membership).ok(), Some("membership".into()));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Live tests (as root with `ip`/`iptables`; skipped with the reason printed otherwise): a
 //! network whose links are cut and healed, and, when `FLOTILLA_BIN` names a `flotilla` binary,
 //! a real three-member cluster in network namespaces: links cut and healed, a member killed
-//! and restarted, one paused and resumed, a short nemesis schedule, a clean stop.
+//! and restarted, one paused and resumed, a short nemesis schedule, a clean stop; and a
+//! follower, then the leader, removed from the membership and rejoined as new members.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -184,7 +185,16 @@ async fn a_three_member_cluster_survives_cuts_kills_pauses_and_a_nemesis() -> an
         let now = leader_where(&c, |_| true).await?;
         let follower = (now + 1) % 3;
         c.pause(follower).await?;
-        assert!(c.is_paused(follower) && c.status(follower).await.is_err());
+        assert!(c.is_paused(follower));
+        // A request already in flight when SIGSTOP landed may still be answered; poll until
+        // the member is silent.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while c.status(follower).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .context("the paused member going silent")?;
         leader_where(&c, |l| l != follower).await?;
         c.resume(follower).await?;
         assert!(!c.is_paused(follower));
@@ -234,4 +244,83 @@ async fn a_three_member_cluster_survives_cuts_kills_pauses_and_a_nemesis() -> an
     .await;
     assert_nothing_left(TAG)?;
     scenario.map_err(|_| anyhow::anyhow!("the cluster scenario ran past its outer timeout"))?
+}
+
+/// Checks a three-member cluster after a membership fault was healed: a leader, three voters
+/// in the member list with the ids the cluster records, and a put/get through member `i`.
+async fn check_rejoined(c: &Cluster, i: usize, old_id: u64, key: &str) -> anyhow::Result<()> {
+    let leader = leader_where(c, |_| true).await?;
+    let new_id = c.raft_id(i).context("a raft id")?;
+    assert_ne!(new_id, old_id, "n{i} rejoined with a new id");
+    let endpoints = c.etcd_endpoints();
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(10));
+    let mut client =
+        etcd_client::Client::connect([endpoints[leader].as_str()], Some(options.clone())).await?;
+    let list = client.member_list().await?;
+    let ids: BTreeSet<u64> = list.members().iter().map(|m| m.id()).collect();
+    assert_eq!(list.members().len(), 3, "{:?}", list.members());
+    assert!(list.members().iter().all(|m| !m.is_learner()), "all voters: {:?}", list.members());
+    assert_eq!(ids, (0..3).filter_map(|m| c.raft_id(m)).collect(), "the ids the cluster records");
+    assert!(!ids.contains(&old_id), "the removed id is gone: {ids:?}");
+    for m in 0..3 {
+        let st = c.status(m).await?;
+        assert_eq!(Some(st.raft_id), c.raft_id(m), "n{m}: {st:?}");
+        assert_eq!(st.leader, c.raft_id(leader), "n{m} knows the leader: {st:?}");
+    }
+    let mut client = etcd_client::Client::connect([endpoints[i].as_str()], Some(options)).await?;
+    client.put(key, "v", None).await?;
+    let got = client.get(key, None).await?;
+    assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"v"[..]), "get {key} through n{i}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_follower_and_a_removed_leader_rejoin_as_new_voters() -> anyhow::Result<()> {
+    let Some(flotilla) = flotilla_bin() else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let spec = ClusterSpec { flotilla, members: 3, dir: dir.path().to_path_buf(), tag: "mbtest".into() };
+    let scenario = tokio::time::timeout(Duration::from_secs(600), async {
+        let mut c = Cluster::start(spec).await?;
+        let ms = Duration::from_millis;
+        let mut removals = [0usize; 3];
+        for round in 0..2 {
+            // Round 0 removes a follower, round 1 whoever leads then.
+            let leader = leader_where(&c, |_| true).await?;
+            let target = if round == 0 { (leader + 1) % 3 } else { leader };
+            let old_id = c.raft_id(target).context("a raft id")?;
+            let schedule = Schedule {
+                seed: 0,
+                steps: vec![Step {
+                    at: ms(100),
+                    kind: FaultKind::Membership,
+                    targets: vec![target],
+                    duration: ms(2000),
+                }],
+            };
+            let started = Instant::now();
+            let records = super::run(&mut c, &schedule, started).await;
+            eprintln!("round {round} (n{target}, leader n{leader}, old id {old_id}): {records:#?}");
+            assert!(records.iter().all(|r| r.error.is_none()), "{records:#?}");
+            assert_eq!(records.len(), 2, "{records:#?}");
+            assert_eq!(records[0].action, format!("remove n{target} (id {old_id})"));
+            let new_id = c.raft_id(target).context("a raft id")?;
+            assert_eq!(records[1].action, format!("rejoin n{target} (id {new_id})"));
+            let took = Duration::from_nanos(records[1].time_ns.saturating_sub(records[0].time_ns));
+            eprintln!("n{target} rejoined as id {new_id}, {took:?} after its removal (2 s of it out)");
+            assert!(!c.is_removed(target) && c.is_running(target));
+            assert!(c.network().cuts().is_empty());
+            let aside = dir.path().join(format!("n{target}.removed-{}", removals[target]));
+            removals[target] += 1;
+            assert!(aside.join("server.log").is_file(), "the old data directory kept at {}", aside.display());
+            check_rejoined(&c, target, old_id, &format!("mb-{round}")).await?;
+        }
+        let problems = c.stop().await;
+        assert!(problems.is_empty(), "{problems:?}");
+        anyhow::Ok(())
+    })
+    .await;
+    assert_nothing_left("mbtest")?;
+    scenario.map_err(|_| anyhow::anyhow!("the membership scenario ran past its outer timeout"))?
 }

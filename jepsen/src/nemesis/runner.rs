@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{FaultKind, Schedule, Step};
+use super::{FaultKind, Schedule, Step, membership};
 use crate::cluster::Cluster;
 
 /// How long a leader partition looks for a leader before it is recorded as failed.
@@ -20,7 +20,7 @@ pub struct NemesisRecord {
     pub time_ns: u64,
     /// What it did: `cut [n0,n1] | [n2]`, `cut [n1] | [n0,n2] (leader n1)`,
     /// `cut [n0] | [n2] (bridge n1)`, `cut to ring [n0,n2,n1,n3]`, `kill n2`, `restart n2`,
-    /// `pause n1`, `resume n1` or `heal`.
+    /// `pause n1`, `resume n1`, `remove n1 (id 2)`, `rejoin n1 (id 31)` or `heal`.
     pub action: String,
     /// Why it failed, if it did.
     pub error: Option<String>,
@@ -32,6 +32,7 @@ enum Applied {
     Cuts,
     Killed(usize),
     Paused(usize),
+    Removed(usize),
 }
 
 struct Recorder {
@@ -54,9 +55,10 @@ impl Recorder {
 
 /// Applies `schedule` to `cluster`, its times counted from `start`: each fault at its time,
 /// healed when its duration is over (cuts healed, a killed member restarted, a paused one
-/// resumed). A fault that cannot be applied or healed is recorded with its error and the run
-/// goes on. At the end everything is healed: the network, paused members resumed, members
-/// this nemesis killed restarted. Returns once the last fault is healed.
+/// resumed, a removed one rejoined as a new member). A fault that cannot be applied or healed
+/// is recorded with its error and the run goes on. At the end everything is healed: the
+/// network, paused members resumed, members this nemesis killed restarted, removed members
+/// rejoined. Returns once the last fault is healed.
 pub async fn run(cluster: &mut Cluster, schedule: &Schedule, start: Instant) -> Vec<NemesisRecord> {
     let (_never, stop) = watch::channel(false);
     run_until(cluster, schedule, start, stop).await
@@ -141,6 +143,11 @@ async fn apply(
         rec.record(step.describe(members, None), Err("the step names no member".to_string()));
         return Applied::Nothing;
     };
+    if step.kind == FaultKind::Membership {
+        let (action, result) = membership::remove(cluster, target).await;
+        rec.record(action, result);
+        return if cluster.is_removed(target) { Applied::Removed(target) } else { Applied::Nothing };
+    }
     let (result, applied) = match step.kind {
         FaultKind::Kill => match cluster.kill(target).await {
             Ok(()) => {
@@ -185,7 +192,16 @@ async fn undo(cluster: &mut Cluster, applied: Applied, rec: &mut Recorder, kille
             let result = cluster.resume(i).await.map_err(|e| format!("{e:#}"));
             rec.record(format!("resume n{i}"), result);
         }
+        Applied::Removed(i) => rejoin(cluster, i, rec, killed).await,
     }
+}
+
+async fn rejoin(cluster: &mut Cluster, i: usize, rec: &mut Recorder, killed: &mut BTreeSet<usize>) {
+    let (action, result) = membership::rejoin(cluster, i).await;
+    if result.is_ok() {
+        killed.remove(&i);
+    }
+    rec.record(action, result);
 }
 
 async fn restart(cluster: &mut Cluster, i: usize, rec: &mut Recorder, killed: &mut BTreeSet<usize>) {
@@ -196,7 +212,8 @@ async fn restart(cluster: &mut Cluster, i: usize, rec: &mut Recorder, killed: &m
     rec.record(format!("restart n{i}"), result);
 }
 
-/// Heals whatever an earlier failure left: cut links, paused members, killed members.
+/// Heals whatever an earlier failure left: cut links, paused members, killed members, removed
+/// members (rejoined last: they join through running members).
 async fn heal_all(cluster: &mut Cluster, rec: &mut Recorder, killed: &mut BTreeSet<usize>) {
     if !cluster.network().cuts().is_empty() {
         let result = cluster.network().heal().await.map_err(|e| e.to_string());
@@ -209,8 +226,13 @@ async fn heal_all(cluster: &mut Cluster, rec: &mut Recorder, killed: &mut BTreeS
         }
     }
     for i in killed.clone() {
-        if !cluster.is_running(i) {
+        if !cluster.is_running(i) && !cluster.is_removed(i) {
             restart(cluster, i, rec, killed).await;
+        }
+    }
+    for i in 0..cluster.len() {
+        if cluster.is_removed(i) {
+            rejoin(cluster, i, rec, killed).await;
         }
     }
 }
