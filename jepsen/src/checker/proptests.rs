@@ -285,6 +285,19 @@ fn actions() -> impl Strategy<Value = Vec<Action>> {
     prop::collection::vec((any::<u8>(), 0u64..6, 0u64..12, any::<u8>()), 0..40)
 }
 
+/// The checker's verdict on `h` equals the brute-force one, and any anomaly it reports is
+/// sound.
+fn agrees_with_brute_force(h: &History) -> Result<(), TestCaseError> {
+    let v = check_registers(h, &CheckLimits::default())?;
+    let expected = if brute_force(h) { Validity::Valid } else { Validity::Invalid };
+    prop_assert_eq!(v.valid, expected, "{:?}", h);
+    if let Some(KeyOutcome::NotLinearizable(a)) = v.keys.first().map(|k| &k.outcome) {
+        check_anomaly(h, a)?;
+        check_witness(h)?;
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -299,13 +312,7 @@ proptest! {
     #[test]
     fn the_checker_agrees_with_brute_force(actions in actions()) {
         let h = arbitrary(&actions);
-        let v = check_registers(&h, &CheckLimits::default())?;
-        let expected = if brute_force(&h) { Validity::Valid } else { Validity::Invalid };
-        prop_assert_eq!(v.valid, expected, "{:?}", h);
-        if let Some(KeyOutcome::NotLinearizable(a)) = v.keys.first().map(|k| &k.outcome) {
-            check_anomaly(&h, a)?;
-            check_witness(&h)?;
-        }
+        agrees_with_brute_force(&h)?;
     }
 
     #[test]
@@ -328,13 +335,7 @@ proptest! {
         prop_assume!(!reads.is_empty());
         let e = &mut h.events[reads[pick % reads.len()]];
         e.read = Some(e.read.map_or(0, |v| (v + 1) % 3));
-        let v = check_registers(&h, &CheckLimits::default())?;
-        let expected = if brute_force(&h) { Validity::Valid } else { Validity::Invalid };
-        prop_assert_eq!(v.valid, expected, "{:?}", h);
-        if let Some(KeyOutcome::NotLinearizable(a)) = v.keys.first().map(|k| &k.outcome) {
-            check_anomaly(&h, a)?;
-            check_witness(&h)?;
-        }
+        agrees_with_brute_force(&h)?;
     }
 }
 
