@@ -30,6 +30,55 @@ pub(crate) const KUBECONFIG_FILE: &str = "kubeconfig";
 /// The endpoints file's name inside the data directory.
 pub(crate) const ENDPOINTS_FILE: &str = "endpoints.json";
 
+/// The flags every control-plane member takes, shared by `flotilla up` and `flotilla server`.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ControlArgs {
+    /// Where the member keeps its store, PKI, tokens and kubeconfig (default: the user's data
+    /// directory, e.g. ~/.local/share/flotilla).
+    #[arg(long, env = "FLOTILLA_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address of the API server (HTTPS).
+    #[arg(long, env = "FLOTILLA_API_LISTEN", default_value = "127.0.0.1:6443")]
+    pub(crate) api_listen: SocketAddr,
+    /// Address of the etcd-compatible gRPC endpoint of the store.
+    #[arg(long, env = "FLOTILLA_ETCD_LISTEN", default_value = "127.0.0.1:2379")]
+    pub(crate) etcd_listen: SocketAddr,
+    /// Address of the store's member transport (Raft).
+    #[arg(long, env = "FLOTILLA_RAFT_LISTEN", default_value = "127.0.0.1:2380")]
+    pub(crate) raft_listen: SocketAddr,
+    /// Extra host names or addresses the serving certificate covers (repeatable).
+    #[arg(long = "tls-san")]
+    pub(crate) tls_san: Vec<String>,
+    /// A token file (`token,user,uid,"group1,group2"` per line) for bearer-token users.
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Serve requests without credentials as `system:anonymous` (RBAC still applies).
+    #[arg(long)]
+    pub(crate) allow_anonymous: bool,
+}
+
+impl ControlArgs {
+    /// The options to start a member with, joining through `join` (seed address, token) if
+    /// given and advertising `advertise` (default: the transport's bound address).
+    pub(crate) fn options(
+        self,
+        advertise: Option<String>,
+        join: Option<(String, String)>,
+    ) -> anyhow::Result<ControlOptions> {
+        Ok(ControlOptions {
+            data_dir: crate::data_dir(self.data_dir)?,
+            api_listen: self.api_listen,
+            etcd_listen: self.etcd_listen,
+            raft_listen: self.raft_listen,
+            advertise,
+            tls_san: self.tls_san,
+            token_file: self.token_file,
+            allow_anonymous: self.allow_anonymous,
+            join,
+        })
+    }
+}
+
 /// How to run a control-plane member.
 #[derive(Clone, Debug)]
 pub(crate) struct ControlOptions {

@@ -80,28 +80,9 @@ enum Cmd {
 /// Flags of `flotilla up`.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct UpArgs {
-    /// Where the cluster keeps its store, PKI and kubeconfig (default: the user's data
-    /// directory, e.g. ~/.local/share/flotilla).
-    #[arg(long, env = "FLOTILLA_DATA_DIR")]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Address of the API server (HTTPS).
-    #[arg(long, env = "FLOTILLA_API_LISTEN", default_value = "127.0.0.1:6443")]
-    pub(crate) api_listen: SocketAddr,
-    /// Address of the etcd-compatible gRPC endpoint of the store.
-    #[arg(long, env = "FLOTILLA_ETCD_LISTEN", default_value = "127.0.0.1:2379")]
-    pub(crate) etcd_listen: SocketAddr,
-    /// Address of the store's member transport (Raft).
-    #[arg(long, env = "FLOTILLA_RAFT_LISTEN", default_value = "127.0.0.1:2380")]
-    pub(crate) raft_listen: SocketAddr,
-    /// Extra host names or addresses the serving certificate covers (repeatable).
-    #[arg(long = "tls-san")]
-    pub(crate) tls_san: Vec<String>,
-    /// A token file (`token,user,uid,"group1,group2"` per line) for bearer-token users.
-    #[arg(long)]
-    pub(crate) token_file: Option<PathBuf>,
-    /// Serve requests without credentials as `system:anonymous` (RBAC still applies).
-    #[arg(long)]
-    pub(crate) allow_anonymous: bool,
+    /// The control plane's flags.
+    #[command(flatten)]
+    pub(crate) control: control::ControlArgs,
     /// How the node agent runs pods: `auto` uses Docker when its daemon answers and plain
     /// processes otherwise; `none` runs no agent.
     #[arg(long, env = "FLOTILLA_RUNTIME", value_enum, default_value_t = node::RuntimeChoice::Auto)]

@@ -2,27 +2,14 @@
 //! node agent) that creates a cluster, resumes one from its data directory, or joins one with
 //! `--join ADDR --token T`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use crate::control::{self, ControlOptions, ControlPlane};
+use crate::control::{self, ControlPlane};
 
 /// Flags of `flotilla server`.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ServerArgs {
-    /// Where the member keeps its store, PKI, token and kubeconfig (default: the user's data
-    /// directory, e.g. ~/.local/share/flotilla).
-    #[arg(long, env = "FLOTILLA_DATA_DIR")]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Address of the API server (HTTPS).
-    #[arg(long, env = "FLOTILLA_API_LISTEN", default_value = "127.0.0.1:6443")]
-    pub(crate) api_listen: SocketAddr,
-    /// Address of the etcd-compatible gRPC endpoint of the store.
-    #[arg(long, env = "FLOTILLA_ETCD_LISTEN", default_value = "127.0.0.1:2379")]
-    pub(crate) etcd_listen: SocketAddr,
-    /// Address of the store's member transport (Raft).
-    #[arg(long, env = "FLOTILLA_RAFT_LISTEN", default_value = "127.0.0.1:2380")]
-    pub(crate) raft_listen: SocketAddr,
+    /// The control plane's flags.
+    #[command(flatten)]
+    pub(crate) control: control::ControlArgs,
     /// The member-transport address other servers dial (default: --raft-listen; required when
     /// that is a wildcard address).
     #[arg(long, env = "FLOTILLA_ADVERTISE")]
@@ -34,31 +21,12 @@ pub(crate) struct ServerArgs {
     /// The cluster's server token (`flotilla token server` on a member prints it).
     #[arg(long, env = "FLOTILLA_TOKEN", requires = "join", hide_env_values = true)]
     pub(crate) token: Option<String>,
-    /// Extra host names or addresses the serving certificate covers (repeatable).
-    #[arg(long = "tls-san")]
-    pub(crate) tls_san: Vec<String>,
-    /// A token file (`token,user,uid,"group1,group2"` per line) for bearer-token users.
-    #[arg(long)]
-    pub(crate) token_file: Option<PathBuf>,
-    /// Serve requests without credentials as `system:anonymous` (RBAC still applies).
-    #[arg(long)]
-    pub(crate) allow_anonymous: bool,
 }
 
 /// Runs the member until SIGTERM or Ctrl-C, then drains and stops.
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let signals = control::StopSignals::install()?;
-    let options = ControlOptions {
-        data_dir: crate::data_dir(args.data_dir)?,
-        api_listen: args.api_listen,
-        etcd_listen: args.etcd_listen,
-        raft_listen: args.raft_listen,
-        advertise: args.advertise,
-        tls_san: args.tls_san,
-        token_file: args.token_file,
-        allow_anonymous: args.allow_anonymous,
-        join: args.join.zip(args.token),
-    };
+    let options = args.control.options(args.advertise, args.join.zip(args.token))?;
     let cp = ControlPlane::start(options).await?;
     cp.print_summary("server up");
     println!("  join token:  flotilla token server --data-dir {}", cp.dir().display());

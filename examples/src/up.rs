@@ -7,7 +7,7 @@ use flotilla_core::client::{Client, LocalClient};
 use tokio_util::task::TaskTracker;
 
 use crate::UpArgs;
-use crate::control::{ControlOptions, ControlPlane, StopSignals};
+use crate::control::{ControlPlane, StopSignals};
 use crate::node::{self, NodeOptions, RuntimeChoice};
 use crate::proxy;
 
@@ -17,18 +17,7 @@ pub(crate) use crate::control::KUBECONFIG_FILE;
 /// Runs the cluster until SIGTERM or Ctrl-C, then drains and stops.
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let signals = StopSignals::install()?;
-    let cp = ControlPlane::start(ControlOptions {
-        data_dir: crate::data_dir(args.data_dir.clone())?,
-        api_listen: args.api_listen,
-        etcd_listen: args.etcd_listen,
-        raft_listen: args.raft_listen,
-        advertise: None,
-        tls_san: args.tls_san.clone(),
-        token_file: args.token_file.clone(),
-        allow_anonymous: args.allow_anonymous,
-        join: None,
-    })
-    .await?;
+    let cp = ControlPlane::start(args.control.clone().options(None, None)?).await?;
     let (dir, registry, api) = (cp.dir().to_path_buf(), cp.registry().clone(), cp.api());
     let stop_components = cp.stop_token();
     let node_tasks = TaskTracker::new();
