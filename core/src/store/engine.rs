@@ -1,7 +1,7 @@
 //! [`KvEngine`]: the MVCC state plus its watchers, behind one lock.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -111,10 +111,12 @@ impl KvEngine {
                     next_rev,
                     synced: next_rev > current,
                     wake: wake.clone(),
+                    progress_requested: false,
                 },
             );
             id
         };
+        let handle = ProgressHandle { id, inner: Arc::downgrade(&self.inner), wake: wake.clone() };
         let pump = Pump {
             id,
             inner: self.inner.clone(),
@@ -124,7 +126,7 @@ impl KvEngine {
         };
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move { pump.run(cancel).await });
-        Ok(WatchStream { rx })
+        Ok(WatchStream { rx, handle })
     }
 
     /// Stops every watch task and waits for them.
@@ -168,38 +170,53 @@ impl Pump {
         self.inner.lock().watchers.watchers.remove(&self.id);
     }
 
-    /// Replays history until the watcher is synced. Returns false when the watch is over.
+    /// Replays history until the watcher is synced, then sends the progress notification
+    /// owed to a [`ProgressHandle::request`], if any. Returns false when the watch is over.
     async fn catch_up(&self) -> bool {
         loop {
-            let batch = {
+            let step = {
                 let mut guard = self.inner.lock();
                 let inner = &mut *guard;
                 let Some(w) = inner.watchers.watchers.get_mut(&self.id) else { return false };
-                if w.synced {
-                    return true;
-                }
                 let current = inner.state.revision();
-                if w.next_rev > current {
+                if !w.synced && w.next_rev > current {
                     w.synced = true;
-                    return true;
                 }
-                match inner.state.events_between(&w.range, w.next_rev, current, CATCH_UP_REVISIONS) {
-                    Ok((events, next)) => {
-                        w.next_rev = next;
-                        Ok(group_by_revision(select_events(&events, &w.range, w.prev_kv)))
+                if w.synced {
+                    // Synced: every event up to `current` is already in the channel.
+                    let owed = std::mem::take(&mut w.progress_requested);
+                    Step::Synced(owed.then(|| WatchResponse {
+                        header: ResponseHeader { revision: current },
+                        events: vec![],
+                        requested: true,
+                    }))
+                } else {
+                    match inner.state.events_between(&w.range, w.next_rev, current, CATCH_UP_REVISIONS) {
+                        Ok((events, next)) => {
+                            w.next_rev = next;
+                            Step::Replay(Ok(group_by_revision(select_events(&events, &w.range, w.prev_kv))))
+                        }
+                        Err(e) => Step::Replay(Err(e)),
                     }
-                    Err(e) => Err(e),
                 }
             };
-            match batch {
-                Ok(responses) => {
+            match step {
+                Step::Synced(marker) => {
+                    // Events of later revisions may overtake the marker; it only promises
+                    // that nothing at or below its revision is still to come.
+                    return match marker {
+                        Some(resp) => self.tx.send(Ok(resp)).await.is_ok(),
+                        None => true,
+                    };
+                }
+                Step::Replay(Ok(responses)) => {
                     for resp in responses {
                         if self.tx.send(Ok(resp)).await.is_err() {
                             return false;
                         }
                     }
                 }
-                Err(e) => {
+                Step::Replay(Err(e)) => {
                     let _ = self.tx.send(Err(e)).await;
                     return false;
                 }
@@ -211,11 +228,54 @@ impl Pump {
         let inner = self.inner.lock();
         let Some(w) = inner.watchers.watchers.get(&self.id) else { return };
         if w.synced {
-            let resp =
-                WatchResponse { header: ResponseHeader { revision: inner.state.revision() }, events: vec![] };
+            let resp = WatchResponse {
+                header: ResponseHeader { revision: inner.state.revision() },
+                events: vec![],
+                requested: false,
+            };
             // A full channel means events are flowing; skipping a progress tick is harmless.
             let _ = self.tx.try_send(Ok(resp));
         }
+    }
+}
+
+/// What one pass of [`Pump::catch_up`] found under the lock.
+enum Step {
+    /// The watcher is synced; the progress notification it owes, if one was requested.
+    Synced(Option<WatchResponse>),
+    /// Replayed history to send, or the error that ends the watch.
+    Replay(Result<Vec<WatchResponse>>),
+}
+
+/// Asks one watch for a progress notification (etcd's progress request).
+///
+/// The answer is a response with no events and [`WatchResponse::requested`] set, sent once the
+/// watch is synced: every event at or below its revision is ahead of it in the stream. A
+/// watch still replaying history answers after the replay. Requests made before the answer
+/// is sent share it.
+#[derive(Clone)]
+pub struct ProgressHandle {
+    id: u64,
+    inner: Weak<Mutex<Inner>>,
+    wake: Arc<Notify>,
+}
+
+impl ProgressHandle {
+    /// Asks for a progress notification; false if the watch or the store is gone.
+    pub fn request(&self) -> bool {
+        let Some(inner) = self.inner.upgrade() else { return false };
+        let mut inner = inner.lock();
+        let Some(w) = inner.watchers.watchers.get_mut(&self.id) else { return false };
+        w.progress_requested = true;
+        drop(inner);
+        self.wake.notify_one();
+        true
+    }
+}
+
+impl std::fmt::Debug for ProgressHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgressHandle").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -223,9 +283,16 @@ impl Pump {
 /// store shuts down. Dropping it cancels the watch.
 pub struct WatchStream {
     rx: mpsc::Receiver<Result<WatchResponse>>,
+    handle: ProgressHandle,
 }
 
 impl WatchStream {
+    /// A handle that asks this watch for a progress notification; it outlives the stream
+    /// harmlessly (requests then return false).
+    pub fn progress_handle(&self) -> ProgressHandle {
+        self.handle.clone()
+    }
+
     /// The next response, or `None` when the watch has ended.
     pub async fn next_response(&mut self) -> Option<Result<WatchResponse>> {
         self.rx.recv().await

@@ -25,7 +25,7 @@ pub mod conformance;
 
 use async_trait::async_trait;
 
-pub use engine::{DEFAULT_PROGRESS_INTERVAL, KvEngine, WatchStream};
+pub use engine::{DEFAULT_PROGRESS_INTERVAL, KvEngine, ProgressHandle, WatchStream};
 pub use error::{Error, Problem, Result};
 pub use lessor::Lessor;
 pub use memory::{LEASE_CHECK_INTERVAL, MemStore, new_lease_id};

@@ -405,6 +405,10 @@ pub struct WatchResponse {
     /// Events in revision order (all events of one revision are in one response); empty for
     /// a progress notification.
     pub events: Vec<Event>,
+    /// Set on the progress notification that answers
+    /// [`ProgressHandle::request`](super::ProgressHandle::request) (rather than a periodic one).
+    #[serde(default)]
+    pub requested: bool,
 }
 
 impl WatchResponse {

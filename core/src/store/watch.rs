@@ -30,6 +30,8 @@ pub(crate) struct WatcherEntry {
     pub(crate) next_rev: Revision,
     pub(crate) synced: bool,
     pub(crate) wake: Arc<Notify>,
+    /// A progress notification was asked for and is owed once the watcher is synced.
+    pub(crate) progress_requested: bool,
 }
 
 /// Every watcher of one engine.
@@ -54,7 +56,8 @@ impl WatcherSet {
                 w.next_rev = rev + 1;
                 return true;
             }
-            let resp = WatchResponse { header: ResponseHeader { revision: rev }, events: mine };
+            let resp =
+                WatchResponse { header: ResponseHeader { revision: rev }, events: mine, requested: false };
             match w.tx.try_send(Ok(resp)) {
                 Ok(()) => {
                     w.next_rev = rev + 1;
@@ -103,7 +106,11 @@ pub(crate) fn group_by_revision(events: Vec<Event>) -> Vec<WatchResponse> {
         let rev = ev.kv.mod_revision;
         match out.last_mut() {
             Some(last) if last.header.revision == rev => last.events.push(ev),
-            _ => out.push(WatchResponse { header: ResponseHeader { revision: rev }, events: vec![ev] }),
+            _ => out.push(WatchResponse {
+                header: ResponseHeader { revision: rev },
+                events: vec![ev],
+                requested: false,
+            }),
         }
     }
     out

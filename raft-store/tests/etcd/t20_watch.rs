@@ -100,6 +100,57 @@ async fn watch_filters_and_progress_requests() -> anyhow::Result<()> {
     .await
 }
 
+/// A progress request on a stream whose watch is still replaying 400 revisions of history is
+/// answered only after every event up to the answer's revision (etcd answers for synced
+/// watchers only; Kubernetes' watch cache relies on it). An idle second watch on the same
+/// stream does not hold the answer back, and a later request is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn progress_requests_wait_for_replaying_watches() -> anyhow::Result<()> {
+    within("progress after replay", 60, async {
+        let c = Cluster::start(3).await?;
+        let mut cl = c.client(2).await?;
+        let first = cl.put("pr/0", "0", None).await?.header().expect("header").revision();
+        let mut last = first;
+        for i in 1..400 {
+            last = cl
+                .put(format!("pr/{}", i % 10), i.to_string(), None)
+                .await?
+                .header()
+                .expect("header")
+                .revision();
+        }
+        let mut stream = cl.watch("idle/", Some(WatchOptions::new().with_prefix().with_watch_id(1))).await?;
+        stream
+            .watch("pr/", Some(WatchOptions::new().with_prefix().with_start_revision(first).with_watch_id(2)))
+            .await?;
+        stream.request_progress().await?;
+        let mut seen = first - 1;
+        let progress = loop {
+            let resp = stream.message().await?.expect("the stream is open");
+            if resp.watch_id() == -1 {
+                break resp.header().expect("header").revision();
+            }
+            for ev in resp.events() {
+                let rev = ev.kv().expect("event kv").mod_revision();
+                assert_eq!(resp.watch_id(), 2, "an event on the idle watch");
+                assert_eq!(rev, seen + 1, "replayed events out of order");
+                seen = rev;
+            }
+        };
+        assert!(progress >= last, "progress at {progress} is below the last write {last}");
+        assert_eq!(seen, last, "progress at {progress} arrived before the events after {seen}");
+
+        stream.request_progress().await?;
+        let again = stream.message().await?.expect("a second progress answer");
+        assert_eq!(again.watch_id(), -1);
+        assert!(again.events().is_empty());
+        assert!(again.header().map(|h| h.revision()) >= Some(progress));
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
 /// Puts `key` once: a retry after an unknown outcome only writes if the key is still absent.
 async fn put_once(cl: &mut etcd_client::Client, key: &str) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

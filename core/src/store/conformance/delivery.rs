@@ -175,6 +175,54 @@ pub async fn progress_notifications_carry_the_current_revision<S: Store>(s: &S) 
     progress_at(&mut noisy, rev).await;
 }
 
+/// A progress notification asked of a watch replaying 300 revisions arrives after every one
+/// of them, at a revision no lower than the last (etcd answers progress requests only for
+/// synced watchers); asked of an idle synced watch it comes at once with the current
+/// revision; asking a dropped watch is refused.
+pub async fn requested_progress_follows_replayed_history<S: Store>(s: &S) {
+    let r0 = revision(s).await;
+    for (key, value) in numbered_writes("rp/", 5, 300) {
+        put(s, &key, &value).await;
+    }
+    let last = r0 + 300;
+    let mut replaying = watch(s, WatchRequest::new(KeyRange::prefix("rp/")).from_revision(r0 + 1)).await;
+    assert!(replaying.progress_handle().request(), "a live watch refused a progress request");
+    let mut next = r0 + 1;
+    loop {
+        let resp = next_response(&mut replaying, "a replaying watch asked for progress").await;
+        if resp.requested {
+            assert!(resp.events.is_empty(), "a requested progress notification carried events: {resp:?}");
+            assert_eq!(
+                next,
+                last + 1,
+                "progress at {} came before the event at {next}",
+                resp.header.revision
+            );
+            assert!(resp.header.revision >= last, "progress at {} is below {last}", resp.header.revision);
+            break;
+        }
+        assert!(!resp.is_progress_notify(), "a progress notification nobody asked for: {resp:?}");
+        assert_eq!(resp.header.revision, next, "replayed events out of order");
+        next += 1;
+    }
+
+    let mut idle = watch_now(s, KeyRange::prefix("rp-idle/"), false).await;
+    put(s, "other/rp", "1").await;
+    let now = revision(s).await;
+    assert!(idle.progress_handle().request(), "a live idle watch refused a progress request");
+    let resp = next_response(&mut idle, "an idle watch asked for progress").await;
+    assert!(
+        resp.requested && resp.events.is_empty(),
+        "expected a requested progress notification, got {resp:?}"
+    );
+    assert!(resp.header.revision >= now, "progress at {} is below the store's {now}", resp.header.revision);
+
+    let handle = idle.progress_handle();
+    drop(idle);
+    tokio::time::sleep(SETTLE).await;
+    assert!(!handle.request(), "a dropped watch accepted a progress request");
+}
+
 /// Dropping streams (caught up, behind, replaying, with progress) at any point leaves the
 /// store working: writes succeed and new watches see them.
 pub async fn dropping_watch_streams_is_harmless<S: Store>(s: &S) {

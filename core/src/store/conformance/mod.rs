@@ -139,6 +139,7 @@ macro_rules! store_conformance_tests {
                 slow_watcher_receives_everything_in_order,
                 compaction_overtaking_a_slow_watcher_ends_it,
                 progress_notifications_carry_the_current_revision,
+                requested_progress_follows_replayed_history,
                 dropping_watch_streams_is_harmless,
             ]
         );

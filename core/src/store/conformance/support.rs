@@ -72,7 +72,7 @@ pub(crate) fn delete_event(key: impl Into<Vec<u8>>, revision: Revision, prev_kv:
 
 /// The expected watch response carrying `events`, all of `revision`.
 pub(crate) fn events_at(revision: Revision, events: Vec<Event>) -> WatchResponse {
-    WatchResponse { header: ResponseHeader { revision }, events }
+    WatchResponse { header: ResponseHeader { revision }, events, requested: false }
 }
 
 /// A header at `revision`.
