@@ -109,7 +109,7 @@ pub fn restore_backup(data_dir: &Path, backup: &[u8]) -> Result<RestoreSummary, 
     let (db, _closed) = Db::open(&db_path)?;
     let mut batch = WriteBatch::default();
     let mut counts = [0usize; 3];
-    for (i, key, value) in &blob.records {
+    for snapshot::Record { cf: i, key, value } in &blob.records {
         let cf = SM_CFS.get(*i as usize).ok_or_else(|| {
             DbError::Inconsistent(format!("backup record {} names column family #{i}", crate::db::hex(key)))
         })?;

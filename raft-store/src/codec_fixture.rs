@@ -106,7 +106,11 @@ fn samples() -> Vec<Sample> {
     });
     let blob = SnapshotBlob {
         meta: SnapshotMeta { last_log_id: Some(log_id(3, 2, 18)), last_membership: stored.clone() },
-        records: vec![(0, b"k".to_vec(), encode(&put_record).expect("encodes"))],
+        records: vec![crate::snapshot::Record {
+            cf: 0,
+            key: b"k".to_vec(),
+            value: encode(&put_record).expect("encodes"),
+        }],
     };
     vec![
         sample("db_format", crate::db::DB_FORMAT),

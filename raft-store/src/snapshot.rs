@@ -30,8 +30,23 @@ pub(crate) const KEY_COMPACT: &[u8] = b"compact_revision";
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct SnapshotBlob {
     pub(crate) meta: SnapshotMeta,
-    /// `(column family index in SM_CFS, key, encoded value)`.
-    pub(crate) records: Vec<(u8, Vec<u8>, Vec<u8>)>,
+    /// Every record, column family by column family in key order.
+    pub(crate) records: Vec<Record>,
+}
+
+/// One record of a state-machine column family. Encoded like the tuple
+/// `(cf, key, value)` it replaced: bincode writes struct fields in order, and byte strings
+/// as a length and the bytes either way (as bytes they are copied whole, not byte by byte).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Record {
+    /// The column family's index in [`SM_CFS`].
+    pub(crate) cf: u8,
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub(crate) key: Vec<u8>,
+    /// The encoded value.
+    #[serde(with = "serde_bytes")]
+    pub(crate) value: Vec<u8>,
 }
 
 /// Reads a consistent copy of the state machine (applies may continue meanwhile).
@@ -53,7 +68,7 @@ pub(crate) fn build(db: &Db) -> Result<SnapshotBlob, DbError> {
     for (i, cf) in SM_CFS.iter().enumerate() {
         for item in snap.iterator_cf(db.cf(cf), IteratorMode::Start) {
             let (k, v) = item.map_err(|source| DbError::Rocks { doing: "snapshot scan", source })?;
-            records.push((i as u8, k.to_vec(), v.to_vec()));
+            records.push(Record { cf: i as u8, key: k.to_vec(), value: v.to_vec() });
         }
     }
     Ok(SnapshotBlob { meta: SnapshotMeta { last_log_id: applied, last_membership: membership }, records })
@@ -67,7 +82,7 @@ pub(crate) fn install(db: &Db, blob: &SnapshotBlob) -> Result<(), DbError> {
         batch.delete_range_cf(db.cf(cf), [0u8].as_slice(), [0xffu8; 64].as_slice());
         batch.delete_cf(db.cf(cf), []);
     }
-    for (i, key, value) in &blob.records {
+    for Record { cf: i, key, value } in &blob.records {
         let cf = SM_CFS.get(*i as usize).ok_or_else(|| {
             DbError::Inconsistent(format!("snapshot record {} names column family #{i}", hex(key)))
         })?;

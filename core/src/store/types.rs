@@ -26,6 +26,7 @@ pub const MAX_LEASE_TTL_SECS: i64 = 9_000_000_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyValue {
     /// The key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The revision of the write that created the key (since its last deletion).
     pub create_revision: Revision,
@@ -34,6 +35,7 @@ pub struct KeyValue {
     /// How many times the key was written since it was created; 1 for a new key.
     pub version: i64,
     /// The value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// The lease the key is attached to, or 0.
     pub lease: LeaseId,
@@ -50,14 +52,16 @@ pub struct ResponseHeader {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyRange {
     /// Exactly one key.
-    Key(Vec<u8>),
+    Key(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Every key starting with the prefix (an empty prefix is every key).
-    Prefix(Vec<u8>),
+    Prefix(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Keys in `[start, end)`; an empty `end` means "no upper bound".
     Range {
         /// First key included.
+        #[serde(with = "serde_bytes")]
         start: Vec<u8>,
         /// First key excluded; empty for no upper bound.
+        #[serde(with = "serde_bytes")]
         end: Vec<u8>,
     },
 }
@@ -185,8 +189,10 @@ pub struct RangeResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PutRequest {
     /// The key; must not be empty.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The new value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// The lease to attach the key to, or 0.
     pub lease: LeaseId,
@@ -244,7 +250,7 @@ pub enum CompareTarget {
     /// The key's mod revision (0 when absent).
     ModRevision(Revision),
     /// The key's value (an absent key fails every value compare).
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The key's lease (0 when absent or unleased).
     Lease(LeaseId),
 }

@@ -92,6 +92,7 @@ pub struct ApplyOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionRecord {
     /// The key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The revision of the write.
     pub main: Revision,
@@ -109,6 +110,7 @@ pub struct VersionData {
     /// The key's version count.
     pub version: i64,
     /// The value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// The attached lease, or 0.
     pub lease: LeaseId,
