@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::ValueEnum;
 use etcd_client::{Client, ConnectOptions};
+use flotilla_benches::process::{cpu_secs_of, peak_rss_kib_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Serialize;
@@ -30,9 +31,6 @@ const PROBE_PAUSE: Duration = Duration::from_millis(200);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Lines of a member's log printed when it fails.
 const LOG_TAIL_LINES: usize = 30;
-/// Linux reports `utime`/`stime` in `USER_HZ` ticks, 100 per second on every architecture
-/// Flotilla runs on.
-const USER_HZ: f64 = 100.0;
 
 /// Which store a cluster runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
@@ -165,12 +163,12 @@ impl Cluster {
 
     /// CPU seconds (user + system) the members have used so far.
     pub(crate) fn cpu_secs(&self) -> f64 {
-        self.members.iter().filter_map(|m| pid_cpu_secs(m.pid)).sum()
+        self.members.iter().filter_map(|m| cpu_secs_of(m.pid)).sum()
     }
 
     /// The sum of the members' peak resident sets (`VmHWM`), in MiB.
     pub(crate) fn peak_rss_mib(&self) -> f64 {
-        self.members.iter().filter_map(|m| pid_vm_hwm_kib(m.pid)).sum::<u64>() as f64 / 1024.0
+        self.members.iter().filter_map(|m| peak_rss_kib_of(m.pid)).sum::<u64>() as f64 / 1024.0
     }
 
     /// Sends every member SIGTERM, waits up to [`STOP_GRACE`] for each, then kills the rest.
@@ -279,35 +277,6 @@ fn log_tail(path: &Path) -> String {
     }
 }
 
-/// CPU seconds (user + system) process `pid` has used; `None` if it cannot be read.
-fn pid_cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_cpu_ticks(&stat).map(|t| t as f64 / USER_HZ)
-}
-
-/// `utime + stime` from the text of `/proc/<pid>/stat`.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may contain spaces and ')': count
-    // fields after its last closing parenthesis, where field 3 (state) is index 0, so
-    // utime (field 14) is index 11 and stime (field 15) index 12.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Process `pid`'s peak resident set (`VmHWM`) in KiB; `None` if it cannot be read.
-fn pid_vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status_kib(&status, "VmHWM:")
-}
-
-/// The value in KiB of field `key` (with its colon) in the text of `/proc/<pid>/status`.
-fn status_kib(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().next()?.parse().ok()
-}
-
 /// The voters (member id to raft address) of an `--initialize` list `id=addr,id=addr,...`.
 pub(crate) fn parse_voters(list: &str) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
     list.split(',')
@@ -323,33 +292,6 @@ pub(crate) fn parse_voters(list: &str) -> anyhow::Result<std::collections::BTree
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_sums_user_and_system_ticks_after_an_awkward_command_name() {
-        // Fields from a real /proc/<pid>/stat, with a command name holding ") (" and spaces.
-        let stat = "4242 (etcd ) (x) S 1 4242 4242 0 -1 4194560 2711 0 0 0 123 45 0 0 20 0 12 0 \
-                    983 1234567 8901 18446744073709551615 1 1 0 0 0 0 0 0 2143420159 0 0 0 17 1 0 0";
-        assert_eq!(stat_cpu_ticks(stat), Some(168));
-        assert_eq!(stat_cpu_ticks("4242 (etcd) S 1 2"), None);
-        assert_eq!(stat_cpu_ticks("no parenthesis at all"), None);
-    }
-
-    #[test]
-    fn own_stat_parses_and_grows_monotonically() {
-        let pid = std::process::id();
-        let a = pid_cpu_secs(pid).expect("this process's /proc/<pid>/stat is readable");
-        let b = pid_cpu_secs(pid).expect("this process's /proc/<pid>/stat is readable");
-        assert!(a >= 0.0 && b >= a, "{a} then {b}");
-        assert!(pid_vm_hwm_kib(pid).is_some_and(|k| k > 0));
-    }
-
-    #[test]
-    fn status_fields_are_read_in_kib() {
-        let status = "Name:\tetcd\nVmPeak:\t  900 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n";
-        assert_eq!(status_kib(status, "VmHWM:"), Some(51200));
-        assert_eq!(status_kib(status, "VmRSS:"), Some(40960));
-        assert_eq!(status_kib(status, "VmSwap:"), None);
-    }
 
     #[test]
     fn voters_parse_and_bad_ones_are_named() {
