@@ -16,21 +16,31 @@
 //!   default ones, with Kubernetes' semantics and reasons, are in [`plugins`], and
 //!   [`plugins::default_profile`] assembles them as kube-scheduler's default profile does.
 //!
-//! Not yet: percentage of nodes to score (every node is filtered and every feasible node
-//! scored), pre-filter results narrowing the node set, and the remaining extension points
-//! (queue sort, post-filter, reserve, permit, bind), which come with the runtime.
+//! - After a node is chosen, the [`ReservePlugin`]s and [`PermitPlugin`]s run in the
+//!   scheduling cycle, then the [`PreBindPlugin`]s and [`BindPlugin`]s in the binding cycle
+//!   (the only async extension points: they write through the client). When no node fits,
+//!   the [`PostFilterPlugin`]s may nominate a node after evicting pods (preemption).
+//!
+//! Not yet: a pluggable queue sort (the queue orders by priority, then age, as
+//! kube-scheduler's PrioritySort does) and permit plugins that make a pod wait.
 
+mod extension;
 mod framework;
 pub mod plugins;
 pub mod runtime;
 mod snapshot;
 mod status;
+mod volumes;
 
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod testing;
 
+pub use extension::{
+    BindOutcome, BindPlugin, DefaultBinder, Nomination, PermitPlugin, PlacementRejected, PostFilterOutcome,
+    PostFilterPlugin, PreBindPlugin, ReservePlugin,
+};
 pub use framework::{
     CycleState, FilterPlugin, Framework, MAX_NODE_SCORE, MIN_FEASIBLE_NODES_PERCENTAGE,
     MIN_FEASIBLE_NODES_TO_FIND, NodeScore, PreFilterPlugin, Profile, ScheduleResult, ScorePlugin,
@@ -40,6 +50,7 @@ pub use snapshot::{
     DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, NodeInfo, PodRequests, Resources, Snapshot, pod_key,
 };
 pub use status::{FitError, NodeFailure, Status};
+pub use volumes::VolumeCatalog;
 
 use crate::quantity::QuantityError;
 

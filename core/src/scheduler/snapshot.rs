@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as WireQuantity;
 
 use super::resource_names::{CPU, MEMORY, PODS};
+use super::volumes::VolumeCatalog;
 use super::{Error, Result};
 use crate::quantity::Quantity;
 
@@ -318,11 +319,13 @@ fn one_pod() -> Resources {
     r
 }
 
-/// The nodes of the cluster with the pods on each, in the order given.
+/// The nodes of the cluster with the pods on each, in the order given, and the storage
+/// objects ([`VolumeCatalog`], empty unless set).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
+    volumes: Arc<VolumeCatalog>,
 }
 
 impl Snapshot {
@@ -373,6 +376,22 @@ impl Snapshot {
     /// Whether there are no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// The claims, volumes and storage classes.
+    pub fn volumes(&self) -> &Arc<VolumeCatalog> {
+        &self.volumes
+    }
+
+    /// Replaces the claims, volumes and storage classes (the nodes stay as they are).
+    pub fn set_volumes(&mut self, volumes: Arc<VolumeCatalog>) {
+        self.volumes = volumes;
+    }
+
+    /// The snapshot with these claims, volumes and storage classes.
+    pub fn with_volumes(mut self, volumes: VolumeCatalog) -> Snapshot {
+        self.volumes = Arc::new(volumes);
+        self
     }
 
     /// Counts `pod` on `node` (the scheduler "assumes" it there before the binding is written).

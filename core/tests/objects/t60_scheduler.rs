@@ -375,7 +375,8 @@ async fn an_unschedulable_pod_is_reported_once_and_placed_when_a_node_fits() {
         let c = cluster(&[("small1", "1"), ("small2", "1")]).await;
         let s = start(&c, config(watch::channel(true).1));
         c.add_pod("big", "4").await;
-        let message = "0/2 nodes are available: 2 Insufficient cpu.";
+        let message = "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: \
+                       2 No preemption victims found for incoming pod.";
         let want = Some(("False".to_string(), Some("Unschedulable".to_string()), Some(message.to_string())));
         c.pod_until("big", "unschedulable", |p| scheduled_condition(p) == want).await;
         let events = c.events_until("big", "FailedScheduling", |e| !e.is_empty()).await;
@@ -432,7 +433,12 @@ async fn conflict(watch_first: bool) {
     let free = c.bound("p2").await;
     assert_ne!(free, taken);
     c.add_pod("p3", "2").await;
-    let want = Some("0/2 nodes are available: 2 Insufficient cpu.".to_string());
+    // p1 and p2 have p3's priority: none of them may be preempted.
+    let want = Some(
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: \
+         2 No preemption victims found for incoming pod."
+            .to_string(),
+    );
     c.pod_until("p3", "unschedulable", |p| scheduled_condition(p).and_then(|c| c.2) == want).await;
     let p1 = c.pods.get("p1").await.expect("p1");
     assert_eq!(node_of(&p1), Some(taken));

@@ -14,8 +14,8 @@ use super::plan::{ClaimPlan, Note, ObjectWrite};
 use super::protection::{self, claim_protection};
 use super::provisioner::{default_class, delays_binding, local_path_volume, provisioned_volume_name};
 use super::{
-    ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_STORAGE_PROVISIONER, CLAIM_BOUND, CLAIM_LOST,
-    CLAIM_PENDING, LOCAL_PATH_PROVISIONER, PVC_PROTECTION_FINALIZER, REASON_CLAIM_LOST,
+    ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, CLAIM_BOUND,
+    CLAIM_LOST, CLAIM_PENDING, LOCAL_PATH_PROVISIONER, PVC_PROTECTION_FINALIZER, REASON_CLAIM_LOST,
     REASON_CLAIM_MISBOUND, REASON_EXTERNAL_PROVISIONING, REASON_FAILED_BINDING, REASON_PROVISIONING_FAILED,
     REASON_VOLUME_MISMATCH, REASON_WAIT_FOR_FIRST_CONSUMER, VOLUME_BOUND,
 };
@@ -68,7 +68,9 @@ struct Work<'a> {
 ///   otherwise it stays `Pending` (with a `VolumeMismatch` or `FailedBinding` Event). A claim
 ///   naming none binds to the [best volume](find_best_volume); failing that, a claim without
 ///   any class is given the default class (written to `spec.storageClassName`); a claim of a
-///   `WaitForFirstConsumer` class waits; a claim of a class is provisioned (the local-path
+///   `WaitForFirstConsumer` class waits until the scheduler pre-binds a volume to it (bound
+///   as any pre-bound volume) or selects a node for it (`volume.kubernetes.io/selected-node`:
+///   it is provisioned then); a claim of a class is provisioned (the local-path
 ///   provisioner builds the volume; another provisioner is left to do it, the claim
 ///   annotated `volume.kubernetes.io/storage-provisioner`); and a claim without class gets
 ///   the `FailedBinding` Event [`NO_VOLUME_NO_CLASS`]. Unbound claims are `Pending`.
@@ -222,7 +224,7 @@ impl<'a> Work<'a> {
                 default.metadata.name.clone();
             return self.pending();
         }
-        if delay {
+        if delay && annotation(&claim.metadata, ANN_SELECTED_NODE).is_none_or(str::is_empty) {
             self.events.push(Note::normal(REASON_WAIT_FOR_FIRST_CONSUMER, WAITING_FOR_CONSUMER));
         } else if !class_name.is_empty() {
             self.provision(class_name, class);

@@ -28,14 +28,17 @@
 //! the claim, so the next sync picks it again and finishes.
 //!
 //! **Local-path provisioner.** A pending claim of a StorageClass whose `provisioner` is
-//! [`LOCAL_PATH_PROVISIONER`] and whose `volumeBindingMode` is `Immediate` (or unset) gets a
-//! volume named `pvc-<claim uid>`: a `hostPath` of type `DirectoryOrCreate` at
+//! [`LOCAL_PATH_PROVISIONER`] and whose `volumeBindingMode` is `Immediate` (or unset), or
+//! `WaitForFirstConsumer` once the scheduler selected a node for it, gets a volume named
+//! `pvc-<claim uid>`: a `hostPath` of type `DirectoryOrCreate` at
 //! `<basePath>/<namespace>_<claim name>_<claim uid>` (class parameter [`BASE_PATH_PARAMETER`],
 //! default [`DEFAULT_BASE_PATH`]; any other parameter is refused), the requested capacity, the
 //! claim's access modes and volume mode, the class's reclaim policy (default `Delete`) and
 //! mount options, the class name, a `claimRef` pre-binding it to the claim (with uid) and the
-//! annotation `pv.kubernetes.io/provisioned-by: flotilla.dev/local-path`; the claim is
-//! annotated `volume.kubernetes.io/storage-provisioner`. Claims with a `selector` are not
+//! annotation `pv.kubernetes.io/provisioned-by: flotilla.dev/local-path`, and, when the claim
+//! carries [`ANN_SELECTED_NODE`], a required node affinity `kubernetes.io/hostname In
+//! [<node>]` (the directory is on that node); the claim is annotated
+//! `volume.kubernetes.io/storage-provisioner`. Claims with a `selector` are not
 //! provisioned (as in Kubernetes). When such a volume is released with policy `Delete`, the
 //! controller deletes the volume object; **removing the directory on the host is the node
 //! agent's job**, as is creating it (`DirectoryOrCreate`). Claims of classes with another
@@ -62,11 +65,17 @@
 //! `WaitForFirstConsumer`, `ClaimLost`, `ClaimMisbound`; on volumes `VolumeFailedDelete`,
 //! `VolumeFailedRecycle`, `VolumeUnknownReclaimPolicy`.
 //!
-//! Not done: `volumeBindingMode: WaitForFirstConsumer` (such claims wait, with a
-//! `WaitForFirstConsumer` Event, because the scheduler's VolumeBinding plugin that would
-//! select a node is not there yet; neither static binding nor provisioning happens for
-//! them); node affinity of volumes (a local-path volume is a directory on whichever node
-//! runs the pod, so a pod moved to another node finds another, empty directory); the
+//! **WaitForFirstConsumer.** A claim of such a class waits (with a `WaitForFirstConsumer`
+//! Event) for the scheduler's VolumeBinding plugin, which places its first pod: the plugin
+//! either pre-binds a static volume whose node affinity admits the pod's node (`claimRef`,
+//! which the controller completes as any pre-binding) or annotates the claim with
+//! [`ANN_SELECTED_NODE`], and the claim is then provisioned for that node.
+//!
+//! Not done: node affinity of volumes of `Immediate` local-path classes (such a volume is a
+//! directory on whichever node runs the pod, so a pod moved to another node finds another,
+//! empty directory; use `WaitForFirstConsumer` to pin it); removing the selected node from a
+//! claim whose provisioning fails (Kubernetes' signal to the scheduler to try another node:
+//! local-path provisioning does not fail for a node); the
 //! `Recycle` policy (the volume turns `Failed`); volume expansion, snapshots, data sources,
 //! `volumeAttributesClassName`; generic ephemeral volumes (`spec.volumes[].ephemeral`) in
 //! the in-use check; Kubernetes' periodic resync of pending claims (a claim is synced again
@@ -97,7 +106,7 @@ pub use protection::{
 };
 pub use provisioner::{
     HOST_PATH_TYPE, ProvisionError, default_class, delays_binding, is_default_class, local_path,
-    local_path_volume, provisioned_volume_name,
+    local_path_volume, on_node, provisioned_volume_name,
 };
 pub use reconciler::{ClaimReconciler, VolumeReconciler};
 pub use triggers::{
@@ -139,6 +148,15 @@ pub const ANN_BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller"
 pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// Claim annotation: the provisioner asked to make its volume.
 pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+/// Claim annotation: the node the scheduler chose for the first pod using a claim of a
+/// `WaitForFirstConsumer` class, so its volume is provisioned where that pod runs.
+pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+/// The `provisioner` of StorageClasses whose volumes are only ever made by hand (local
+/// volumes, for one): their claims are never provisioned.
+pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
+/// The node label naming the node (set by the node agent); local-path volumes of a selected
+/// node require it in their node affinity.
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 /// The deprecated annotation naming the storage class of a claim or volume (read, never
 /// written; it wins over `storageClassName`, as in Kubernetes).
 pub const ANN_BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";

@@ -5,17 +5,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    HostPathVolumeSource, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
+    PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as WireQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::facts::{claim_key, reference_to, requested_storage};
+use super::facts::{annotation, claim_key, reference_to, requested_storage};
 use super::{
     ANN_BETA_DEFAULT_CLASS, ANN_BOUND_BY_CONTROLLER, ANN_DEFAULT_CLASS, ANN_PROVISIONED_BY,
-    BASE_PATH_PARAMETER, BINDING_WAIT_FOR_FIRST_CONSUMER, DEFAULT_BASE_PATH, LOCAL_PATH_PROVISIONER,
-    PV_PROTECTION_FINALIZER, RECLAIM_DELETE, STORAGE,
+    ANN_SELECTED_NODE, BASE_PATH_PARAMETER, BINDING_WAIT_FOR_FIRST_CONSUMER, DEFAULT_BASE_PATH,
+    LABEL_HOSTNAME, LOCAL_PATH_PROVISIONER, PV_PROTECTION_FINALIZER, RECLAIM_DELETE, STORAGE,
 };
 use crate::quantity::QuantityError;
 
@@ -124,12 +125,26 @@ fn base_path(class: &StorageClass) -> Result<&str, ProvisionError> {
     Ok(base)
 }
 
+/// The node affinity of a volume whose directory lives on `node`: the node's
+/// `kubernetes.io/hostname` label must be `node` (the node agent sets it to the node's name).
+pub fn on_node(node: &str) -> VolumeNodeAffinity {
+    let requirement = NodeSelectorRequirement {
+        key: LABEL_HOSTNAME.to_string(),
+        operator: "In".to_string(),
+        values: Some(vec![node.to_string()]),
+    };
+    let term = NodeSelectorTerm { match_expressions: Some(vec![requirement]), match_fields: None };
+    VolumeNodeAffinity { required: Some(NodeSelector { node_selector_terms: vec![term] }) }
+}
+
 /// The volume the local-path provisioner makes for `claim` of `class`: named
 /// [`provisioned_volume_name`], a `hostPath` of type [`HOST_PATH_TYPE`] at [`local_path`]
 /// under the class's `basePath`, the requested capacity, the claim's access modes and volume
 /// mode, the class's reclaim policy (default `Delete`) and mount options, pre-bound to the
 /// claim by a `claimRef` with its uid, annotated `pv.kubernetes.io/provisioned-by`, and
-/// carrying the pv-protection finalizer from the start.
+/// carrying the pv-protection finalizer from the start. A claim whose node the scheduler
+/// selected (`volume.kubernetes.io/selected-node`) gets a volume that requires that node
+/// ([`on_node`]): its directory is there.
 pub fn local_path_volume(
     claim: &PersistentVolumeClaim,
     class: &StorageClass,
@@ -168,6 +183,7 @@ pub fn local_path_volume(
             storage_class_name: class.metadata.name.clone(),
             claim_ref: Some(reference_to(claim)),
             host_path: Some(HostPathVolumeSource { path, type_: Some(HOST_PATH_TYPE.to_string()) }),
+            node_affinity: annotation(m, ANN_SELECTED_NODE).filter(|n| !n.is_empty()).map(on_node),
             ..Default::default()
         }),
         status: None,

@@ -10,25 +10,31 @@
 //! | [`NodeResourcesBalancedAllocation`] | score | |
 //! | [`PodTopologySpread`] | pre-filter, filter, score | "node(s) didn't match pod topology spread constraints" |
 //! | [`InterPodAffinity`] | pre-filter, filter, score | "node(s) didn't match pod affinity rules", ... |
+//! | [`VolumeBinding`] | pre-filter, filter, reserve, pre-bind | "node(s) had volume node affinity conflict", ... |
+//! | [`DefaultPreemption`] | post-filter | "No preemption victims found for incoming pod", ... |
 
 mod affinity;
 mod basic;
 mod inter_pod_affinity;
 mod pod_affinity_terms;
+mod preemption;
 mod resources;
 mod taints;
 #[cfg(test)]
 pub(crate) mod test_pods;
 mod topology_spread;
+mod volume_binding;
 
 use std::sync::Arc;
 
 pub use affinity::NodeAffinity;
 pub use basic::{NodeName, NodeUnschedulable};
 pub use inter_pod_affinity::InterPodAffinity;
+pub use preemption::DefaultPreemption;
 pub use resources::{NodeResourcesBalancedAllocation, NodeResourcesFit, ScoringStrategy};
 pub use taints::{TaintToleration, tolerates};
 pub use topology_spread::PodTopologySpread;
+pub use volume_binding::{DEFAULT_BIND_POLL_INTERVAL, DEFAULT_BIND_TIMEOUT, VolumeBinding};
 
 use super::Profile;
 
@@ -44,9 +50,11 @@ pub fn default_profile() -> Profile {
     let taints = Arc::new(TaintToleration);
     let spread = Arc::new(PodTopologySpread);
     let inter_pod = Arc::new(InterPodAffinity::default());
+    let volumes = Arc::new(VolumeBinding::default());
     Profile::new(DEFAULT_SCHEDULER_NAME)
         .with_pre_filter(fit.clone())
         .with_pre_filter(affinity.clone())
+        .with_pre_filter(volumes.clone())
         .with_pre_filter(spread.clone())
         .with_pre_filter(inter_pod.clone())
         .with_filter(Arc::new(NodeUnschedulable))
@@ -54,6 +62,7 @@ pub fn default_profile() -> Profile {
         .with_filter(taints.clone())
         .with_filter(affinity.clone())
         .with_filter(fit.clone())
+        .with_filter(volumes.clone())
         .with_filter(spread.clone())
         .with_filter(inter_pod.clone())
         .with_score(taints, 3)
@@ -62,4 +71,7 @@ pub fn default_profile() -> Profile {
         .with_score(spread, 2)
         .with_score(inter_pod, 2)
         .with_score(Arc::new(NodeResourcesBalancedAllocation::default()), 1)
+        .with_post_filter(Arc::new(DefaultPreemption::default()))
+        .with_reserve(volumes.clone())
+        .with_pre_bind(volumes)
 }

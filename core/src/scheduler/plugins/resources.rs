@@ -194,6 +194,7 @@ impl Default for NodeResourcesBalancedAllocation {
 }
 
 /// Whether the pod requests none of `resources` (then balanced allocation does not score).
+#[derive(Clone, Copy, Debug)]
 struct BestEffort(bool);
 
 impl ScorePlugin for NodeResourcesBalancedAllocation {

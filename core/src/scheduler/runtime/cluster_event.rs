@@ -20,11 +20,23 @@ pub enum ClusterEvent {
     AssignedPodChanged,
     /// A pod left a node: deleted, finished, or its assumed placement was forgotten.
     AssignedPodDeleted,
+    /// A PersistentVolumeClaim appeared.
+    ClaimAdded,
+    /// A PersistentVolumeClaim changed.
+    ClaimChanged,
+    /// A PersistentVolume appeared.
+    VolumeAdded,
+    /// A PersistentVolume changed.
+    VolumeChanged,
+    /// A StorageClass appeared.
+    StorageClassAdded,
+    /// A StorageClass changed.
+    StorageClassChanged,
 }
 
 impl ClusterEvent {
     /// Every event.
-    pub const ALL: [ClusterEvent; 8] = [
+    pub const ALL: [ClusterEvent; 14] = [
         ClusterEvent::NodeAdded,
         ClusterEvent::NodeDeleted,
         ClusterEvent::NodeAllocatableChanged,
@@ -33,6 +45,12 @@ impl ClusterEvent {
         ClusterEvent::AssignedPodAdded,
         ClusterEvent::AssignedPodChanged,
         ClusterEvent::AssignedPodDeleted,
+        ClusterEvent::ClaimAdded,
+        ClusterEvent::ClaimChanged,
+        ClusterEvent::VolumeAdded,
+        ClusterEvent::VolumeChanged,
+        ClusterEvent::StorageClassAdded,
+        ClusterEvent::StorageClassChanged,
     ];
 
     /// Whether this event could change the verdict of the plugin named `plugin` on some pod.
@@ -55,7 +73,29 @@ impl ClusterEvent {
                 self,
                 NodeAdded | NodeLabelsChanged | AssignedPodAdded | AssignedPodChanged | AssignedPodDeleted
             ),
-            "PodTopologySpread" => !matches!(self, NodeAllocatableChanged),
+            "PodTopologySpread" => matches!(
+                self,
+                NodeAdded
+                    | NodeDeleted
+                    | NodeLabelsChanged
+                    | NodeTaintsChanged
+                    | AssignedPodAdded
+                    | AssignedPodChanged
+                    | AssignedPodDeleted
+            ),
+            // Storage objects, and nodes whose labels a volume's node affinity or a class's
+            // allowed topologies may now admit.
+            "VolumeBinding" => matches!(
+                self,
+                NodeAdded
+                    | NodeLabelsChanged
+                    | ClaimAdded
+                    | ClaimChanged
+                    | VolumeAdded
+                    | VolumeChanged
+                    | StorageClassAdded
+                    | StorageClassChanged
+            ),
             _ => true,
         }
     }
@@ -104,6 +144,19 @@ mod tests {
                     AssignedPodAdded,
                     AssignedPodChanged,
                     AssignedPodDeleted,
+                ],
+            ),
+            (
+                "VolumeBinding",
+                &[
+                    NodeAdded,
+                    NodeLabelsChanged,
+                    ClaimAdded,
+                    ClaimChanged,
+                    VolumeAdded,
+                    VolumeChanged,
+                    StorageClassAdded,
+                    StorageClassChanged,
                 ],
             ),
             ("MyOwnPlugin", &ClusterEvent::ALL),

@@ -6,8 +6,9 @@
 //! unschedulable pods, moved by time and by [`ClusterEvent`]s), [`cache`] (the snapshot kept
 //! from watch events, with assumed pods). [`Scheduler::run`] is the thin part that does I/O:
 //!
-//! - three watches through the [`Client`]: all nodes, pods with a node (the cache), and pods
-//!   without one (`spec.nodeName=`) whose `schedulerName` is one of the profiles' (the queue);
+//! - watches through the [`Client`]: all nodes, pods with a node (the cache), pods without
+//!   one (`spec.nodeName=`) whose `schedulerName` is one of the profiles' (the queue), and
+//!   the PersistentVolumeClaims, PersistentVolumes and StorageClasses VolumeBinding reads;
 //! - one scheduling cycle at a time, alternating with watch events: pop the queue's head, run
 //!   its profile's framework over the snapshot, assume the pod on the chosen node, and bind it
 //!   in a task of its own, with at most [`SchedulerConfig::max_in_flight_binds`] at once; a
@@ -23,6 +24,7 @@
 
 pub mod cache;
 pub mod cluster_event;
+mod nominator;
 pub mod queue;
 mod recorder;
 mod runner;
@@ -180,6 +182,10 @@ pub struct SchedulerStats {
     pub unschedulable: u64,
     /// Binds that failed.
     pub bind_failures: u64,
+    /// Pods waiting for the victims of their preemption to go.
+    pub nominated: usize,
+    /// Preemptions started (nominations made, victims evicted).
+    pub preemptions: u64,
 }
 
 /// The default profiles: kube-scheduler's default profile under `default-scheduler`.

@@ -5,20 +5,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::SchedulerCache;
+use super::nominator::{self, Nominator};
 use super::queue::{QueuedPod, SchedulingQueue};
 use super::recorder::{EventRecord, RECORDER_CAPACITY, Record, Recorder, unschedulable_condition};
 use super::{Scheduler, SchedulerStats};
 use crate::client::{Api, Client, ListOptions, WatcherEvent, watcher};
 use crate::registry::Clock;
 use crate::scheduler::plugins::DEFAULT_SCHEDULER_NAME;
-use crate::scheduler::{Error as Decision, Framework, pod_key};
+use crate::scheduler::{
+    CycleState, Error as Decision, FitError, Framework, PlacementRejected, PostFilterOutcome, pod_key,
+};
 
 /// Pods on a node: the cache's watch.
 const ASSIGNED_PODS: &str = "spec.nodeName!=";
@@ -27,11 +31,13 @@ const UNASSIGNED_PODS: &str = "spec.nodeName=,status.phase!=Succeeded,status.pha
 
 type Events<K> = Pin<Box<dyn Stream<Item = WatcherEvent<K>> + Send>>;
 
-/// How a bind ended.
+/// How a binding cycle ended.
 struct BindOutcome {
     info: QueuedPod,
     node: String,
-    result: crate::client::Result<()>,
+    /// The cycle's state, for unreserving after a failure.
+    state: CycleState,
+    result: Result<(), PlacementRejected>,
 }
 
 fn scheduler_name(pod: &Pod) -> &str {
@@ -49,8 +55,9 @@ fn watch_of<K: crate::object::Resource>(
 /// The loop's state; owned by the loop's task, so nothing here is locked.
 struct Runner {
     client: Arc<dyn Client>,
-    frameworks: BTreeMap<String, Framework>,
+    frameworks: BTreeMap<String, Arc<Framework>>,
     queue: SchedulingQueue,
+    nominator: Nominator,
     cache: SchedulerCache,
     clock: Clock,
     max_binds: usize,
@@ -83,11 +90,15 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
     let mut nodes: Events<Node> = watch_of(&client, None);
     let mut assigned: Events<Pod> = watch_of(&client, Some(ASSIGNED_PODS.into()));
     let mut unassigned: Events<Pod> = watch_of(&client, Some(unassigned_selector));
+    let mut claims: Events<PersistentVolumeClaim> = watch_of(&client, None);
+    let mut volumes: Events<PersistentVolume> = watch_of(&client, None);
+    let mut classes: Events<StorageClass> = watch_of(&client, None);
 
     let mut r = Runner {
         client,
-        frameworks,
+        frameworks: frameworks.into_iter().map(|(k, f)| (k, Arc::new(f))).collect(),
         queue: SchedulingQueue::new(config.queue),
+        nominator: Nominator::default(),
         cache: SchedulerCache::new(config.assumed_pod_ttl),
         clock: config.clock.clone(),
         max_binds,
@@ -127,6 +138,18 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
                 r.cluster_events(events);
             }
             Some(event) = unassigned.next() => r.unassigned(event),
+            Some(event) = claims.next() => {
+                let events = r.cache.apply_claim(&event);
+                r.cluster_events(events);
+            }
+            Some(event) = volumes.next() => {
+                let events = r.cache.apply_volume(&event);
+                r.cluster_events(events);
+            }
+            Some(event) = classes.next() => {
+                let events = r.cache.apply_storage_class(&event);
+                r.cluster_events(events);
+            }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => r.tick(),
             // Ready at once, but yields when the task's budget is spent: a long run of cycles
             // (a queue of unschedulable pods) must not starve the binds and the recorder.
@@ -162,6 +185,7 @@ impl Runner {
         self.stats.assumed = self.cache.assumed_count();
         self.stats.queue = self.queue.counts();
         self.stats.binding = self.binding;
+        self.stats.nominated = self.nominator.len();
         let now = self.stats;
         tx.send_if_modified(|s| {
             let changed = *s != now;
@@ -207,7 +231,11 @@ impl Runner {
                 }
             }
             // Deleted, or bound (it no longer matches the watch).
-            WatcherEvent::Delete(pod) => self.queue.delete(&pod_key(&pod)),
+            WatcherEvent::Delete(pod) => {
+                let key = pod_key(&pod);
+                self.nominator.remove(&key);
+                self.queue.delete(&key);
+            }
             WatcherEvent::Retrying(error) => tracing::debug!(%error, "pod watch retrying"),
         }
     }
@@ -216,9 +244,13 @@ impl Runner {
         let ours = self.frameworks.contains_key(scheduler_name(&pod));
         let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
         if !ours || bound || pod.metadata.deletion_timestamp.is_some() {
-            self.queue.delete(&pod_key(&pod));
+            let key = pod_key(&pod);
+            self.nominator.remove(&key);
+            self.queue.delete(&key);
         } else {
-            self.queue.add(Arc::new(pod), now);
+            let pod = Arc::new(pod);
+            self.nominator.update(&pod);
+            self.queue.add(pod, now);
         }
     }
 
@@ -234,28 +266,91 @@ impl Runner {
             Some(_) => return self.queue.requeue_backoff(info, now),
             None => {}
         }
-        let Some(framework) = self.frameworks.get(scheduler_name(&info.pod)) else {
+        let Some(framework) = self.frameworks.get(scheduler_name(&info.pod)).cloned() else {
             return self.queue.done(&info, now);
         };
-        let decision = match self.cache.snapshot() {
-            Ok(snapshot) => framework.schedule(snapshot, &info.pod),
+        let snapshot = match self.cache.snapshot_mut() {
+            Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::error!(%error, "cannot schedule");
                 return self.failed(info, "SchedulerError", error.to_string(), now);
             }
         };
-        match decision {
-            Ok(result) => self.assume_and_bind(info, result.node, now),
-            Err(Decision::Unschedulable(fit)) => {
-                let plugins = fit.unschedulable_plugins();
-                self.unschedulable(info, fit.to_string(), plugins, now);
+        // Room promised to nominated pods of at least this priority is taken for this cycle.
+        let ahead = self.nominator.ahead_of(&info.pod);
+        let mut counted = Vec::with_capacity(ahead.len());
+        for (node, pod) in ahead {
+            if snapshot.add_pod(&node, pod.clone()).is_ok() {
+                counted.push((node, pod));
             }
+        }
+        let (mut state, decision) = framework.schedule_cycle(snapshot, &info.pod);
+        let preemption = match &decision {
+            Err(Decision::Unschedulable(fit)) => {
+                Some(framework.post_filter(&state, &info.pod, snapshot, fit))
+            }
+            _ => None,
+        };
+        for (node, pod) in counted {
+            // Cannot fail: the pod was added to that node just above.
+            let _ = snapshot.remove_pod(&node, &pod);
+        }
+        match decision {
+            Ok(result) => {
+                if let Err(rejected) = framework.reserve_and_permit(&mut state, &info.pod, &result.node) {
+                    tracing::debug!(pod = %info.key, node = %result.node, %rejected, "placement refused");
+                    let plugins = BTreeSet::from([rejected.plugin]);
+                    return self.unschedulable(info, rejected.to_string(), plugins, now);
+                }
+                self.assume_and_bind(info, framework, state, result.node, now)
+            }
+            Err(Decision::Unschedulable(fit)) => self.preempt_or_give_up(info, fit, preemption, now),
             Err(e @ Decision::NoNodes) => self.unschedulable(info, e.to_string(), BTreeSet::new(), now),
             Err(error) => {
                 tracing::warn!(pod = %info.key, %error, "scheduling failed");
                 self.failed(info, "SchedulerError", error.to_string(), now);
             }
         }
+    }
+
+    /// A pod no node fits: the post-filters' outcome nominates a node (its victims are
+    /// evicted) or adds to the message.
+    fn preempt_or_give_up(
+        &mut self,
+        info: QueuedPod,
+        fit: FitError,
+        preemption: Option<PostFilterOutcome>,
+        now: Instant,
+    ) {
+        let plugins = fit.unschedulable_plugins();
+        let mut message = fit.to_string();
+        match preemption {
+            Some(PostFilterOutcome::Nominate(nomination)) => {
+                self.stats.preemptions += 1;
+                tracing::debug!(pod = %info.key, node = %nomination.node, victims = nomination.victims.len(), "preempting");
+                for victim in &nomination.victims {
+                    let note = format!("Preempted by pod {} on node {}", info.key, nomination.node);
+                    self.event(victim, "Normal", "Preempted", note);
+                }
+                self.nominator.nominate(info.pod.clone(), nomination.node.clone());
+                let (client, abort) = (self.client.clone(), self.abort.clone());
+                self.tasks.spawn(nominator::evict(
+                    client,
+                    info.pod.clone(),
+                    nomination.node,
+                    nomination.victims,
+                    abort,
+                ));
+            }
+            Some(PostFilterOutcome::NotHelped { message: more }) if !more.is_empty() => {
+                message = format!("{message} preemption: {more}");
+            }
+            Some(PostFilterOutcome::Error(error)) => {
+                tracing::warn!(pod = %info.key, %error, "preemption failed");
+            }
+            _ => {}
+        }
+        self.unschedulable(info, message, plugins, now);
     }
 
     fn unschedulable(
@@ -297,28 +392,36 @@ impl Runner {
         }
     }
 
-    fn assume_and_bind(&mut self, info: QueuedPod, node: String, now: Instant) {
+    fn assume_and_bind(
+        &mut self,
+        info: QueuedPod,
+        framework: Arc<Framework>,
+        mut state: CycleState,
+        node: String,
+        now: Instant,
+    ) {
         if let Err(error) = self.cache.assume(&info.pod, &node) {
             tracing::warn!(pod = %info.key, %node, %error, "cannot assume pod");
+            framework.unreserve(&mut state, &info.pod, &node);
             return self.queue.requeue_backoff(info, now);
         }
+        // Placed: any nomination is spent (the pod may land elsewhere than nominated).
+        self.nominator.remove(&info.key);
         self.binding += 1;
         let (client, results, abort) = (self.client.clone(), self.bind_results.clone(), self.abort.clone());
         self.tasks.spawn(async move {
             let pod = info.pod.clone();
-            let m = &pod.metadata;
-            let (namespace, name) = (m.namespace.as_deref().unwrap_or(""), m.name.as_deref().unwrap_or(""));
             let result = tokio::select! {
                 biased;
                 _ = abort.cancelled() => return,
-                r = client.bind(namespace, name, &node, m.uid.as_deref()) => r.map(|_| ()),
+                r = framework.pre_bind_and_bind(&client, &state, &pod, &node) => r,
             };
             // The loop may have stopped; then nobody needs the outcome.
-            let _ = results.send(BindOutcome { info, node, result }).await;
+            let _ = results.send(BindOutcome { info, node, state, result }).await;
         });
     }
 
-    fn bind_finished(&mut self, BindOutcome { info, node, result }: BindOutcome) {
+    fn bind_finished(&mut self, BindOutcome { info, node, mut state, result }: BindOutcome) {
         self.binding -= 1;
         let now = Instant::now();
         match result {
@@ -333,9 +436,17 @@ impl Runner {
             Err(error) => {
                 self.stats.bind_failures += 1;
                 tracing::info!(pod = %info.key, %node, %error, "bind failed; rolling back");
+                if let Some(framework) = self.frameworks.get(scheduler_name(&info.pod)) {
+                    framework.unreserve(&mut state, &info.pod, &node);
+                }
                 let events = self.cache.forget(&info.pod, &node);
                 self.cluster_events(events);
-                self.event(&info.pod, "Warning", "FailedScheduling", format!("Binding rejected: {error}"));
+                self.event(
+                    &info.pod,
+                    "Warning",
+                    "FailedScheduling",
+                    format!("Binding rejected: {}", error.status.reasons().join(", ")),
+                );
                 // Even a conflict goes back: if someone else bound the pod, the watch removes
                 // it from the queue; if it was only changed meanwhile, it still needs a node.
                 self.queue.requeue_backoff(info, now);

@@ -167,3 +167,57 @@ fn a_claim_naming_no_class_gets_the_single_default_class() {
     assert_eq!(default_class(&[&def, &other]).and_then(|c| c.metadata.name.as_deref()), Some("standard"));
     assert!(default_class(&[&def, &beta]).is_none());
 }
+
+#[test]
+fn a_wait_for_first_consumer_claim_is_provisioned_on_the_node_the_scheduler_selected() {
+    let lazy = local("lazy", json!({"volumeBindingMode": "WaitForFirstConsumer"}));
+    let mut c = simple_claim("c", "1Gi", Some("lazy"));
+    facts::set_annotation(&mut c.metadata, ANN_SELECTED_NODE, "node-1");
+    // A free static volume of the class is not taken: the scheduler chose to provision.
+    let free = simple_volume("free", "1Gi", "lazy");
+    let plan = sync(&c, &[&free], &[&lazy]);
+    assert!(plan.volume.is_none());
+    let pv = plan.provision.expect("provisioned once a node is selected");
+    let affinity = pv.spec.as_ref().and_then(|s| s.node_affinity.clone()).expect("node affinity");
+    assert_eq!(affinity, on_node("node-1"));
+    let term = &affinity.required.expect("required").node_selector_terms[0];
+    let req = &term.match_expressions.as_ref().expect("expressions")[0];
+    assert_eq!(
+        (req.key.as_str(), req.operator.as_str(), req.values.clone()),
+        (LABEL_HOSTNAME, "In", Some(vec!["node-1".to_string()]))
+    );
+    let w = plan.claim.expect("claim annotated");
+    assert_eq!(facts::annotation(&w.object.metadata, ANN_STORAGE_PROVISIONER), Some(LOCAL_PATH_PROVISIONER));
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+
+    // Another provisioner is told the same way (it reads the annotation itself).
+    let ebs = class("ebs", "ebs.csi.aws.com", json!({"volumeBindingMode": "WaitForFirstConsumer"}));
+    let mut e = simple_claim("e", "1Gi", Some("ebs"));
+    facts::set_annotation(&mut e.metadata, ANN_SELECTED_NODE, "node-1");
+    let plan = sync(&e, &[], &[&ebs]);
+    assert!(plan.provision.is_none());
+    assert_eq!(reasons(&plan.events), vec![REASON_EXTERNAL_PROVISIONING]);
+
+    // An Immediate claim gets no node affinity.
+    let now = local("now", json!({}));
+    let pv = sync(&simple_claim("i", "1Gi", Some("now")), &[], &[&now]).provision.expect("provisioned");
+    assert!(pv.spec.and_then(|s| s.node_affinity).is_none());
+}
+
+#[test]
+fn a_volume_the_scheduler_pre_bound_to_a_waiting_claim_is_bound() {
+    let lazy = local("lazy", json!({"volumeBindingMode": "WaitForFirstConsumer"}));
+    let c = simple_claim("c", "1Gi", Some("lazy"));
+    // What the scheduler writes: claimRef with the claim's uid, bound by a controller.
+    let mut v = with_claim_ref(simple_volume("static", "2Gi", "lazy"), "c", Some("c-uid"));
+    facts::set_annotation(&mut v.metadata, ANN_BOUND_BY_CONTROLLER, "yes");
+    let plan = sync(&c, &[&v], &[&lazy]);
+    assert!(plan.provision.is_none());
+    let volume = plan.volume.expect("volume written");
+    assert_eq!(phase_of_volume(&volume), Some(VOLUME_BOUND));
+    let claim = plan.claim.expect("claim written");
+    assert_eq!(phase_of_claim(&claim), Some(CLAIM_BOUND));
+    assert_eq!(facts::claim_volume_name(&claim.object), Some("static"));
+    assert_eq!(facts::annotation(&claim.object.metadata, ANN_BIND_COMPLETED), Some("yes"));
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+}

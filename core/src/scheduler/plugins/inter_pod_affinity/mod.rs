@@ -139,7 +139,7 @@ impl InterPodAffinity {
 }
 
 /// What the filter reads, computed by the pre-filter.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct FilterState {
     terms: Arc<PodTerms>,
     /// Pods matching all the required affinity terms, per domain of each term's key.
@@ -155,7 +155,7 @@ struct FilterState {
 }
 
 /// Score per domain, computed by the pre-filter (or the pre-score without one).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ScoreState(TopologyCounts);
 
 const NAME: &str = "InterPodAffinity";
@@ -175,6 +175,42 @@ impl PreFilterPlugin for InterPodAffinity {
         state.insert(score);
         Status::Success
     }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
+        update_with_pod(state, pod, other, node, 1)
+    }
+
+    fn remove_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
+        update_with_pod(state, pod, other, node, -1)
+    }
+}
+
+/// Counts `other` on `node` into the filter's state `delta` times (1 when preemption puts it
+/// back, -1 when it takes it off), as kube-scheduler's `PreFilterExtensions` do: its required
+/// anti-affinity terms matching the incoming `pod`, and the incoming pod's required affinity
+/// (if `other` matches all the terms) and anti-affinity terms matching it. The scores are left
+/// alone: preemption only filters.
+fn update_with_pod(state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeInfo, delta: i64) -> Status {
+    let Some(s) = state.get_mut::<FilterState>() else {
+        return Status::error("no pre-filter state: InterPodAffinity must also run as a pre-filter");
+    };
+    let labels = node.labels();
+    if PodTerms::any(other) {
+        let theirs = PodTerms::of_existing(other);
+        for t in theirs.required_anti_affinity.iter().filter(|t| t.matches(pod)) {
+            s.existing_anti_affinity.add(labels, &t.topology_key, delta);
+        }
+    }
+    if s.terms.all_affinity_terms_match(other) {
+        for t in &s.terms.required_affinity {
+            s.affinity.add(labels, &t.topology_key, delta);
+        }
+    }
+    for t in s.terms.required_anti_affinity.iter().filter(|t| t.matches(other)) {
+        s.anti_affinity.add(labels, &t.topology_key, delta);
+    }
+    s.no_affinity_match = s.affinity.all_zero();
+    Status::Success
 }
 
 impl FilterPlugin for InterPodAffinity {

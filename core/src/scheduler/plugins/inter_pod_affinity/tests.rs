@@ -344,3 +344,84 @@ fn anti_affinity_replicas_spread_until_no_node_is_left() {
     let snapshot = crate::scheduler::Snapshot::new(nodes(), pods).expect("valid");
     assert_eq!(fw.schedule(&snapshot, &replica(3)).expect("fits").node, "bare");
 }
+
+/// A case name, existing pods, the incoming pod, the pod taken off its node and put back,
+/// the node checked, and its verdicts before, with the pod off and with it back.
+type HookCase = (&'static str, Vec<Arc<Pod>>, Pod, &'static str, &'static str, [Status; 3]);
+
+#[test]
+fn remove_and_add_pod_update_the_filter_state() {
+    let ok = Status::Success;
+    let affinity = Status::unresolvable(InterPodAffinity::AFFINITY_REASON);
+    let anti = Status::unschedulable(InterPodAffinity::ANTI_AFFINITY_REASON);
+    let existing = Status::unschedulable(InterPodAffinity::EXISTING_ANTI_AFFINITY_REASON);
+    let db = labeled("db", "default", &[("app", "db")]);
+    let avoids_db = with_anti_affinity(web("p"), vec![term("zone", &[("app", "db")])]);
+    let wants_db = with_affinity(web("p"), vec![term("zone", &[("app", "db")])]);
+    let repels_web = with_anti_affinity(labeled("r", "default", &[]), vec![term("zone", &[("app", "web")])]);
+    let cases: Vec<HookCase> = vec![
+        (
+            "the pod the anti-affinity repels leaves its zone",
+            vec![bound(db.clone(), "a1")],
+            avoids_db.clone(),
+            "db",
+            "a2",
+            [anti.clone(), ok.clone(), anti.clone()],
+        ),
+        (
+            "an existing pod whose anti-affinity repels the incoming one leaves",
+            vec![bound(repels_web, "b1")],
+            web("p"),
+            "r",
+            "b1",
+            [existing.clone(), ok.clone(), existing.clone()],
+        ),
+        (
+            "the only pod the affinity needs leaves",
+            vec![bound(db.clone(), "a1")],
+            wants_db,
+            "db",
+            "a2",
+            [ok.clone(), affinity.clone(), ok.clone()],
+        ),
+        (
+            "with the last match gone, a self-affine pod is the first of its group",
+            vec![bound(web("w"), "a1")],
+            with_affinity(web("p"), vec![term("zone", &[("app", "web")])]),
+            "w",
+            "b1",
+            [affinity.clone(), ok.clone(), affinity.clone()],
+        ),
+        (
+            "a pod the terms do not select changes nothing",
+            vec![bound(db.clone(), "a1"), bound(web("w"), "a1")],
+            avoids_db.clone(),
+            "w",
+            "a2",
+            [anti.clone(), anti.clone(), anti.clone()],
+        ),
+        (
+            "a pod on a node without the key is in no domain",
+            vec![bound(db.clone(), "a1"), bound(labeled("db2", "default", &[("app", "db")]), "bare")],
+            avoids_db,
+            "db2",
+            "a2",
+            [anti.clone(), anti.clone(), anti],
+        ),
+    ];
+    let plugin = InterPodAffinity::default();
+    for (name, pods, p, other, checked, want) in cases {
+        let snapshot = Snapshot::new(nodes(), pods.clone()).expect("valid snapshot");
+        let mut state = CycleState::new();
+        assert_eq!(plugin.pre_filter(&mut state, &p, &snapshot), Status::Success, "{name}");
+        let victim = pods.iter().find(|x| x.metadata.name.as_deref() == Some(other)).expect("listed");
+        let at = victim.spec.as_ref().and_then(|s| s.node_name.as_deref()).expect("bound");
+        let (at, node) = (snapshot.node(at).expect("node"), snapshot.node(checked).expect("node"));
+        let before = plugin.filter(&state, &p, node);
+        assert_eq!(plugin.remove_pod(&mut state, &p, victim, at), Status::Success, "{name}");
+        let removed = plugin.filter(&state, &p, node);
+        assert_eq!(plugin.add_pod(&mut state, &p, victim, at), Status::Success, "{name}");
+        let back = plugin.filter(&state, &p, node);
+        assert_eq!([before, removed, back], want, "{name}");
+    }
+}

@@ -2,6 +2,7 @@
 //! value of the constraint's `topologyKey`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
 
@@ -186,7 +187,7 @@ fn domain_counts<'a>(
 }
 
 /// What the filter reads, computed by the pre-filter.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct FilterState {
     constraints: Vec<Constraint>,
     counts: Vec<HashMap<String, i64>>,
@@ -198,14 +199,14 @@ struct FilterState {
 
 /// The `ScheduleAnyway` constraints and their counts over every node (hostname domains left
 /// to the score), computed by the pre-filter (or the pre-score without one).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct SoftCounts {
     constraints: Vec<Constraint>,
     counts: Vec<HashMap<String, i64>>,
 }
 
 /// Each soft constraint's weight, `ln(domains among the feasible nodes + 2)`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Weights(Vec<f64>);
 
 impl PreFilterPlugin for PodTopologySpread {
@@ -220,14 +221,7 @@ impl PreFilterPlugin for PodTopologySpread {
                 (Err(message), _) | (_, Err(message)) => return Status::error(message),
             };
         let counts = domain_counts(pod, &hard, snapshot.nodes(), false);
-        let min_match = hard
-            .iter()
-            .zip(&counts)
-            .map(|(c, domains)| {
-                let fewest = domains.values().copied().min().unwrap_or(0);
-                if i64::try_from(domains.len()).unwrap_or(i64::MAX) < c.min_domains { 0 } else { fewest }
-            })
-            .collect();
+        let min_match = hard.iter().zip(&counts).map(|(c, domains)| min_match(c, domains)).collect();
         let labels = pod_labels(pod);
         let self_match = hard.iter().map(|c| i64::from(c.selector.matches(labels))).collect();
         state.insert(FilterState { constraints: hard, counts, min_match, self_match });
@@ -235,6 +229,71 @@ impl PreFilterPlugin for PodTopologySpread {
         state.insert(SoftCounts { constraints: soft, counts: soft_counts });
         Status::Success
     }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
+        update_with_pod(state, pod, other, node, 1)
+    }
+
+    fn remove_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
+        update_with_pod(state, pod, other, node, -1)
+    }
+}
+
+/// The fewest matching pods in a domain, or 0 with fewer domains than `minDomains`.
+fn min_match(c: &Constraint, domains: &HashMap<String, i64>) -> i64 {
+    let fewest = domains.values().copied().min().unwrap_or(0);
+    if i64::try_from(domains.len()).unwrap_or(i64::MAX) < c.min_domains { 0 } else { fewest }
+}
+
+/// Counts `other` on `node` into the `DoNotSchedule` counts `delta` times (1 when preemption
+/// puts it back, -1 when it takes it off), as kube-scheduler's `PreFilterExtensions` do, and
+/// recomputes the fewest per domain. `other` counts where the pre-filter would have counted
+/// it: in the incoming pod's namespace, not terminating, matching the constraint's selector,
+/// on a node with every topology key that passes the constraint's inclusion policies. The
+/// `ScheduleAnyway` counts are left alone: preemption only filters.
+fn update_with_pod(state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeInfo, delta: i64) -> Status {
+    let Some(s) = state.get_mut::<FilterState>() else {
+        return Status::error("no pre-filter state: PodTopologySpread must also run as a pre-filter");
+    };
+    let namespace = |p: &Pod| p.metadata.namespace.clone().unwrap_or_default();
+    if s.constraints.is_empty()
+        || namespace(other) != namespace(pod)
+        || other.metadata.deletion_timestamp.is_some()
+        || !has_all_keys(node, &s.constraints)
+    {
+        return Status::Success;
+    }
+    let labels = pod_labels(other);
+    let (mut affinity_ok, mut taints_ok) = (None, None);
+    for (i, c) in s.constraints.iter().enumerate() {
+        if c.selector.is_empty() || !c.selector.matches(labels) {
+            continue;
+        }
+        if c.honor_node_affinity
+            && !*affinity_ok.get_or_insert_with(|| {
+                let mut affinity_state = CycleState::new();
+                NodeAffinity.pre_filter(&mut affinity_state, pod, &Snapshot::default());
+                NodeAffinity.filter(&affinity_state, pod, node).is_success()
+            })
+        {
+            continue;
+        }
+        if c.honor_taints && !*taints_ok.get_or_insert_with(|| !untolerated_taint(pod, node)) {
+            continue;
+        }
+        let Some(value) = node.labels().get(&c.topology_key) else { continue };
+        *s.counts[i].entry(value.clone()).or_insert(0) += delta;
+        s.min_match[i] = min_match(c, &s.counts[i]);
+    }
+    Status::Success
+}
+
+/// Whether `node` has a `NoSchedule` or `NoExecute` taint `pod` does not tolerate.
+fn untolerated_taint(pod: &Pod, node: &NodeInfo) -> bool {
+    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
+    node.taints()
+        .iter()
+        .any(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(tolerations, t))
 }
 
 impl FilterPlugin for PodTopologySpread {

@@ -361,3 +361,85 @@ fn replicas_spread_evenly_over_zones() {
         "0/1 nodes are available: 1 node(s) didn't match pod topology spread constraints (missing required label)."
     );
 }
+
+/// A case name, extra nodes, existing pods, the incoming pod, the pod taken off its node and
+/// put back, the node checked, and its verdicts before, with the pod off and with it back.
+type HookCase = (&'static str, Vec<NodeBuilder>, Vec<Arc<Pod>>, Pod, &'static str, &'static str, [Status; 3]);
+
+#[test]
+fn remove_and_add_pod_update_counts_and_the_fewest() {
+    let ok = Status::Success;
+    let skew = Status::unschedulable(PodTopologySpread::REASON);
+    let incoming = || with_spread(foo("p"), vec![zone_skew(1)]);
+    let mut terminating = foo("gone");
+    terminating.metadata.deletion_timestamp = Some(Time(Default::default()));
+    let mut elsewhere = labeled("other-ns", "other", &[("foo", "")]);
+    elsewhere.spec.get_or_insert_with(Default::default).node_name = Some("a1".into());
+    let mut not_in_c = crate::scheduler::testing::pod("p")
+        .required(vec![crate::scheduler::testing::term(&[("zone", "NotIn", &["c"])])])
+        .build();
+    not_in_c.metadata.labels = foo("p").metadata.labels;
+    let not_in_c = with_spread(not_in_c, vec![zone_skew(1)]);
+    let c1 = || vec![node("c1").capacity("4", "8Gi", "110").label(HOSTNAME, "c1").label("zone", "c")];
+    let cases: Vec<HookCase> = vec![
+        (
+            "the count of the victim's zone drops",
+            vec![],
+            [foos("a1", 2), foos("b1", 1)].concat(),
+            incoming(),
+            "a1-0",
+            "a2",
+            [skew.clone(), ok.clone(), skew.clone()],
+        ),
+        (
+            "the fewest drops with the victim's zone",
+            vec![],
+            [foos("a1", 1), foos("b1", 1)].concat(),
+            incoming(),
+            "b1-0",
+            "a2",
+            [ok.clone(), skew.clone(), ok.clone()],
+        ),
+        (
+            "a terminating pod was never counted",
+            vec![],
+            [foos("a1", 2), foos("b1", 1), vec![bound(terminating, "a1")]].concat(),
+            incoming(),
+            "gone",
+            "a2",
+            [skew.clone(), skew.clone(), skew.clone()],
+        ),
+        (
+            "a pod of another namespace was never counted",
+            vec![],
+            [foos("a1", 2), foos("b1", 1), vec![Arc::new(elsewhere)]].concat(),
+            incoming(),
+            "other-ns",
+            "a2",
+            [skew.clone(), skew.clone(), skew.clone()],
+        ),
+        (
+            "a node the pod's node affinity leaves out was never counted",
+            c1(),
+            [foos("a1", 1), foos("b1", 1), foos("c1", 1)].concat(),
+            not_in_c,
+            "c1-0",
+            "a2",
+            [ok.clone(), ok.clone(), ok],
+        ),
+    ];
+    for (name, extra, pods, p, other, checked, want) in cases {
+        let snapshot = Snapshot::new(nodes(extra), pods.clone()).expect("valid snapshot");
+        let mut state = CycleState::new();
+        assert_eq!(PodTopologySpread.pre_filter(&mut state, &p, &snapshot), Status::Success, "{name}");
+        let victim = pods.iter().find(|x| x.metadata.name.as_deref() == Some(other)).expect("listed");
+        let at = victim.spec.as_ref().and_then(|s| s.node_name.as_deref()).expect("bound");
+        let (at, node) = (snapshot.node(at).expect("node"), snapshot.node(checked).expect("node"));
+        let before = PodTopologySpread.filter(&state, &p, node);
+        assert_eq!(PodTopologySpread.remove_pod(&mut state, &p, victim, at), Status::Success, "{name}");
+        let removed = PodTopologySpread.filter(&state, &p, node);
+        assert_eq!(PodTopologySpread.add_pod(&mut state, &p, victim, at), Status::Success, "{name}");
+        let back = PodTopologySpread.filter(&state, &p, node);
+        assert_eq!([before, removed, back], want, "{name}");
+    }
+}

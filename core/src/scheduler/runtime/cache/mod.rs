@@ -11,6 +11,11 @@
 //! Pod changes are applied to the snapshot in place. A node added, removed or changed in a
 //! way plugins read (labels, taints, `spec.unschedulable`, allocatable) marks the snapshot
 //! stale, and it is rebuilt from the cached nodes and pods before the next cycle.
+//!
+//! PersistentVolumeClaims, PersistentVolumes and StorageClasses are kept in a
+//! [`VolumeCatalog`] ([`SchedulerCache::apply_claim`], [`SchedulerCache::apply_volume`],
+//! [`SchedulerCache::apply_storage_class`]), shared copy-on-write with the snapshot: a change
+//! copies the catalog at most once per cycle and never rebuilds the nodes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -22,7 +27,9 @@ use tokio::time::Instant;
 use super::cluster_event::ClusterEvent;
 use super::{Error, Result};
 use crate::client::WatcherEvent;
-use crate::scheduler::{NodeInfo, PodRequests, Snapshot, pod_key};
+use crate::scheduler::{NodeInfo, PodRequests, Snapshot, VolumeCatalog, pod_key};
+
+mod volumes;
 
 /// How long an assumed pod whose bind succeeded waits for the watch to show it bound.
 pub const DEFAULT_ASSUMED_POD_TTL: Duration = Duration::from_secs(30);
@@ -63,6 +70,14 @@ pub struct SchedulerCache {
     assumed_ttl: Duration,
     /// How many of `pods` are assumed.
     assumed: usize,
+    /// Claims, volumes and classes; the snapshot shares it until the next change.
+    volumes: Arc<VolumeCatalog>,
+    claim_relist: Option<HashSet<String>>,
+    volume_relist: Option<HashSet<String>>,
+    class_relist: Option<HashSet<String>>,
+    claims_ready: bool,
+    volumes_ready: bool,
+    classes_ready: bool,
 }
 
 fn labels_of(pod: &Pod) -> Option<&BTreeMap<String, String>> {
@@ -105,13 +120,21 @@ impl SchedulerCache {
             expiries: BTreeSet::new(),
             assumed_ttl,
             assumed: 0,
+            volumes: Arc::default(),
+            claim_relist: None,
+            volume_relist: None,
+            class_relist: None,
+            claims_ready: false,
+            volumes_ready: false,
+            classes_ready: false,
         }
     }
 
-    /// Whether the first lists of nodes and of assigned pods are in: scheduling before would
-    /// over-commit nodes whose pods are not known yet.
+    /// Whether the first lists of nodes, assigned pods, claims, volumes and storage classes
+    /// are in: scheduling before would over-commit nodes whose pods are not known yet, or
+    /// hand a volume out twice.
     pub fn is_ready(&self) -> bool {
-        self.nodes_ready && self.pods_ready
+        self.nodes_ready && self.pods_ready && self.claims_ready && self.volumes_ready && self.classes_ready
     }
 
     /// How many nodes are cached.
@@ -146,7 +169,18 @@ impl SchedulerCache {
                 .map_err(|e| Error::Snapshot(Box::new(e)))?;
             self.dirty = false;
         }
+        if !Arc::ptr_eq(self.snapshot.volumes(), &self.volumes) {
+            self.snapshot.set_volumes(self.volumes.clone());
+        }
         Ok(&self.snapshot)
+    }
+
+    /// The snapshot, rebuilt first if a node changed, for a cycle that adds pods to it for
+    /// a while (the nominated pods of preemptors) and removes them again before any other
+    /// call on the cache.
+    pub fn snapshot_mut(&mut self) -> Result<&mut Snapshot> {
+        self.snapshot()?;
+        Ok(&mut self.snapshot)
     }
 
     /// Applies a node watch event.
@@ -379,3 +413,5 @@ impl SchedulerCache {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;

@@ -39,6 +39,8 @@ fn listed(nodes: &[Node], pods: &[Pod]) -> SchedulerCache {
         c.apply_pod(&WatcherEvent::InitApply(pod.clone()));
     }
     c.apply_pod(&WatcherEvent::InitDone);
+    assert!(!c.is_ready(), "storage not listed yet");
+    super::volume_tests::list_no_storage(&mut c);
     assert!(c.is_ready());
     c
 }

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::Pod;
 
+use super::extension::{
+    BindPlugin, DefaultBinder, PermitPlugin, PostFilterPlugin, PreBindPlugin, ReservePlugin,
+};
 use super::snapshot::{NodeInfo, Snapshot};
 use super::status::{FitError, NodeFailure, Status};
 use super::{Error, Result};
@@ -15,11 +18,39 @@ use super::{Error, Result};
 /// The highest score a score plugin gives a node after normalization.
 pub const MAX_NODE_SCORE: i64 = 100;
 
+/// A value plugins keep in the [`CycleState`]: any `Clone` type, so a state can be copied
+/// for a dry run (preemption tries each candidate node on a copy).
+trait StateData: Any + Send + Sync {
+    fn clone_box(&self) -> Box<dyn StateData>;
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync);
+}
+
+impl<T: Any + Clone + Send + Sync> StateData for T {
+    fn clone_box(&self) -> Box<dyn StateData> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
 /// Per-pod state that plugins compute once per scheduling cycle and read back, one value per
-/// type (kube-scheduler's `CycleState`).
+/// type (kube-scheduler's `CycleState`). Cloning copies every value.
 #[derive(Default)]
 pub struct CycleState {
-    values: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    values: HashMap<TypeId, Box<dyn StateData>>,
+}
+
+impl Clone for CycleState {
+    fn clone(&self) -> CycleState {
+        CycleState { values: self.values.iter().map(|(k, v)| (*k, (**v).clone_box())).collect() }
+    }
 }
 
 impl CycleState {
@@ -29,13 +60,18 @@ impl CycleState {
     }
 
     /// Stores `value`, replacing any earlier value of its type.
-    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+    pub fn insert<T: Any + Clone + Send + Sync>(&mut self, value: T) {
         self.values.insert(TypeId::of::<T>(), Box::new(value));
     }
 
     /// The stored value of type `T`.
     pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.values.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>())
+        self.values.get(&TypeId::of::<T>()).and_then(|v| (**v).as_any().downcast_ref::<T>())
+    }
+
+    /// The stored value of type `T`, to change in place.
+    pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        self.values.get_mut(&TypeId::of::<T>()).and_then(|v| (**v).as_any_mut().downcast_mut::<T>())
     }
 }
 
@@ -53,6 +89,19 @@ pub trait PreFilterPlugin: Send + Sync {
 
     /// Prepares the cycle for `pod`.
     fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Status;
+
+    /// Updates the state as if `other` were added to `node` (kube-scheduler's
+    /// `PreFilterExtensions.AddPod`): preemption's dry runs call it when they put a pod
+    /// back. Plugins whose state does not depend on other pods keep the default.
+    fn add_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &Arc<Pod>, _node: &NodeInfo) -> Status {
+        Status::Success
+    }
+
+    /// Updates the state as if `other` were removed from `node` (`RemovePod`): preemption's
+    /// dry runs call it for each would-be victim.
+    fn remove_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &Arc<Pod>, _node: &NodeInfo) -> Status {
+        Status::Success
+    }
 }
 
 /// Decides whether a pod can go on a node.
@@ -122,6 +171,16 @@ pub struct Profile {
     pub filters: Vec<Arc<dyn FilterPlugin>>,
     /// Score plugins with their weights.
     pub scores: Vec<WeightedScore>,
+    /// Post-filter plugins, run in order when no node fits, until one nominates a node.
+    pub post_filters: Vec<Arc<dyn PostFilterPlugin>>,
+    /// Reserve plugins, run in order once a node is chosen (unreserved in reverse).
+    pub reserves: Vec<Arc<dyn ReservePlugin>>,
+    /// Permit plugins; every one must allow the placement.
+    pub permits: Vec<Arc<dyn PermitPlugin>>,
+    /// Pre-bind plugins, run in order in the binding cycle.
+    pub pre_binds: Vec<Arc<dyn PreBindPlugin>>,
+    /// Bind plugins, tried in order until one does not skip; [`DefaultBinder`] by default.
+    pub binders: Vec<Arc<dyn BindPlugin>>,
 }
 
 impl Profile {
@@ -132,6 +191,11 @@ impl Profile {
             pre_filters: Vec::new(),
             filters: Vec::new(),
             scores: Vec::new(),
+            post_filters: Vec::new(),
+            reserves: Vec::new(),
+            permits: Vec::new(),
+            pre_binds: Vec::new(),
+            binders: vec![Arc::new(DefaultBinder)],
         }
     }
 
@@ -162,6 +226,11 @@ impl fmt::Debug for Profile {
             .field("pre_filters", &self.pre_filters.iter().map(|p| p.name()).collect::<Vec<_>>())
             .field("filters", &self.filters.iter().map(|p| p.name()).collect::<Vec<_>>())
             .field("scores", &scores)
+            .field("post_filters", &self.post_filters.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field("reserves", &self.reserves.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field("permits", &self.permits.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field("pre_binds", &self.pre_binds.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field("binders", &self.binders.iter().map(|p| p.name()).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -250,8 +319,13 @@ impl Framework {
     /// Runs the pre-filters for `pod`: the state filters and scores read.
     pub fn pre_filter(&self, snapshot: &Snapshot, pod: &Pod) -> Result<CycleState> {
         let mut state = CycleState::new();
+        self.pre_filter_into(&mut state, snapshot, pod)?;
+        Ok(state)
+    }
+
+    fn pre_filter_into(&self, state: &mut CycleState, snapshot: &Snapshot, pod: &Pod) -> Result<()> {
         for plugin in &self.profile.pre_filters {
-            match plugin.pre_filter(&mut state, pod, snapshot) {
+            match plugin.pre_filter(state, pod, snapshot) {
                 Status::Success => {}
                 Status::Error { message } => {
                     return Err(Error::Plugin { plugin: plugin.name(), node: None, message });
@@ -266,7 +340,7 @@ impl Framework {
                 }
             }
         }
-        Ok(state)
+        Ok(())
     }
 
     /// Runs the filters on one node, stopping at the first that rejects it: `None` if the
@@ -283,10 +357,28 @@ impl Framework {
     /// node was tried), score the feasible ones, and take the best total (ties broken by the
     /// seeded generator).
     pub fn schedule(&self, snapshot: &Snapshot, pod: &Pod) -> Result<ScheduleResult> {
+        self.schedule_cycle(snapshot, pod).1
+    }
+
+    /// [`schedule`](Self::schedule), also returning the cycle's state: the post-filters read
+    /// it when no node fits, the reserve, permit and bind plugins when one does.
+    pub fn schedule_cycle(&self, snapshot: &Snapshot, pod: &Pod) -> (CycleState, Result<ScheduleResult>) {
+        let mut state = CycleState::new();
+        let result = self.schedule_into(&mut state, snapshot, pod);
+        (state, result)
+    }
+
+    fn schedule_into(
+        &self,
+        state: &mut CycleState,
+        snapshot: &Snapshot,
+        pod: &Pod,
+    ) -> Result<ScheduleResult> {
         if snapshot.is_empty() {
             return Err(Error::NoNodes);
         }
-        let mut state = self.pre_filter(snapshot, pod)?;
+        self.pre_filter_into(state, snapshot, pod)?;
+        let state = &mut *state;
         let mut feasible: Vec<&NodeInfo> = Vec::new();
         let mut failures = Vec::new();
         let nodes = snapshot.nodes();
@@ -299,7 +391,7 @@ impl Framework {
                 break;
             }
             evaluated += 1;
-            match self.filter(&state, pod, node) {
+            match self.filter(state, pod, node) {
                 None => feasible.push(node),
                 Some((plugin, Status::Error { message })) => {
                     return Err(Error::Plugin { plugin, node: Some(node.name().to_string()), message });
@@ -315,7 +407,7 @@ impl Framework {
             // One candidate needs no ranking, as kube-scheduler skips scoring then.
             1 => feasible[0],
             _ => {
-                let totals = self.score(&mut state, pod, &feasible)?;
+                let totals = self.score(state, pod, &feasible)?;
                 let best = totals.iter().copied().max().unwrap_or(0);
                 let tied: Vec<usize> = (0..totals.len()).filter(|&i| totals[i] == best).collect();
                 let pick =
@@ -370,224 +462,4 @@ impl Framework {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    use crate::scheduler::plugins::default_profile;
-    use crate::scheduler::testing::{node, pod};
-
-    /// Scores nodes from a fixed table (absent nodes score 0).
-    struct Fixed(&'static str, BTreeMap<&'static str, i64>);
-
-    impl ScorePlugin for Fixed {
-        fn name(&self) -> &'static str {
-            self.0
-        }
-        fn score(&self, _state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
-            self.1.get(node.name()).copied().unwrap_or(0)
-        }
-    }
-
-    fn fixed(name: &'static str, scores: &[(&'static str, i64)]) -> Arc<dyn ScorePlugin> {
-        Arc::new(Fixed(name, scores.iter().copied().collect()))
-    }
-
-    fn nodes(names: &[&str]) -> Snapshot {
-        Snapshot::new(names.iter().map(|n| node(n).capacity("4", "8Gi", "110").build()), vec![])
-            .expect("valid")
-    }
-
-    #[test]
-    fn fit_error_message_for_a_mixed_cluster() {
-        let mut list = Vec::new();
-        for i in 0..3 {
-            list.push(node(&format!("small{i}")).capacity("1", "8Gi", "110").build());
-        }
-        for i in 0..2 {
-            list.push(
-                node(&format!("tainted{i}"))
-                    .capacity("8", "8Gi", "110")
-                    .taint("key", "value", "NoSchedule")
-                    .build(),
-            );
-        }
-        let snapshot = Snapshot::new(list, vec![]).expect("valid");
-        let p = pod("p").container(&[("cpu", "2")]).build();
-        let err = Framework::new(default_profile()).schedule(&snapshot, &p).expect_err("nothing fits");
-        assert_eq!(
-            err.to_string(),
-            "0/5 nodes are available: 2 node(s) had untolerated taint {key: value}, 3 Insufficient cpu."
-        );
-        let Error::Unschedulable(fit) = err else { panic!("not a fit error") };
-        assert_eq!(fit.failures.len(), 5);
-        assert_eq!(
-            fit.unschedulable_plugins().into_iter().collect::<Vec<_>>(),
-            ["NodeResourcesFit", "TaintToleration"]
-        );
-    }
-
-    #[test]
-    fn the_first_rejecting_filter_is_reported() {
-        // A cordoned, tainted node too small for the pod reports only NodeUnschedulable.
-        let n = node("n").capacity("1", "1Gi", "110").unschedulable().taint("k", "v", "NoSchedule").build();
-        let snapshot = Snapshot::new(vec![n], vec![]).expect("valid");
-        let p = pod("p").container(&[("cpu", "2")]).build();
-        let err = Framework::new(default_profile()).schedule(&snapshot, &p).expect_err("cordoned");
-        assert_eq!(err.to_string(), "0/1 nodes are available: 1 node(s) were unschedulable.");
-    }
-
-    #[test]
-    fn least_allocated_node_wins_by_default() {
-        let list = vec![
-            node("busy").capacity("4", "8Gi", "110").build(),
-            node("idle").capacity("4", "8Gi", "110").build(),
-            node("half").capacity("4", "8Gi", "110").build(),
-        ];
-        let pods = vec![
-            pod("a").container(&[("cpu", "3"), ("memory", "6Gi")]).on("busy").arc(),
-            pod("b").container(&[("cpu", "2"), ("memory", "4Gi")]).on("half").arc(),
-        ];
-        let snapshot = Snapshot::new(list, pods).expect("valid");
-        let p = pod("p").container(&[("cpu", "500m"), ("memory", "1Gi")]).build();
-        let result = Framework::new(default_profile()).schedule(&snapshot, &p).expect("fits");
-        assert_eq!(result, ScheduleResult { node: "idle".into(), feasible: 3, evaluated: 3 });
-    }
-
-    #[test]
-    fn preferred_affinity_outweighs_free_capacity() {
-        let list = vec![
-            node("empty").capacity("4", "8Gi", "110").build(),
-            node("ssd").capacity("4", "8Gi", "110").label("disk", "ssd").build(),
-        ];
-        let pods = vec![pod("a").container(&[("cpu", "2"), ("memory", "4Gi")]).on("ssd").arc()];
-        let snapshot = Snapshot::new(list, pods).expect("valid");
-        let p = pod("p")
-            .container(&[("cpu", "1"), ("memory", "1Gi")])
-            .preferred(1, crate::scheduler::testing::term(&[("disk", "In", &["ssd"])]))
-            .build();
-        let result = Framework::new(default_profile()).schedule(&snapshot, &p).expect("fits");
-        assert_eq!(result.node, "ssd");
-    }
-
-    #[test]
-    fn weights_decide_between_plugins() {
-        let snapshot = nodes(&["a", "b"]);
-        let p = pod("p").build();
-        let profile = |wa, wb| {
-            Profile::new("test")
-                .with_score(fixed("likes-a", &[("a", 60), ("b", 0)]), wa)
-                .with_score(fixed("likes-b", &[("a", 0), ("b", 40)]), wb)
-        };
-        assert_eq!(Framework::new(profile(1, 1)).schedule(&snapshot, &p).expect("fits").node, "a");
-        assert_eq!(Framework::new(profile(1, 2)).schedule(&snapshot, &p).expect("fits").node, "b");
-        let state = &mut CycleState::new();
-        let infos: Vec<&NodeInfo> = snapshot.nodes().iter().collect();
-        assert_eq!(Framework::new(profile(1, 2)).score(state, &p, &infos).expect("scores"), [60, 80]);
-    }
-
-    #[test]
-    fn ties_are_broken_by_the_seeded_generator() {
-        let snapshot = nodes(&["a", "b", "c", "d"]);
-        let p = pod("p").build();
-        let picks = |seed| {
-            let fw = Framework::with_seed(Profile::new("test").with_score(fixed("flat", &[]), 1), seed);
-            (0..40).map(|_| fw.schedule(&snapshot, &p).expect("fits").node).collect::<Vec<_>>()
-        };
-        let first = picks(7);
-        assert_eq!(first, picks(7), "same seed, same choices");
-        assert_ne!(first, picks(8), "another seed, other choices");
-        for n in ["a", "b", "c", "d"] {
-            assert!(first.iter().any(|p| p == n), "{n} never chosen among equals: {first:?}");
-        }
-    }
-
-    #[test]
-    fn errors() {
-        let p = pod("p").build();
-        let fw = Framework::new(default_profile());
-        assert_eq!(
-            fw.schedule(&Snapshot::default(), &p).expect_err("empty").to_string(),
-            "no nodes available to schedule pods"
-        );
-
-        let bad = pod("p").container(&[("cpu", "x")]).build();
-        let err = fw.schedule(&nodes(&["a"]), &bad).expect_err("bad quantity");
-        assert!(matches!(err, Error::Plugin { plugin: "NodeResourcesFit", node: None, .. }), "{err}");
-
-        let out_of_range = Framework::new(Profile::new("t").with_score(fixed("big", &[("a", 101)]), 1));
-        let err = out_of_range.schedule(&nodes(&["a", "b"]), &p).expect_err("101");
-        assert_eq!(err.to_string(), "plugin big scored node a 101, outside 0..=100");
-    }
-
-    struct Refuse;
-
-    impl PreFilterPlugin for Refuse {
-        fn name(&self) -> &'static str {
-            "Refuse"
-        }
-        fn pre_filter(&self, _state: &mut CycleState, _pod: &Pod, _snapshot: &Snapshot) -> Status {
-            Status::Unschedulable { reasons: vec!["no".into(), "never".into()] }
-        }
-    }
-
-    #[test]
-    fn pre_filter_rejection_is_reported_once() {
-        let fw = Framework::new(Profile::new("t").with_pre_filter(Arc::new(Refuse)));
-        let err = fw.schedule(&nodes(&["a", "b"]), &pod("p").build()).expect_err("refused");
-        assert_eq!(err.to_string(), "0/2 nodes are available: no, never.");
-    }
-
-    #[test]
-    fn default_normalize_scales_and_reverses() {
-        let mut scores = [
-            NodeScore { node: "a", score: 0 },
-            NodeScore { node: "b", score: 2 },
-            NodeScore { node: "c", score: 4 },
-        ];
-        default_normalize(&mut scores, false);
-        assert_eq!(scores.map(|s| s.score), [0, 50, 100]);
-        default_normalize(&mut scores, true);
-        assert_eq!(scores.map(|s| s.score), [100, 50, 0]);
-        let mut zeros = [NodeScore { node: "a", score: 0 }];
-        default_normalize(&mut zeros, true);
-        assert_eq!(zeros[0].score, 100);
-    }
-}
-
-#[cfg(test)]
-mod sampling_tests {
-    use super::*;
-    use crate::scheduler::plugins::default_profile;
-    use crate::scheduler::testing::{node, pod};
-
-    #[test]
-    fn nodes_to_find_follow_kube_scheduler() {
-        let f = Framework::new(default_profile());
-        assert_eq!(f.feasible_nodes_to_find(50), 50, "small clusters: every node");
-        assert_eq!(f.feasible_nodes_to_find(1_000), 420, "adaptive: 50% - 1000/125 = 42%");
-        assert_eq!(f.feasible_nodes_to_find(5_000), 500, "adaptive: 50% - 40% = 10%");
-        assert_eq!(f.feasible_nodes_to_find(100_000), 5_000, "never below 5%");
-        assert_eq!(f.feasible_nodes_to_find(150), 100, "never fewer than 100");
-        let all = Framework::new(default_profile()).with_percentage_of_nodes_to_score(100);
-        assert_eq!(all.feasible_nodes_to_find(5_000), 5_000);
-    }
-
-    #[test]
-    fn a_cycle_stops_at_enough_feasible_nodes_and_the_next_starts_after_it() {
-        let nodes: Vec<_> =
-            (0..300).map(|i| node(&format!("n{i:03}")).capacity("4", "8Gi", "110").build()).collect();
-        let snapshot = Snapshot::new(nodes, Vec::new()).expect("snapshot");
-        let f = Framework::new(default_profile()).with_percentage_of_nodes_to_score(10);
-        let p = pod("p").container(&[("cpu", "100m"), ("memory", "100Mi")]).build();
-        let first = f.schedule(&snapshot, &p).expect("placed");
-        assert_eq!((first.evaluated, first.feasible), (100, 100));
-        let second = f.schedule(&snapshot, &p).expect("placed");
-        assert_eq!(second.evaluated, 100);
-        let index = |n: &str| n[1..].parse::<usize>().expect("numbered");
-        assert!(
-            index(&first.node) < 100 && (100..200).contains(&index(&second.node)),
-            "{first:?} {second:?}"
-        );
-    }
-}
+mod tests;

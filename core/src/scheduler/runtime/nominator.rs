@@ -1,0 +1,188 @@
+//! The runtime half of preemption: which pending pods were nominated a node (kube-scheduler's
+//! nominator), and the task that evicts a nomination's victims.
+//!
+//! A nominated pod waits for its victims to go. Meanwhile the room they leave must not go to
+//! a pod of lower priority, so every scheduling cycle counts the nominated pods of at least
+//! the cycle pod's priority on their nodes, as if they were there (kube-scheduler counts them
+//! in its filters the same way).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Api, Client, Error as ClientError};
+use crate::registry::{DeleteOptions, Precondition};
+use crate::scheduler::pod_key;
+
+/// The pods nominated a node, by `namespace/name`.
+#[derive(Debug, Default)]
+pub(super) struct Nominator {
+    pods: HashMap<String, Nominated>,
+}
+
+#[derive(Debug)]
+struct Nominated {
+    node: String,
+    pod: Arc<Pod>,
+}
+
+fn priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}
+
+/// The pod's `status.nominatedNodeName`, if set.
+pub(super) fn nominated_node(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty())
+}
+
+impl Nominator {
+    /// Records that `pod` waits for room on `node`.
+    pub(super) fn nominate(&mut self, pod: Arc<Pod>, node: String) {
+        self.pods.insert(pod_key(&pod), Nominated { node, pod });
+    }
+
+    /// Follows a new version of a pending pod: its `status.nominatedNodeName` (set by this
+    /// scheduler before a restart, or by another instance) nominates it; a pod whose
+    /// nomination was cleared is no longer nominated. A version without the field does not
+    /// clear a nomination made in this process, whose status write may still be on its way.
+    pub(super) fn update(&mut self, pod: &Arc<Pod>) {
+        let key = pod_key(pod);
+        match nominated_node(pod) {
+            Some(node) => self.nominate(pod.clone(), node.to_string()),
+            None => {
+                if let Some(n) = self.pods.get_mut(&key) {
+                    n.pod = pod.clone();
+                }
+            }
+        }
+    }
+
+    /// Forgets a pod (bound, deleted, or placed elsewhere).
+    pub(super) fn remove(&mut self, key: &str) {
+        self.pods.remove(key);
+    }
+
+    /// How many pods are nominated.
+    pub(super) fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// The nominated pods other than `pod` whose priority is at least its own, with their
+    /// nodes: the cycle for `pod` counts them as placed.
+    pub(super) fn ahead_of(&self, pod: &Pod) -> Vec<(String, Arc<Pod>)> {
+        if self.pods.is_empty() {
+            return Vec::new();
+        }
+        let (key, floor) = (pod_key(pod), priority(pod));
+        self.pods
+            .iter()
+            .filter(|(k, n)| **k != key && priority(&n.pod) >= floor)
+            .map(|(_, n)| (n.node.clone(), n.pod.clone()))
+            .collect()
+    }
+}
+
+/// Writes a nomination: the preemptor's `status.nominatedNodeName`, then the deletion of each
+/// victim (with its uid as a precondition and its own grace period). A victim already gone
+/// counts as evicted. Stops early when `abort` fires. Returns how many victims it could not
+/// delete.
+pub(super) async fn evict(
+    client: Arc<dyn Client>,
+    preemptor: Arc<Pod>,
+    node: String,
+    victims: Vec<Arc<Pod>>,
+    abort: CancellationToken,
+) -> usize {
+    let namespace = preemptor.metadata.namespace.clone().unwrap_or_default();
+    let name = preemptor.metadata.name.clone().unwrap_or_default();
+    let patch = json!({ "status": { "nominatedNodeName": node } });
+    let api = Api::<Pod>::namespaced(client.clone(), &namespace);
+    let write = api.patch_status(&name, crate::patch::PatchType::Merge, &patch);
+    tokio::select! {
+        biased;
+        _ = abort.cancelled() => return victims.len(),
+        result = write => if let Err(error) = result {
+            tracing::info!(pod = %format!("{namespace}/{name}"), %node, %error, "cannot record the nominated node");
+        },
+    }
+    let mut failed = 0;
+    for victim in victims {
+        let m = &victim.metadata;
+        let (vns, vname) = (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
+        let opts = DeleteOptions {
+            preconditions: Precondition { uid: m.uid.clone(), resource_version: None },
+            ..Default::default()
+        };
+        let api = Api::<Pod>::namespaced(client.clone(), &vns);
+        let result = tokio::select! {
+            biased;
+            _ = abort.cancelled() => return failed + 1,
+            r = api.delete(&vname, &opts) => r,
+        };
+        match result {
+            Ok(_) | Err(ClientError::NotFound { .. }) => {
+                tracing::info!(victim = %format!("{vns}/{vname}"), preemptor = %format!("{namespace}/{name}"), %node, "preempted pod");
+            }
+            // Another uid under that name: the victim is gone already.
+            Err(ClientError::Conflict { .. }) => {}
+            Err(error) => {
+                failed += 1;
+                tracing::warn!(victim = %format!("{vns}/{vname}"), %error, "cannot evict preemption victim");
+            }
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn pod(name: &str, priority: i32, nominated: Option<&str>) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec { priority: Some(priority), ..Default::default() }),
+            status: nominated
+                .map(|n| PodStatus { nominated_node_name: Some(n.into()), ..Default::default() }),
+        })
+    }
+
+    #[test]
+    fn a_cycle_counts_nominated_pods_of_at_least_its_priority_but_not_itself() {
+        let mut n = Nominator::default();
+        n.nominate(pod("high", 100, None), "a".into());
+        n.nominate(pod("mid", 50, None), "b".into());
+        n.nominate(pod("low", 1, None), "c".into());
+        let mut ahead: Vec<String> = n
+            .ahead_of(&pod("mid", 50, None))
+            .into_iter()
+            .map(|(node, p)| format!("{node}:{}", pod_key(&p)))
+            .collect();
+        ahead.sort();
+        assert_eq!(ahead, ["a:ns/high"]);
+        assert_eq!(n.ahead_of(&pod("other", 0, None)).len(), 3);
+        n.remove("ns/high");
+        assert!(n.ahead_of(&pod("x", 60, None)).is_empty());
+    }
+
+    #[test]
+    fn the_status_field_nominates_and_a_version_without_it_keeps_a_fresh_nomination() {
+        let mut n = Nominator::default();
+        n.update(&pod("p", 10, Some("a")));
+        assert_eq!(n.ahead_of(&pod("q", 0, None))[0].0, "a");
+        n.update(&pod("p", 10, None));
+        assert_eq!(n.len(), 1, "a version without the field does not clear the nomination");
+        n.update(&pod("r", 10, None));
+        assert_eq!(n.len(), 1, "a pod never nominated is not recorded");
+    }
+}
