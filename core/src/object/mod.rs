@@ -12,6 +12,7 @@ mod kind;
 mod resource;
 pub mod table;
 
+pub use builtin::priority;
 pub use dynamic::{ConvertError, DynamicObject};
 pub use kind::{Kind, KindError, KindRegistry, KindStrategy, SchemalessKind, TypedKind};
 pub use resource::{Resource, ResourceType};

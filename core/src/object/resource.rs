@@ -167,7 +167,7 @@ impl ScopeMarker for k8s_openapi::ClusterResourceScope {
     const NAMESPACED: bool = false;
 }
 
-use k8s_openapi::api::{apps, certificates, coordination, core, discovery, rbac, storage};
+use k8s_openapi::api::{apps, certificates, coordination, core, discovery, rbac, scheduling, storage};
 
 builtin! {
     core::v1::Namespace => "namespace", ["ns"], status: true;
@@ -191,6 +191,7 @@ builtin! {
     rbac::v1::RoleBinding => "rolebinding", [], status: false;
     rbac::v1::ClusterRoleBinding => "clusterrolebinding", [], status: false;
     certificates::v1::CertificateSigningRequest => "certificatesigningrequest", ["csr"], status: true;
+    scheduling::v1::PriorityClass => "priorityclass", ["pc"], status: false;
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod list;
 mod meta;
 mod options;
 mod pods;
+mod priority;
 mod services;
 mod watch;
 mod write;

@@ -110,6 +110,8 @@ impl Registry {
         if t.has_status {
             obj.data.remove("status");
         }
+        self.admit_pod_priority(t, &mut obj).await?;
+        self.admit_priority_class(t, &obj).await?;
         let generate =
             obj.name().is_empty() && obj.metadata.generate_name.as_deref().is_some_and(|g| !g.is_empty());
         for _ in 0..MAX_GENERATE_ATTEMPTS {
@@ -339,7 +341,9 @@ impl Registry {
             Subresource::Main => {}
         }
         meta::keep_system_fields(&mut new.metadata, &old.metadata);
+        Self::keep_pod_priority(t, &mut new, old);
         let (mut new, warnings) = self.admit(s.as_ref(), t, new, Some(old), opts)?;
+        self.admit_priority_class(t, &new).await?;
         let alloc = if Self::is_service(t) && subresource == Subresource::Main {
             self.allocate_service(&mut new, Some(old)).await?
         } else {

@@ -2,6 +2,7 @@
 //! client on top of it.
 
 mod t10_registry;
+mod t12_priority;
 mod t20_client;
 mod t30_roundtrip;
 mod t40_model;

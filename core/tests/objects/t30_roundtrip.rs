@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
@@ -119,6 +120,7 @@ round_trips! {
     deployment_round_trips: Deployment = group_kinds::deployment();
     endpoint_slice_round_trips: EndpointSlice = group_kinds::endpoint_slice();
     storage_class_round_trips: StorageClass = group_kinds::storage_class();
+    priority_class_round_trips: PriorityClass = group_kinds::priority_class();
     lease_round_trips: Lease = group_kinds::lease();
     role_round_trips: Role = group_kinds::role();
     cluster_role_round_trips: ClusterRole = group_kinds::cluster_role();

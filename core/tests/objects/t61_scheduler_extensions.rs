@@ -18,6 +18,7 @@ use flotilla_core::scheduler::runtime::{QueueConfig, Scheduler, SchedulerConfig,
 use flotilla_core::scheduler::{CycleState, PermitPlugin, PreBindPlugin, Profile, ReservePlugin, Status};
 use flotilla_core::store::MemStore;
 use k8s_openapi::api::core::v1::{Container, Event, Namespace, Node, Pod, PodSpec, ResourceRequirements};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
@@ -59,12 +60,13 @@ async fn cluster(nodes: &[(&str, &str)]) -> Cluster {
 }
 
 impl Cluster {
-    async fn add_pod(&self, name: &str, cpu: &str, priority: i32) {
+    /// A pod of the given PriorityClass (none: priority 0).
+    async fn add_pod(&self, name: &str, cpu: &str, class: Option<&str>) {
         let requests = BTreeMap::from([("cpu".to_string(), Quantity(cpu.into()))]);
         let pod = Pod {
             metadata: meta(name),
             spec: Some(PodSpec {
-                priority: Some(priority),
+                priority_class_name: class.map(Into::into),
                 containers: vec![Container {
                     name: "c".into(),
                     image: Some("app:1".into()),
@@ -214,7 +216,7 @@ async fn a_failed_pre_bind_unreserves_and_the_pod_is_bound_on_a_later_attempt() 
         .with_reserve(counting.clone())
         .with_pre_bind(Arc::new(Flaky { failures: AtomicUsize::new(2) }));
     let mut running = start(&c, profile);
-    c.add_pod("p", "1", 0).await;
+    c.add_pod("p", "1", None).await;
     assert_eq!(c.bound("p").await, "n1");
     let stats = running.stats_until("two failures then a bind", |s| s.bound == 1).await;
     assert_eq!(stats.bind_failures, 2);
@@ -229,8 +231,8 @@ async fn a_permit_refusal_leaves_the_pod_unschedulable_with_the_plugins_reason()
     let counting = Arc::new(Counting::default());
     let profile = default_profile().with_reserve(counting.clone()).with_permit(Arc::new(DenyByName));
     let mut running = start(&c, profile);
-    c.add_pod("deny-me", "1", 0).await;
-    c.add_pod("ok", "1", 0).await;
+    c.add_pod("deny-me", "1", None).await;
+    c.add_pod("ok", "1", None).await;
     assert_eq!(c.bound("ok").await, "n1");
     let pod = c
         .pod_until("deny-me", "marked unschedulable", |p| {
@@ -257,9 +259,11 @@ async fn a_permit_refusal_leaves_the_pod_unschedulable_with_the_plugins_reason()
 async fn a_high_priority_pod_preempts_a_low_priority_one() {
     let c = cluster(&[("n1", "2")]).await;
     let mut running = start(&c, default_profile());
-    c.add_pod("low", "1500m", 0).await;
+    c.add_pod("low", "1500m", None).await;
     assert_eq!(c.bound("low").await, "n1");
-    c.add_pod("high", "1500m", 1000).await;
+    let high = PriorityClass { metadata: meta("high"), value: 1000, ..Default::default() };
+    Api::<PriorityClass>::all(c.client.clone()).create(&high).await.expect("priority class");
+    c.add_pod("high", "1500m", Some("high")).await;
     // The victim is deleted gracefully: a bound pod is only marked, and stays (holding its
     // room) until its node agent finishes it, which the test does below.
     let low = c

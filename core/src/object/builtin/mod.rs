@@ -3,10 +3,11 @@
 
 mod csr;
 mod pods;
+pub mod priority;
 mod workloads;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::{apps, certificates, coordination, core, discovery, rbac, storage};
+use k8s_openapi::api::{apps, certificates, coordination, core, discovery, rbac, scheduling, storage};
 use serde_json::Value;
 
 use super::{Kind, KindRegistry};
@@ -59,7 +60,8 @@ pub(super) fn register_all(r: &mut KindRegistry) {
         rbac::v1::ClusterRole,
         rbac::v1::RoleBinding,
         rbac::v1::ClusterRoleBinding,
-        certificates::v1::CertificateSigningRequest
+        certificates::v1::CertificateSigningRequest,
+        scheduling::v1::PriorityClass
     );
 }
 

@@ -182,6 +182,22 @@ mod tests {
     }
 
     #[test]
+    fn a_toleration_with_toleration_seconds_still_tolerates_for_scheduling() {
+        // tolerationSeconds bounds how long a pod may stay once a NoExecute taint appears
+        // (the taint manager's business); it does not make the scheduler reject the node.
+        let mut p = pod("p").toleration("node.kubernetes.io/unreachable", "Exists", "", "NoExecute").build();
+        if let Some(t) = p.spec.as_mut().and_then(|s| s.tolerations.as_mut()).and_then(|t| t.first_mut()) {
+            t.toleration_seconds = Some(300);
+        }
+        let n = NodeInfo::new(node("n").taint("node.kubernetes.io/unreachable", "", "NoExecute").build())
+            .expect("valid");
+        assert_eq!(TaintToleration.filter(&CycleState::new(), &p, &n), Status::Success);
+        let seconds =
+            p.spec.as_ref().and_then(|s| s.tolerations.as_ref()).and_then(|t| t[0].toleration_seconds);
+        assert_eq!(seconds, Some(300), "the case really has tolerationSeconds");
+    }
+
+    #[test]
     fn score_prefers_fewer_untolerated_prefer_no_schedule_taints() {
         let nodes: Vec<NodeInfo> = [
             node("clean"),

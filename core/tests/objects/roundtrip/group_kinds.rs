@@ -17,6 +17,7 @@ use k8s_openapi::api::discovery::v1::{
 use k8s_openapi::api::rbac::v1::{
     AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use proptest::prelude::*;
 
@@ -192,6 +193,24 @@ pub(crate) fn storage_class() -> impl Strategy<Value = StorageClass> {
                 volume_binding_mode,
             },
         )
+}
+
+/// A PriorityClass, with values across the whole i32 range.
+pub(crate) fn priority_class() -> impl Strategy<Value = PriorityClass> {
+    (
+        object_meta(),
+        any::<i32>(),
+        opt(any::<bool>()),
+        opt(text()),
+        opt(one_of(&["PreemptLowerPriority", "Never"])),
+    )
+        .prop_map(|(metadata, value, global_default, description, preemption_policy)| PriorityClass {
+            metadata,
+            value,
+            global_default,
+            description,
+            preemption_policy,
+        })
 }
 
 /// A Lease, whose times are `MicroTime`s.
