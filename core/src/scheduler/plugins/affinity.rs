@@ -2,99 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
+use super::node_selector::Term;
 use crate::scheduler::{
     CycleState, FilterPlugin, NodeInfo, NodeScore, PreFilterPlugin, ScorePlugin, Snapshot, Status,
     default_normalize,
 };
-use crate::validation::{is_qualified_name, is_valid_label_value};
-
-/// The only node field a term's `matchFields` may name.
-const NAME_FIELD: &str = "metadata.name";
-
-#[derive(Clone, Debug)]
-enum LabelOp {
-    In(Vec<String>),
-    NotIn(Vec<String>),
-    Exists,
-    DoesNotExist,
-    Gt(i64),
-    Lt(i64),
-}
-
-/// A parsed, valid node selector term: label requirements and `metadata.name` requirements
-/// (`true` for `In`, `false` for `NotIn`), all of which must hold.
-#[derive(Clone, Debug)]
-struct Term {
-    labels: Vec<(String, LabelOp)>,
-    names: Vec<(String, bool)>,
-}
-
-impl Term {
-    /// The term, or `None` if it is empty or invalid: such a term matches no node, as
-    /// Kubernetes drops it.
-    fn parse(term: &NodeSelectorTerm) -> Option<Term> {
-        let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-        let fields = term.match_fields.as_deref().unwrap_or(&[]);
-        if exprs.is_empty() && fields.is_empty() {
-            return None;
-        }
-        let labels = exprs.iter().map(label_requirement).collect::<Option<Vec<_>>>()?;
-        let names = fields.iter().map(field_requirement).collect::<Option<Vec<_>>>()?;
-        Some(Term { labels, names })
-    }
-
-    fn matches(&self, node: &NodeInfo) -> bool {
-        let labels = node.labels();
-        self.labels.iter().all(|(key, op)| {
-            let value = labels.get(key);
-            match op {
-                LabelOp::In(values) => value.is_some_and(|v| values.contains(v)),
-                LabelOp::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
-                LabelOp::Exists => value.is_some(),
-                LabelOp::DoesNotExist => value.is_none(),
-                LabelOp::Gt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-                LabelOp::Lt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
-            }
-        }) && self.names.iter().all(|(name, equal)| (node.name() == name) == *equal)
-    }
-}
-
-/// A label requirement, checked as Kubernetes' `labels.NewRequirement` checks it.
-fn label_requirement(r: &NodeSelectorRequirement) -> Option<(String, LabelOp)> {
-    let values = r.values.clone().unwrap_or_default();
-    if !is_qualified_name(&r.key).is_empty() || values.iter().any(|v| !is_valid_label_value(v).is_empty()) {
-        return None;
-    }
-    let single_int = || match values.as_slice() {
-        [v] => v.parse::<i64>().ok(),
-        _ => None,
-    };
-    let op = match r.operator.as_str() {
-        "In" if !values.is_empty() => LabelOp::In(values.clone()),
-        "NotIn" if !values.is_empty() => LabelOp::NotIn(values.clone()),
-        "Exists" if values.is_empty() => LabelOp::Exists,
-        "DoesNotExist" if values.is_empty() => LabelOp::DoesNotExist,
-        "Gt" => LabelOp::Gt(single_int()?),
-        "Lt" => LabelOp::Lt(single_int()?),
-        _ => return None,
-    };
-    Some((r.key.clone(), op))
-}
-
-/// A field requirement: only `metadata.name`, `In` or `NotIn`, with exactly one value.
-fn field_requirement(r: &NodeSelectorRequirement) -> Option<(String, bool)> {
-    let [value] = r.values.as_deref().unwrap_or(&[]) else { return None };
-    if r.key != NAME_FIELD {
-        return None;
-    }
-    match r.operator.as_str() {
-        "In" => Some((value.clone(), true)),
-        "NotIn" => Some((value.clone(), false)),
-        _ => None,
-    }
-}
 
 /// What a pod requires of a node's labels and name.
 #[derive(Clone, Debug)]
@@ -119,7 +33,7 @@ impl Required {
     fn matches(&self, node: &NodeInfo) -> bool {
         let labels = node.labels();
         self.node_selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-            && self.terms.as_ref().is_none_or(|terms| terms.iter().any(|t| t.matches(node)))
+            && self.terms.as_ref().is_none_or(|terms| terms.iter().any(|t| t.matches(labels, node.name())))
     }
 }
 
@@ -209,7 +123,7 @@ impl ScorePlugin for NodeAffinity {
     /// The sum of the weights of the preferred terms the node matches.
     fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
         let Some(Preferred(terms)) = state.get::<Preferred>() else { return 0 };
-        terms.iter().filter(|(_, t)| t.matches(node)).map(|(w, _)| w).sum()
+        terms.iter().filter(|(_, t)| t.matches(node.labels(), node.name())).map(|(w, _)| w).sum()
     }
 
     fn normalize(&self, scores: &mut [NodeScore<'_>]) {
