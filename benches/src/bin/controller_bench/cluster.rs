@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::ValueEnum;
-use flotilla_core::MemStore;
+use flotilla_benches::backend::Backend;
 use flotilla_core::client::{Api, Client, LocalClient};
 use flotilla_core::controller::ControllerMetrics;
 use flotilla_core::controller::testing::HollowKubelet;
@@ -17,8 +16,6 @@ use flotilla_core::object::{KindRegistry, Resource};
 use flotilla_core::patch::PatchType;
 use flotilla_core::registry::{Clock, Registry, WatchCacheConfig};
 use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, SchedulerStats, default_profiles};
-use flotilla_core::store::Store;
-use flotilla_raft_store::{RaftStore, RaftStoreConfig};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -48,98 +45,32 @@ const HEARTBEAT_TICK: Duration = Duration::from_millis(100);
 const HEARTBEAT_IN_FLIGHT: usize = 512;
 /// How long each component may take to stop before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(30);
-/// How long the raft members may take to elect a leader.
-const ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Which store the registry runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum StoreKind {
-    /// `MemStore`.
-    Memory,
-    /// Three raft members on loopback (fsync on); the registry uses the leader.
-    Raft3,
-}
+pub(crate) use flotilla_benches::backend::StoreKind;
 
-/// The store under the registry, kept to shut it down.
-enum Backend {
-    Memory(MemStore),
-    Raft(Vec<RaftStore>),
-}
-
-impl Backend {
-    async fn start(kind: StoreKind, dir: &std::path::Path) -> anyhow::Result<(Backend, Arc<dyn Store>)> {
-        match kind {
-            StoreKind::Memory => {
-                let store = MemStore::new();
-                Ok((Backend::Memory(store.clone()), Arc::new(store)))
-            }
-            StoreKind::Raft3 => {
-                let mut members = Vec::new();
-                for id in 1..=3u64 {
-                    // The production defaults: every append is fsynced before it counts.
-                    let cfg = RaftStoreConfig::new(id, dir.join(format!("m{id}")), "127.0.0.1:0".parse()?);
-                    members.push(RaftStore::open(cfg).await.with_context(|| format!("opening member {id}"))?);
+/// Counts the elections won after now into `elections`, until `stop`.
+fn count_elections(
+    backend: &Backend,
+    elections: &Arc<AtomicU64>,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let members = backend.members();
+    let watch_member = |mut leading: watch::Receiver<bool>| {
+        let (elections, stop) = (elections.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    changed = leading.changed() => if changed.is_err() { return },
                 }
-                let backend = Backend::Raft(members);
-                match backend.elect().await {
-                    Ok(store) => Ok((backend, store)),
-                    Err(e) => {
-                        backend.shutdown().await;
-                        Err(e)
-                    }
+                if *leading.borrow_and_update() {
+                    elections.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }
-    }
-
-    /// Bootstraps the raft members and returns the leader.
-    async fn elect(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let Backend::Raft(members) = self else { anyhow::bail!("only raft members elect a leader") };
-        let voters = members.iter().map(|m| (m.id(), m.local_addr().to_string())).collect();
-        members[0].initialize(voters).await.context("initializing the raft members")?;
-        let deadline = Instant::now() + ELECTION_TIMEOUT;
-        let leader = loop {
-            if let Some(leader) = members[0].leader() {
-                break leader;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "no raft leader within {ELECTION_TIMEOUT:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let store = members.iter().find(|m| m.id() == leader).context("the leader is a member")?;
-        Ok(Arc::new(store.clone()))
-    }
-
-    /// Counts the elections won after now into `elections`, until `stop`.
-    fn count_elections(&self, elections: &Arc<AtomicU64>, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
-        let Backend::Raft(members) = self else { return Vec::new() };
-        let watch_member = |mut leading: watch::Receiver<bool>| {
-            let (elections, stop) = (elections.clone(), stop.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = stop.cancelled() => return,
-                        changed = leading.changed() => if changed.is_err() { return },
-                    }
-                    if *leading.borrow_and_update() {
-                        elections.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        };
-        members.iter().map(|m| watch_member(m.leadership())).collect()
-    }
-
-    async fn shutdown(self) {
-        match self {
-            Backend::Memory(s) => s.shutdown().await,
-            Backend::Raft(members) => {
-                for m in members {
-                    m.shutdown().await;
-                }
-            }
-        }
-    }
+        })
+    };
+    members.iter().map(|m| watch_member(m.leadership())).collect()
 }
 
 /// The name of simulated node `i`.
@@ -322,7 +253,7 @@ impl Cluster {
             tasks: Vec::new(),
             stop: stop.clone(),
         };
-        for task in cluster.backend.count_elections(&elections, &stop) {
+        for task in count_elections(&cluster.backend, &elections, &stop) {
             cluster.tasks.push(("election counter", task));
         }
         match cluster.start_components(config).await {

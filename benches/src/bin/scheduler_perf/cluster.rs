@@ -8,21 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::ValueEnum;
-use flotilla_core::MemStore;
+use flotilla_benches::backend::Backend;
 use flotilla_core::client::{Api, Client, LocalClient};
 use flotilla_core::object::{KindRegistry, Resource};
 use flotilla_core::patch::PatchType;
 use flotilla_core::registry::{Registry, WatchCacheConfig};
 use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, SchedulerStats, default_profiles};
 use flotilla_core::store::{KeyRange, RangeRequest, Store};
-use flotilla_raft_store::{RaftStore, RaftStoreConfig};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,99 +30,12 @@ use crate::workloads::{INITIAL_NAMESPACE, MEASURED_NAMESPACE, Workload};
 
 /// Node writes in flight at once while the nodes are registered.
 const SETUP_CONCURRENCY: usize = 64;
-/// How long the raft members may take to elect a leader.
-const ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the scheduler may take to stop before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// How often a wait checks its condition.
 pub(crate) const POLL: Duration = Duration::from_millis(10);
 
-/// Which store the registry runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum StoreKind {
-    /// `MemStore`.
-    Memory,
-    /// Three raft members on loopback (fsync on); the registry uses the leader.
-    Raft3,
-}
-
-impl StoreKind {
-    /// The name `--store` takes.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            StoreKind::Memory => "memory",
-            StoreKind::Raft3 => "raft3",
-        }
-    }
-}
-
-/// The store under the registry, kept to shut it down.
-enum Backend {
-    Memory(MemStore),
-    Raft(Vec<RaftStore>),
-}
-
-impl Backend {
-    async fn start(kind: StoreKind, dir: &std::path::Path) -> anyhow::Result<(Backend, Arc<dyn Store>)> {
-        match kind {
-            StoreKind::Memory => {
-                let store = MemStore::new();
-                Ok((Backend::Memory(store.clone()), Arc::new(store)))
-            }
-            StoreKind::Raft3 => {
-                let mut members = Vec::new();
-                for id in 1..=3u64 {
-                    // The production defaults: every append is fsynced before it counts.
-                    let cfg = RaftStoreConfig::new(id, dir.join(format!("m{id}")), "127.0.0.1:0".parse()?);
-                    match RaftStore::open(cfg).await {
-                        Ok(member) => members.push(member),
-                        Err(e) => {
-                            Backend::Raft(members).shutdown().await;
-                            return Err(e).with_context(|| format!("opening raft member {id}"));
-                        }
-                    }
-                }
-                let backend = Backend::Raft(members);
-                match backend.elect().await {
-                    Ok(store) => Ok((backend, store)),
-                    Err(e) => {
-                        backend.shutdown().await;
-                        Err(e)
-                    }
-                }
-            }
-        }
-    }
-
-    /// Bootstraps the raft members and returns the leader.
-    async fn elect(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let Backend::Raft(members) = self else { anyhow::bail!("only raft members elect a leader") };
-        let voters = members.iter().map(|m| (m.id(), m.local_addr().to_string())).collect();
-        members[0].initialize(voters).await.context("initializing the raft members")?;
-        let deadline = Instant::now() + ELECTION_TIMEOUT;
-        let leader = loop {
-            if let Some(leader) = members[0].leader() {
-                break leader;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "no raft leader within {ELECTION_TIMEOUT:?}");
-            tokio::time::sleep(POLL).await;
-        };
-        let store = members.iter().find(|m| m.id() == leader).context("the leader is a member")?;
-        Ok(Arc::new(store.clone()))
-    }
-
-    async fn shutdown(self) {
-        match self {
-            Backend::Memory(s) => s.shutdown().await,
-            Backend::Raft(members) => {
-                for m in members {
-                    m.shutdown().await;
-                }
-            }
-        }
-    }
-}
+pub(crate) use flotilla_benches::backend::StoreKind;
 
 /// The name of simulated node `i`.
 pub(crate) fn node_name(i: usize) -> String {
