@@ -130,8 +130,16 @@ async fn a_wait_for_first_consumer_pod_goes_where_its_static_volume_is() {
 
         // A second pod with a claim of the class finds no volume left: it stays pending.
         claim_and_pod(&kit, "more", "local", "db2").await;
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        let p = kit.api::<Pod>(Some("default")).get("db2").await.expect("pod");
+        let pods: Api<Pod> = kit.api(Some("default"));
+        // Its first verdict may predate the scheduler's sight of the claim; wait for this one.
+        let wanted = "didn't find available persistent volumes to bind";
+        kit.eventually("pod db2 unschedulable for want of a volume", || async {
+            let conditions = pods.get("db2").await.ok()?.status?.conditions?;
+            let c = conditions.into_iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+            c.message.filter(|m| m.contains(wanted))
+        })
+        .await;
+        let p = pods.get("db2").await.expect("pod");
         assert!(p.spec.and_then(|s| s.node_name).is_none());
         kit.shutdown().await;
     })
