@@ -17,7 +17,7 @@ mod affinity;
 mod basic;
 mod inter_pod_affinity;
 mod node_selector;
-mod pod_affinity_terms;
+pub(crate) mod pod_affinity_terms;
 mod preemption;
 mod resources;
 mod taints;

@@ -163,6 +163,14 @@ impl PodTerms {
         })
     }
 
+    /// Whether there are no terms at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.required_affinity.is_empty()
+            && self.required_anti_affinity.is_empty()
+            && self.preferred_affinity.is_empty()
+            && self.preferred_anti_affinity.is_empty()
+    }
+
     /// Whether `pod` matches every required affinity term (false if there are none):
     /// kube-scheduler's `podMatchesAllAffinityTerms`.
     pub(crate) fn all_affinity_terms_match(&self, pod: &Pod) -> bool {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Api, Client, Error as ClientError};
 use crate::registry::{DeleteOptions, Precondition};
-use crate::scheduler::pod_key;
+use crate::scheduler::{PodInfo, pod_key};
 
 /// The pods nominated a node, by `namespace/name`.
 #[derive(Debug, Default)]
@@ -26,7 +26,8 @@ pub(super) struct Nominator {
 #[derive(Debug)]
 struct Nominated {
     node: String,
-    pod: Arc<Pod>,
+    /// Computed once: every cycle of a pod of lower priority adds it to the snapshot.
+    info: Arc<PodInfo>,
 }
 
 fn priority(pod: &Pod) -> i32 {
@@ -39,9 +40,15 @@ pub(super) fn nominated_node(pod: &Pod) -> Option<&str> {
 }
 
 impl Nominator {
-    /// Records that `pod` waits for room on `node`.
+    /// Records that `pod` waits for room on `node`. A pod whose requests do not parse is not
+    /// nominated (no node could have been found for it).
     pub(super) fn nominate(&mut self, pod: Arc<Pod>, node: String) {
-        self.pods.insert(pod_key(&pod), Nominated { node, pod });
+        match PodInfo::new(pod) {
+            Ok(info) => {
+                self.pods.insert(info.key().to_string(), Nominated { node, info: Arc::new(info) });
+            }
+            Err(error) => tracing::warn!(%error, "not nominating a pod the scheduler cannot read"),
+        }
     }
 
     /// Follows a new version of a pending pod: its `status.nominatedNodeName` (set by this
@@ -53,8 +60,8 @@ impl Nominator {
         match nominated_node(pod) {
             Some(node) => self.nominate(pod.clone(), node.to_string()),
             None => {
-                if let Some(n) = self.pods.get_mut(&key) {
-                    n.pod = pod.clone();
+                if let Some(node) = self.pods.get(&key).map(|n| n.node.clone()) {
+                    self.nominate(pod.clone(), node);
                 }
             }
         }
@@ -72,16 +79,12 @@ impl Nominator {
 
     /// The nominated pods other than `pod` whose priority is at least its own, with their
     /// nodes: the cycle for `pod` counts them as placed.
-    pub(super) fn ahead_of(&self, pod: &Pod) -> Vec<(String, Arc<Pod>)> {
-        if self.pods.is_empty() {
-            return Vec::new();
-        }
+    pub(super) fn ahead_of(&self, pod: &Pod) -> impl Iterator<Item = (&str, &Arc<PodInfo>)> + '_ {
         let (key, floor) = (pod_key(pod), priority(pod));
         self.pods
             .iter()
-            .filter(|(k, n)| **k != key && priority(&n.pod) >= floor)
-            .map(|(_, n)| (n.node.clone(), n.pod.clone()))
-            .collect()
+            .filter(move |(k, n)| **k != key && priority(n.info.pod()) >= floor)
+            .map(|(_, n)| (n.node.as_str(), &n.info))
     }
 }
 
@@ -163,23 +166,20 @@ mod tests {
         n.nominate(pod("high", 100, None), "a".into());
         n.nominate(pod("mid", 50, None), "b".into());
         n.nominate(pod("low", 1, None), "c".into());
-        let mut ahead: Vec<String> = n
-            .ahead_of(&pod("mid", 50, None))
-            .into_iter()
-            .map(|(node, p)| format!("{node}:{}", pod_key(&p)))
-            .collect();
+        let mut ahead: Vec<String> =
+            n.ahead_of(&pod("mid", 50, None)).map(|(node, p)| format!("{node}:{}", p.key())).collect();
         ahead.sort();
         assert_eq!(ahead, ["a:ns/high"]);
-        assert_eq!(n.ahead_of(&pod("other", 0, None)).len(), 3);
+        assert_eq!(n.ahead_of(&pod("other", 0, None)).count(), 3);
         n.remove("ns/high");
-        assert!(n.ahead_of(&pod("x", 60, None)).is_empty());
+        assert_eq!(n.ahead_of(&pod("x", 60, None)).count(), 0);
     }
 
     #[test]
     fn the_status_field_nominates_and_a_version_without_it_keeps_a_fresh_nomination() {
         let mut n = Nominator::default();
         n.update(&pod("p", 10, Some("a")));
-        assert_eq!(n.ahead_of(&pod("q", 0, None))[0].0, "a");
+        assert_eq!(n.ahead_of(&pod("q", 0, None)).map(|(node, _)| node).collect::<Vec<_>>(), ["a"]);
         n.update(&pod("p", 10, None));
         assert_eq!(n.len(), 1, "a version without the field does not clear the nomination");
         n.update(&pod("r", 10, None));

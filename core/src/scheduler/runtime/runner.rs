@@ -303,11 +303,10 @@ impl Runner {
             }
         };
         // Room promised to nominated pods of at least this priority is taken for this cycle.
-        let ahead = self.nominator.ahead_of(&info.pod);
-        let mut counted = Vec::with_capacity(ahead.len());
-        for (node, pod) in ahead {
-            if snapshot.add_pod(&node, pod.clone()).is_ok() {
-                counted.push((node, pod));
+        let mut counted = Vec::new();
+        for (node, nominated) in self.nominator.ahead_of(&info.pod) {
+            if snapshot.add_pod_info(node, nominated.clone()).is_ok() {
+                counted.push((node, nominated.key()));
             }
         }
         let (mut state, decision) = framework.schedule_cycle(snapshot, &info.pod);
@@ -317,9 +316,9 @@ impl Runner {
             }
             _ => None,
         };
-        for (node, pod) in counted {
+        for (node, key) in counted {
             // Cannot fail: the pod was added to that node just above.
-            let _ = snapshot.remove_pod(&node, &pod);
+            let _ = snapshot.remove_pod_key(node, key);
         }
         match decision {
             Ok(result) => {

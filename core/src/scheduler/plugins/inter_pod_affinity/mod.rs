@@ -87,27 +87,30 @@ impl InterPodAffinity {
         let mut anti_affinity = TopologyCounts::default();
         let mut existing_anti_affinity = TopologyCounts::default();
         let mut scores = TopologyCounts::default();
+        let incoming = !terms.is_empty();
         for node in nodes {
             let labels = node.labels();
-            for existing in node.pods() {
-                if terms.all_affinity_terms_match(existing) {
-                    for t in &terms.required_affinity {
-                        affinity.add(labels, &t.topology_key, 1);
+            // The incoming pod's terms against every pod; only pods that have terms of their
+            // own can add to the symmetric counts.
+            if incoming {
+                for existing in node.pods() {
+                    if terms.all_affinity_terms_match(existing) {
+                        for t in &terms.required_affinity {
+                            affinity.add(labels, &t.topology_key, 1);
+                        }
+                    }
+                    for t in terms.required_anti_affinity.iter().filter(|t| t.matches(existing)) {
+                        anti_affinity.add(labels, &t.topology_key, 1);
+                    }
+                    for w in terms.preferred_affinity.iter().filter(|w| w.term.matches(existing)) {
+                        scores.add(labels, &w.term.topology_key, w.weight);
+                    }
+                    for w in terms.preferred_anti_affinity.iter().filter(|w| w.term.matches(existing)) {
+                        scores.add(labels, &w.term.topology_key, -w.weight);
                     }
                 }
-                for t in terms.required_anti_affinity.iter().filter(|t| t.matches(existing)) {
-                    anti_affinity.add(labels, &t.topology_key, 1);
-                }
-                for w in terms.preferred_affinity.iter().filter(|w| w.term.matches(existing)) {
-                    scores.add(labels, &w.term.topology_key, w.weight);
-                }
-                for w in terms.preferred_anti_affinity.iter().filter(|w| w.term.matches(existing)) {
-                    scores.add(labels, &w.term.topology_key, -w.weight);
-                }
-                if !PodTerms::any(existing) {
-                    continue;
-                }
-                let theirs = PodTerms::of_existing(existing);
+            }
+            for theirs in node.pods_with_affinity().iter().filter_map(|p| p.affinity_terms()) {
                 for t in theirs.required_anti_affinity.iter().filter(|t| t.matches(pod)) {
                     existing_anti_affinity.add(labels, &t.topology_key, 1);
                 }

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::scheduler::{
-    CycleState, FitError, Framework, NodeFailure, NodeInfo, Nomination, PostFilterOutcome, PostFilterPlugin,
-    Snapshot, Status, pod_key,
+    CycleState, FitError, Framework, NodeFailure, NodeInfo, Nomination, PodInfo, PostFilterOutcome,
+    PostFilterPlugin, Snapshot, Status,
 };
 
 const NAME: &str = "DefaultPreemption";
@@ -147,8 +147,8 @@ impl DefaultPreemption {
     /// kube-scheduler's `SelectVictimsOnNode`, on copies of `state` and `node`.
     fn dry_run(&self, framework: &Framework, state: &CycleState, pod: &Pod, node: &NodeInfo) -> DryRun {
         let priority = pod_priority(pod);
-        let mut potential: Vec<Arc<Pod>> =
-            node.pods().filter(|p| pod_priority(p) < priority).cloned().collect();
+        let mut potential: Vec<Arc<PodInfo>> =
+            node.pod_infos().iter().filter(|p| pod_priority(p.pod()) < priority).cloned().collect();
         if potential.is_empty() {
             return DryRun::Rejected(NAME, Status::unresolvable(Self::NO_VICTIMS_REASON));
         }
@@ -164,7 +164,7 @@ impl DefaultPreemption {
             Some((_, Status::Error { message })) => return DryRun::Failed(message),
             Some((plugin, status)) => return DryRun::Rejected(plugin, status),
         }
-        potential.sort_by(|a, b| more_important_first(a, b));
+        potential.sort_by(|a, b| more_important_first(a.pod(), b.pod()));
         let mut victims = Vec::new();
         for p in potential {
             if let Err(message) = add(framework, &mut state, pod, &p, &mut node) {
@@ -175,7 +175,7 @@ impl DefaultPreemption {
                 if let Err(message) = remove(framework, &mut state, pod, &p, &mut node) {
                     return DryRun::Failed(message);
                 }
-                victims.push(p);
+                victims.push(p.pod().clone());
             }
         }
         if victims.is_empty() {
@@ -206,12 +206,12 @@ fn remove(
     framework: &Framework,
     state: &mut CycleState,
     pod: &Pod,
-    victim: &Arc<Pod>,
+    victim: &Arc<PodInfo>,
     node: &mut NodeInfo,
 ) -> Result<(), String> {
-    node.remove_pod(&pod_key(victim));
+    node.remove_pod_info(victim.key());
     for plugin in &framework.profile().pre_filters {
-        let status = plugin.remove_pod(state, pod, victim, node);
+        let status = plugin.remove_pod(state, pod, victim.pod(), node);
         if !status.is_success() {
             let reasons = status.reasons().join(", ");
             return Err(format!("running RemovePod on PreFilter plugin {:?}: {reasons}", plugin.name()));
@@ -225,12 +225,12 @@ fn add(
     framework: &Framework,
     state: &mut CycleState,
     pod: &Pod,
-    victim: &Arc<Pod>,
+    victim: &Arc<PodInfo>,
     node: &mut NodeInfo,
 ) -> Result<(), String> {
-    node.add_pod(victim.clone()).map_err(|e| e.to_string())?;
+    node.add_pod_info(victim.clone());
     for plugin in &framework.profile().pre_filters {
-        let status = plugin.add_pod(state, pod, victim, node);
+        let status = plugin.add_pod(state, pod, victim.pod(), node);
         if !status.is_success() {
             let reasons = status.reasons().join(", ");
             return Err(format!("running AddPod on PreFilter plugin {:?}: {reasons}", plugin.name()));

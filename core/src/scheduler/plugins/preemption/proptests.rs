@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 
 use super::*;
-use crate::scheduler::Error;
+use crate::scheduler::{Error, pod_key};
 use crate::scheduler::plugins::default_profile;
 use crate::scheduler::plugins::test_pods::{spread, term, with_anti_affinity, with_spread};
 use crate::scheduler::testing::{node, pod};

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::cluster_event::ClusterEvent;
 use super::{Error, Result};
 use crate::client::WatcherEvent;
-use crate::scheduler::{NodeInfo, PodRequests, Snapshot, VolumeCatalog, pod_key};
+use crate::scheduler::{NodeInfo, PodInfo, Snapshot, VolumeCatalog, pod_key};
 
 mod volumes;
 
@@ -36,9 +36,9 @@ pub const DEFAULT_ASSUMED_POD_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 struct CachedPod {
-    pod: Arc<Pod>,
+    /// The pod, its requests and terms, shared with the snapshot.
+    info: Arc<PodInfo>,
     node: String,
-    requests: PodRequests,
     /// `Some` while assumed: then `Some(expiry)` once its bind succeeded.
     assumed: Option<Option<Instant>>,
 }
@@ -155,7 +155,7 @@ impl SchedulerCache {
     /// Where the cache has the pod with this key.
     pub fn placement(&self, key: &str) -> Option<Placement> {
         self.pods.get(key).map(|p| Placement {
-            uid: p.pod.metadata.uid.clone(),
+            uid: p.info.pod().metadata.uid.clone(),
             node: p.node.clone(),
             assumed: p.assumed.is_some(),
         })
@@ -164,8 +164,8 @@ impl SchedulerCache {
     /// The snapshot of the cached nodes and pods, rebuilt first if a node changed.
     pub fn snapshot(&mut self) -> Result<&Snapshot> {
         if self.dirty {
-            let pods = self.pods.values().map(|p| p.pod.clone());
-            self.snapshot = Snapshot::new(self.nodes.values().cloned(), pods)
+            let pods = self.pods.values().map(|p| p.info.clone());
+            self.snapshot = Snapshot::from_pod_infos(self.nodes.values().cloned(), pods)
                 .map_err(|e| Error::Snapshot(Box::new(e)))?;
             self.dirty = false;
         }
@@ -237,7 +237,7 @@ impl SchedulerCache {
             WatcherEvent::Delete(pod) => {
                 let key = pod_key(pod);
                 match self.pods.get(&key) {
-                    Some(c) if c.pod.metadata.uid == pod.metadata.uid => self.remove_pod(&key),
+                    Some(c) if c.info.pod().metadata.uid == pod.metadata.uid => self.remove_pod(&key),
                     _ => Vec::new(),
                 }
             }
@@ -255,14 +255,13 @@ impl SchedulerCache {
         if !self.nodes.contains_key(node) {
             return Err(Error::NodeNotInCache { pod: key, node: node.to_string() });
         }
-        let requests =
-            PodRequests::of(pod).map_err(|e| Error::PodRequests { pod: key.clone(), source: Box::new(e) })?;
         let mut assumed = pod.clone();
         assumed.spec.get_or_insert_with(Default::default).node_name = Some(node.to_string());
-        let assumed = Arc::new(assumed);
-        self.snapshot_add(node, &assumed);
-        self.pods
-            .insert(key, CachedPod { pod: assumed, node: node.to_string(), requests, assumed: Some(None) });
+        let info = PodInfo::new(Arc::new(assumed))
+            .map_err(|e| Error::PodRequests { pod: key.clone(), source: Box::new(e) })?;
+        let info = Arc::new(info);
+        self.snapshot_add(node, &info);
+        self.pods.insert(key, CachedPod { info, node: node.to_string(), assumed: Some(None) });
         self.assumed += 1;
         Ok(())
     }
@@ -273,7 +272,7 @@ impl SchedulerCache {
         let key = pod_key(pod);
         let expiry = now + self.assumed_ttl;
         if let Some(c) = self.pods.get_mut(&key)
-            && c.pod.metadata.uid == pod.metadata.uid
+            && c.info.pod().metadata.uid == pod.metadata.uid
             && c.assumed == Some(None)
         {
             c.assumed = Some(Some(expiry));
@@ -286,7 +285,9 @@ impl SchedulerCache {
     pub fn forget(&mut self, pod: &Pod, node: &str) -> Vec<ClusterEvent> {
         let key = pod_key(pod);
         match self.pods.get(&key) {
-            Some(c) if c.assumed.is_some() && c.node == node && c.pod.metadata.uid == pod.metadata.uid => {
+            Some(c)
+                if c.assumed.is_some() && c.node == node && c.info.pod().metadata.uid == pod.metadata.uid =>
+            {
                 self.remove_pod(&key)
             }
             _ => Vec::new(),
@@ -352,14 +353,13 @@ impl SchedulerCache {
             // Finished pods free their node, as kube-scheduler's cache has it.
             return self.remove_pod(&key);
         };
-        let requests = match PodRequests::of(pod) {
-            Ok(r) => r,
+        let info = match PodInfo::new(Arc::new(pod.clone())) {
+            Ok(info) => Arc::new(info),
             Err(error) => {
                 tracing::warn!(pod = %key, %error, "ignoring pod the scheduler cannot read");
                 return self.remove_pod(&key);
             }
         };
-        let pod = Arc::new(pod.clone());
         let mut events = Vec::new();
         if let Some(old) = self.pods.get(&key).cloned() {
             if let Some(expiry) = old.assumed {
@@ -368,20 +368,20 @@ impl SchedulerCache {
                     self.expiries.remove(&(expiry, key.clone()));
                 }
             }
-            if old.node != node || old.pod.metadata.uid != pod.metadata.uid {
+            if old.node != node || old.info.pod().metadata.uid != pod.metadata.uid {
                 // Bound elsewhere than assumed (someone else bound it), or a new pod.
-                self.snapshot_remove(&old.node, &old.pod);
+                self.snapshot_remove(&old.node, &key);
                 events.extend([ClusterEvent::AssignedPodDeleted, ClusterEvent::AssignedPodAdded]);
             } else if old.assumed.is_some() {
                 events.push(ClusterEvent::AssignedPodAdded);
-            } else if labels_of(&old.pod) != labels_of(&pod) || old.requests != requests {
+            } else if labels_of(old.info.pod()) != labels_of(pod) || old.info.requests() != info.requests() {
                 events.push(ClusterEvent::AssignedPodChanged);
             }
         } else {
             events.push(ClusterEvent::AssignedPodAdded);
         }
-        self.snapshot_add(&node, &pod);
-        self.pods.insert(key, CachedPod { pod, node, requests, assumed: None });
+        self.snapshot_add(&node, &info);
+        self.pods.insert(key, CachedPod { info, node, assumed: None });
         events
     }
 
@@ -393,20 +393,23 @@ impl SchedulerCache {
                 self.expiries.remove(&(expiry, key.to_string()));
             }
         }
-        self.snapshot_remove(&old.node, &old.pod);
+        self.snapshot_remove(&old.node, key);
         vec![ClusterEvent::AssignedPodDeleted]
     }
 
-    fn snapshot_add(&mut self, node: &str, pod: &Arc<Pod>) {
-        if !self.dirty && self.nodes.contains_key(node) && self.snapshot.add_pod(node, pod.clone()).is_err() {
+    fn snapshot_add(&mut self, node: &str, info: &Arc<PodInfo>) {
+        if !self.dirty
+            && self.nodes.contains_key(node)
+            && self.snapshot.add_pod_info(node, info.clone()).is_err()
+        {
             self.dirty = true;
         }
     }
 
-    fn snapshot_remove(&mut self, node: &str, pod: &Pod) {
+    fn snapshot_remove(&mut self, node: &str, key: &str) {
         if !self.dirty && self.nodes.contains_key(node) {
             // Absent only if it was never counted; nothing to undo then.
-            let _ = self.snapshot.remove_pod(node, pod);
+            let _ = self.snapshot.remove_pod_key(node, key);
         }
     }
 }
