@@ -17,6 +17,7 @@ use flotilla_core::controllers::manager::ControllerManager;
 use flotilla_core::object::KindRegistry;
 use flotilla_core::registry::Registry;
 use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, default_profiles};
+use flotilla_core::store::{Compactor, CompactorConfig, Retention};
 use flotilla_raft_store::{RaftStore, RaftStoreConfig};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -55,6 +56,26 @@ pub(crate) struct ControlArgs {
     /// Serve requests without credentials as `system:anonymous` (RBAC still applies).
     #[arg(long)]
     pub(crate) allow_anonymous: bool,
+    /// How often the store's old revisions are compacted (like 5m, 1h, 1h30m). Each pass
+    /// compacts to the revision the previous pass saw, so at least this much history stays
+    /// for watches and lists that resume (kube-apiserver's --etcd-compaction-interval). `0`
+    /// disables compaction.
+    #[arg(
+        long,
+        env = "FLOTILLA_COMPACTION_INTERVAL",
+        default_value = "5m",
+        value_parser = crate::agent_token::parse_ttl
+    )]
+    pub(crate) compaction_interval: Duration,
+    /// Keep the last N revisions instead (etcd's --auto-compaction-mode=revision): every
+    /// --compaction-interval, compact away the revisions older than those.
+    #[arg(
+        long,
+        env = "FLOTILLA_COMPACTION_RETAIN_REVISIONS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) compaction_retain_revisions: Option<u64>,
 }
 
 impl ControlArgs {
@@ -65,6 +86,13 @@ impl ControlArgs {
         advertise: Option<String>,
         join: Option<(String, String)>,
     ) -> anyhow::Result<ControlOptions> {
+        let compaction = (!self.compaction_interval.is_zero()).then(|| CompactorConfig {
+            interval: self.compaction_interval,
+            retention: self.compaction_retain_revisions.map_or(Retention::Periodic, Retention::Revisions),
+        });
+        if let Some(c) = &compaction {
+            c.validate().context("--compaction-interval / --compaction-retain-revisions")?;
+        }
         Ok(ControlOptions {
             data_dir: crate::data_dir(self.data_dir)?,
             api_listen: self.api_listen,
@@ -75,6 +103,7 @@ impl ControlArgs {
             token_file: self.token_file,
             allow_anonymous: self.allow_anonymous,
             join,
+            compaction,
         })
     }
 }
@@ -93,6 +122,8 @@ pub(crate) struct ControlOptions {
     pub(crate) allow_anonymous: bool,
     /// `(seed member-transport address, server token)` to join an existing cluster.
     pub(crate) join: Option<(String, String)>,
+    /// How the store is compacted; `None` never compacts it.
+    pub(crate) compaction: Option<CompactorConfig>,
 }
 
 /// Where a running member serves, as `<data-dir>/endpoints.json` records it.
@@ -129,6 +160,7 @@ pub(crate) struct ControlPlane {
     stop: CancellationToken,
     scheduler: JoinHandle<()>,
     controllers: JoinHandle<()>,
+    compactor: Option<JoinHandle<()>>,
 }
 
 /// `addr` with an unspecified IP replaced by loopback, for URLs clients dial.
@@ -212,6 +244,15 @@ impl ControlPlane {
             }
         };
         let registry = Registry::new(store.clone(), KindRegistry::builtin());
+        // Every member compacts (compactions are idempotent; see `Compactor`), so history
+        // stays bounded whichever member leads.
+        let compactor = match o.compaction.map(|c| Compactor::new(store.clone(), c)).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                store.shutdown().await;
+                return Err(e).context("starting the store compactor");
+            }
+        };
         let types = registry.kinds().types().collect();
         let clock: flotilla_core::registry::Clock = Arc::new(k8s_openapi::jiff::Timestamp::now);
         let controllers = ControllerManager::new(Arc::new(LocalClient::new(registry.clone())), types, clock);
@@ -221,6 +262,9 @@ impl ControlPlane {
         opts.allow_anonymous = o.allow_anonymous;
         let controller_metrics = controllers.metrics();
         opts.server.extra_metrics.add(move |r| controller_metrics.register(r));
+        if let Some(compactor_metrics) = compactor.as_ref().map(Compactor::metrics) {
+            opts.server.extra_metrics.add(move |r| compactor_metrics.register(r));
+        }
         let api = match SecureApi::start(registry.clone(), opts).await {
             Ok(api) => api,
             Err(e) => {
@@ -238,6 +282,7 @@ impl ControlPlane {
         let stop = CancellationToken::new();
         let scheduler = tokio::spawn(scheduler.run(stop.clone()));
         let controllers = tokio::spawn(controllers.run(store.leadership(), stop.clone()));
+        let compactor = compactor.map(|c| tokio::spawn(c.run(stop.clone())));
         api.admin_kubeconfig("flotilla").write(&dir.join(KUBECONFIG_FILE))?;
         let endpoints = Endpoints {
             id: member.id,
@@ -246,7 +291,7 @@ impl ControlPlane {
             raft: member.advertise.clone(),
         };
         token::write_private(&dir.join(ENDPOINTS_FILE), &serde_json::to_vec_pretty(&endpoints)?, 0o644)?;
-        Ok(ControlPlane { dir, store, registry, api, member, stop, scheduler, controllers })
+        Ok(ControlPlane { dir, store, registry, api, member, stop, scheduler, controllers, compactor })
     }
 
     /// Initializes a new cluster, or finishes a join, as the member file says.
@@ -306,13 +351,17 @@ impl ControlPlane {
         println!("  data:        {}", self.dir.display());
     }
 
-    /// Stops the scheduler and controllers, then the API server, the registry and the store.
-    /// Each stage has [`STOP_STAGE_LIMIT`]: a stage that does not finish in time is logged
-    /// and left behind, so SIGTERM always ends the process (the store is crash-safe).
+    /// Stops the scheduler, the controllers and the store compactor, then the API server, the
+    /// registry and the store. Each stage has [`STOP_STAGE_LIMIT`]: a stage that does not
+    /// finish in time is logged and left behind, so SIGTERM always ends the process (the store
+    /// is crash-safe).
     pub(crate) async fn shutdown(self) {
         self.stop.cancel();
         stop_stage("the scheduler", async { drop(self.scheduler.await) }).await;
         stop_stage("the controllers", async { drop(self.controllers.await) }).await;
+        if let Some(compactor) = self.compactor {
+            stop_stage("the store compactor", async { drop(compactor.await) }).await;
+        }
         stop_stage("the API server", self.api.stop()).await;
         stop_stage("the registry", self.registry.shutdown()).await;
         stop_stage("the store", self.store.shutdown()).await;

@@ -11,6 +11,7 @@
 //! [`Lessor`] (lease deadlines). Every implementation should pass the conformance suite
 //! (`conformance`, behind the `test-util` feature).
 
+mod compactor;
 mod engine;
 mod error;
 mod lessor;
@@ -25,6 +26,9 @@ pub mod conformance;
 
 use async_trait::async_trait;
 
+pub use compactor::{
+    Compactor, CompactorConfig, CompactorError, CompactorMetrics, DEFAULT_COMPACTION_INTERVAL, CompactionPass, Retention,
+};
 pub use engine::{DEFAULT_PROGRESS_INTERVAL, KvEngine, ProgressHandle, WatchStream};
 pub use error::{Error, Problem, Result};
 pub use lessor::Lessor;
