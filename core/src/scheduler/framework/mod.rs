@@ -1,7 +1,6 @@
 //! The scheduling framework: plugin traits, profiles and one scheduling cycle.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -42,9 +41,12 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
 
 /// Per-pod state that plugins compute once per scheduling cycle and read back, one value per
 /// type (kube-scheduler's `CycleState`). Cloning copies every value.
+///
+/// The values are few (one or two per plugin) and read for every node filtered and scored,
+/// so they are kept in a small list searched by type id rather than a hash map.
 #[derive(Default)]
 pub struct CycleState {
-    values: HashMap<TypeId, Box<dyn StateData>>,
+    values: Vec<(TypeId, Box<dyn StateData>)>,
 }
 
 impl Clone for CycleState {
@@ -61,17 +63,25 @@ impl CycleState {
 
     /// Stores `value`, replacing any earlier value of its type.
     pub fn insert<T: Any + Clone + Send + Sync>(&mut self, value: T) {
-        self.values.insert(TypeId::of::<T>(), Box::new(value));
+        let id = TypeId::of::<T>();
+        match self.values.iter_mut().find(|(k, _)| *k == id) {
+            Some((_, v)) => *v = Box::new(value),
+            None => self.values.push((id, Box::new(value))),
+        }
     }
 
     /// The stored value of type `T`.
     pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.values.get(&TypeId::of::<T>()).and_then(|v| (**v).as_any().downcast_ref::<T>())
+        let id = TypeId::of::<T>();
+        let (_, v) = self.values.iter().find(|(k, _)| *k == id)?;
+        (**v).as_any().downcast_ref::<T>()
     }
 
     /// The stored value of type `T`, to change in place.
     pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
-        self.values.get_mut(&TypeId::of::<T>()).and_then(|v| (**v).as_any_mut().downcast_mut::<T>())
+        let id = TypeId::of::<T>();
+        let (_, v) = self.values.iter_mut().find(|(k, _)| *k == id)?;
+        (**v).as_any_mut().downcast_mut::<T>()
     }
 }
 

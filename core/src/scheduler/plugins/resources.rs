@@ -127,29 +127,26 @@ impl FilterPlugin for NodeResourcesFit {
 
 /// Allocatable and requested-after-placing-the-pod of each scored resource; a resource the
 /// node does not have, or a scalar resource the pod does not request, is left out.
-fn allocation(
-    node: &NodeInfo,
-    pod: &PodRequests,
-    resources: &[(String, i64)],
+/// Computed lazily: scoring calls it for every scored node.
+fn allocation<'a>(
+    node: &'a NodeInfo,
+    pod: &'a PodRequests,
+    resources: &'a [(String, i64)],
     non_zero: bool,
-) -> Vec<(i64, i64, i64)> {
-    let mut out = Vec::new();
-    for (name, weight) in resources {
+) -> impl Iterator<Item = (i64, i64, i64)> + Clone + 'a {
+    resources.iter().filter_map(move |(name, weight)| {
         let alloc = node.allocatable().get(name);
         let pod_request = pod.requests.get(name);
         if is_scalar(name) && pod_request == 0 {
-            continue;
+            return None;
         }
         let requested = if non_zero && (name == CPU || name == MEMORY) {
             node.non_zero_requested().get(name).saturating_add(pod.non_zero.get(name))
         } else {
             node.requested().get(name).saturating_add(pod_request)
         };
-        if alloc != 0 {
-            out.push((alloc, requested, *weight));
-        }
-    }
-    out
+        (alloc != 0).then_some((alloc, requested, *weight))
+    })
 }
 
 impl ScorePlugin for NodeResourcesFit {
@@ -217,16 +214,15 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         else {
             return 0;
         };
-        let fractions: Vec<f64> = allocation(node, pod_requests, &self.resources, false)
-            .into_iter()
-            .map(|(alloc, requested, _)| (requested as f64 / alloc as f64).min(1.0))
-            .collect();
-        let std = match fractions.as_slice() {
-            [a, b] => ((a - b) / 2.0).abs(),
-            [_, _, _, ..] => {
-                let mean = fractions.iter().sum::<f64>() / fractions.len() as f64;
-                (fractions.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / fractions.len() as f64)
-                    .sqrt()
+        let fractions = allocation(node, pod_requests, &self.resources, false)
+            .map(|(alloc, requested, _)| (requested as f64 / alloc as f64).min(1.0));
+        let mut two = fractions.clone();
+        let std = match (two.next(), two.next(), two.next()) {
+            (Some(a), Some(b), None) => ((a - b) / 2.0).abs(),
+            (Some(_), Some(_), Some(_)) => {
+                let n = fractions.clone().count() as f64;
+                let mean = fractions.clone().sum::<f64>() / n;
+                (fractions.map(|f| (f - mean) * (f - mean)).sum::<f64>() / n).sqrt()
             }
             _ => 0.0,
         };

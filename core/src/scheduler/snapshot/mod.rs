@@ -231,6 +231,8 @@ pub struct Snapshot {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
     volumes: Arc<VolumeCatalog>,
+    /// How many pods on all nodes have affinity terms.
+    with_affinity: usize,
 }
 
 impl Snapshot {
@@ -269,6 +271,7 @@ impl Snapshot {
                 snapshot.nodes[i].add_pod_info(info);
             }
         }
+        snapshot.with_affinity = snapshot.nodes.iter().map(|n| n.with_affinity.len()).sum();
         Ok(snapshot)
     }
 
@@ -290,6 +293,12 @@ impl Snapshot {
     /// Whether there are no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// Whether some pod on some node has pod affinity or anti-affinity terms: if none has and
+    /// the incoming pod has none either, inter-pod affinity has nothing to count.
+    pub fn has_pods_with_affinity(&self) -> bool {
+        self.with_affinity > 0
     }
 
     /// The claims, volumes and storage classes.
@@ -316,7 +325,9 @@ impl Snapshot {
     /// [`Snapshot::add_pod`] with the pod's info already computed.
     pub fn add_pod_info(&mut self, node: &str, info: Arc<PodInfo>) -> Result<()> {
         let &i = self.index.get(node).ok_or_else(|| Error::NodeNotFound(node.to_string()))?;
+        let before = self.nodes[i].with_affinity.len();
         self.nodes[i].add_pod_info(info);
+        self.with_affinity = self.with_affinity - before + self.nodes[i].with_affinity.len();
         Ok(())
     }
 
@@ -328,9 +339,13 @@ impl Snapshot {
     /// Takes the pod with this `namespace/name` off `node`, returning its info.
     pub fn remove_pod_key(&mut self, node: &str, key: &str) -> Result<Arc<PodInfo>> {
         let &i = self.index.get(node).ok_or_else(|| Error::NodeNotFound(node.to_string()))?;
-        self.nodes[i]
+        let removed = self.nodes[i]
             .remove_by_key(key)
-            .ok_or_else(|| Error::PodNotFound { pod: key.to_string(), node: node.to_string() })
+            .ok_or_else(|| Error::PodNotFound { pod: key.to_string(), node: node.to_string() })?;
+        if removed.terms.is_some() {
+            self.with_affinity -= 1;
+        }
+        Ok(removed)
     }
 }
 

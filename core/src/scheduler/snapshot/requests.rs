@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as WireQuantity;
 
 use crate::quantity::Quantity;
-use crate::scheduler::resource_names::{CPU, MEMORY};
+use crate::scheduler::resource_names::{CPU, EPHEMERAL_STORAGE, MEMORY, PODS};
 use crate::scheduler::{Error, Result};
 
 /// The cpu request counted for scoring when a container sets none: 100m (kube-scheduler's
@@ -17,11 +17,29 @@ pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
 /// `DefaultMemoryRequest`), in thousandths of a byte.
 pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024 * 1000;
 
+/// The names with their own slot in [`Resources`], in name order.
+const KNOWN: [&str; 4] = [CPU, EPHEMERAL_STORAGE, MEMORY, PODS];
+
+/// The slot of a well-known name.
+fn slot(name: &str) -> Option<usize> {
+    match name {
+        CPU => Some(0),
+        EPHEMERAL_STORAGE => Some(1),
+        MEMORY => Some(2),
+        PODS => Some(3),
+        _ => None,
+    }
+}
+
 /// Amounts of resources by name, in thousandths of the resource's unit ("250m" cpu is 250,
 /// "1Ki" memory is 1,024,000). Absent names are zero. Sums saturate rather than overflow.
+///
+/// cpu, memory, ephemeral-storage and pods, which every filter and score reads, have their
+/// own slots (as kube-scheduler's `Resource` has fields for them); other names are in a map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
-    milli: BTreeMap<String, i64>,
+    known: [Option<i64>; 4],
+    other: BTreeMap<String, i64>,
 }
 
 impl Resources {
@@ -32,22 +50,35 @@ impl Resources {
 
     /// The amount of `name`, in thousandths (zero if absent).
     pub fn get(&self, name: &str) -> i64 {
-        self.milli.get(name).copied().unwrap_or(0)
+        match slot(name) {
+            Some(i) => self.known[i].unwrap_or(0),
+            None => self.other.get(name).copied().unwrap_or(0),
+        }
     }
 
     /// Whether `name` is present (even as zero).
     pub fn contains(&self, name: &str) -> bool {
-        self.milli.contains_key(name)
+        match slot(name) {
+            Some(i) => self.known[i].is_some(),
+            None => self.other.contains_key(name),
+        }
     }
 
     /// Sets the amount of `name`, in thousandths.
-    pub fn set(&mut self, name: impl Into<String>, milli: i64) {
-        self.milli.insert(name.into(), milli);
+    pub fn set(&mut self, name: impl Into<String> + AsRef<str>, milli: i64) {
+        match slot(name.as_ref()) {
+            Some(i) => self.known[i] = Some(milli),
+            None => {
+                self.other.insert(name.into(), milli);
+            }
+        }
     }
 
     /// Every resource and its amount, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.milli.iter().map(|(name, &v)| (name.as_str(), v))
+        let known = KNOWN.iter().zip(&self.known).filter_map(|(name, v)| v.map(|v| (*name, v)));
+        let other = self.other.iter().map(|(name, &v)| (name.as_str(), v));
+        Merge { a: known.peekable(), b: other.peekable() }
     }
 
     /// Adds `other` to this.
@@ -67,10 +98,15 @@ impl Resources {
     /// Adds `milli` (which may be negative) to `name`, allocating the name only the first
     /// time it is seen: nodes add and take off pods in every scheduling cycle.
     pub(crate) fn add_to(&mut self, name: &str, milli: i64) {
-        match self.milli.get_mut(name) {
+        if let Some(i) = slot(name) {
+            let v = self.known[i].get_or_insert(0);
+            *v = v.saturating_add(milli);
+            return;
+        }
+        match self.other.get_mut(name) {
             Some(v) => *v = v.saturating_add(milli),
             None => {
-                self.milli.insert(name.to_string(), milli);
+                self.other.insert(name.to_string(), milli);
             }
         }
     }
@@ -78,8 +114,9 @@ impl Resources {
     /// Raises each resource to at least `other`'s amount.
     pub(super) fn max_with(&mut self, other: &Resources) {
         for (name, v) in other.iter() {
-            let entry = self.milli.entry(name.to_string()).or_insert(v);
-            *entry = (*entry).max(v);
+            if !self.contains(name) || self.get(name) < v {
+                self.set(name, v);
+            }
         }
     }
 
@@ -197,4 +234,24 @@ fn container_requests(
         non_zero.set(MEMORY, DEFAULT_MEMORY_REQUEST);
     }
     Ok((requests, non_zero))
+}
+
+/// Two name-ordered iterators as one, in name order (the names are disjoint).
+struct Merge<'a, A: Iterator<Item = (&'a str, i64)>, B: Iterator<Item = (&'a str, i64)>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A: Iterator<Item = (&'a str, i64)>, B: Iterator<Item = (&'a str, i64)>> Iterator
+    for Merge<'a, A, B>
+{
+    type Item = (&'a str, i64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
 }

@@ -153,6 +153,7 @@ fn pods_with_affinity_terms_are_indexed_per_node_and_follow_adds_and_removes() {
     .expect("valid");
     let a = s.node("a").expect("a");
     assert_eq!(a.pod_count(), 2);
+    assert!(s.has_pods_with_affinity());
     let with: Vec<&str> = a.pods_with_affinity().iter().map(|p| p.key()).collect();
     assert_eq!(with, ["ns/anti"]);
     let terms = a.pods_with_affinity()[0].affinity_terms().expect("parsed once, on entry");
@@ -167,6 +168,7 @@ fn pods_with_affinity_terms_are_indexed_per_node_and_follow_adds_and_removes() {
     s.add_pod("b", bound(labeled("anti", "ns", &[]), "b")).expect("valid");
     let b = s.node("b").expect("b");
     assert_eq!((b.pod_count(), b.pods_with_affinity().len()), (1, 0));
+    assert!(!s.has_pods_with_affinity());
 }
 
 #[test]
@@ -176,4 +178,33 @@ fn pods_not_placed_are_not_parsed() {
     assert!(Snapshot::new(vec![node("a").build()], vec![pending]).is_ok());
     let placed = pod("placed").container(&[("cpu", "lots")]).on("a").arc();
     assert!(Snapshot::new(vec![node("a").build()], vec![placed]).is_err());
+}
+
+#[test]
+fn resources_keep_names_in_order_across_slots_and_map() {
+    let mut r = Resources::new();
+    r.set("pods", 1000);
+    r.set("example.com/gpu", 2000);
+    r.set(CPU, 0);
+    r.set("hugepages-2Mi", 5);
+    r.add_to(MEMORY, 7);
+    let names: Vec<(&str, i64)> = r.iter().collect();
+    assert_eq!(
+        names,
+        [("cpu", 0), ("example.com/gpu", 2000), ("hugepages-2Mi", 5), ("memory", 7), ("pods", 1000)]
+    );
+    assert!(r.contains(CPU), "an explicit zero is present");
+    assert!(!r.contains("ephemeral-storage"));
+    assert_eq!(r.get("ephemeral-storage"), 0);
+
+    let mut sum = r.clone();
+    sum.add(&r);
+    assert_eq!((sum.get("example.com/gpu"), sum.get(PODS)), (4000, 2000));
+    sum.sub(&r);
+    assert_eq!(sum, r);
+    let mut most = Resources::new();
+    most.set(MEMORY, 10);
+    most.set("example.com/gpu", 1);
+    most.max_with(&r);
+    assert_eq!((most.get(MEMORY), most.get("example.com/gpu"), most.get(PODS)), (10, 2000, 1000));
 }

@@ -173,7 +173,12 @@ impl PreFilterPlugin for InterPodAffinity {
             Ok(terms) => Arc::new(terms),
             Err(message) => return Status::error(message),
         };
-        let (filter, score) = self.collect(pod, terms, snapshot.nodes());
+        // With no terms on either side there is nothing to count (kube-scheduler skips too).
+        let (filter, score) = if terms.is_empty() && !snapshot.has_pods_with_affinity() {
+            self.collect(pod, terms, [])
+        } else {
+            self.collect(pod, terms, snapshot.nodes())
+        };
         state.insert(filter);
         state.insert(score);
         Status::Success
