@@ -27,7 +27,8 @@ pub mod conformance;
 use async_trait::async_trait;
 
 pub use compactor::{
-    Compactor, CompactorConfig, CompactorError, CompactorMetrics, DEFAULT_COMPACTION_INTERVAL, CompactionPass, Retention,
+    CompactionPass, Compactor, CompactorConfig, CompactorError, CompactorMetrics,
+    DEFAULT_COMPACTION_INTERVAL, Retention,
 };
 pub use engine::{DEFAULT_PROGRESS_INTERVAL, KvEngine, ProgressHandle, WatchStream};
 pub use error::{Error, Problem, Result};

@@ -7,10 +7,10 @@ use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 
 use super::*;
-use crate::scheduler::{Error, pod_key};
 use crate::scheduler::plugins::default_profile;
 use crate::scheduler::plugins::test_pods::{spread, term, with_anti_affinity, with_spread};
 use crate::scheduler::testing::{node, pod};
+use crate::scheduler::{Error, pod_key};
 
 /// A pod in `default` with a cpu request in millicores and a priority, bound to `node`.
 fn p(name: &str, node: &str, cpu: i64, priority: i32) -> Pod {
