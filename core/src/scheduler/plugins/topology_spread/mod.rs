@@ -1,20 +1,23 @@
 //! PodTopologySpread: matching pods spread evenly over topology domains (the nodes sharing a
 //! value of the constraint's `topologyKey`).
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::Pod;
 
-use super::NodeAffinity;
 use super::pod_affinity_terms::pod_labels;
-use super::taints::tolerated;
 use crate::scheduler::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, PreFilterPlugin, ScorePlugin, Snapshot,
     Status,
 };
-use crate::selector::{LabelSelector, Operator, Requirement};
-use crate::validation::FieldPath;
+
+mod constraint;
+mod counting;
+mod domains;
+
+use constraint::Constraint;
+use counting::{Inclusion, count_matching, counts_in, domain_counts};
+use domains::Domains;
 
 /// The node label naming the node itself: its domains are single nodes, counted while scoring.
 const HOSTNAME: &str = "kubernetes.io/hostname";
@@ -62,135 +65,23 @@ impl PodTopologySpread {
         "node(s) didn't match pod topology spread constraints (missing required label)";
 }
 
-/// One constraint, parsed (kube-scheduler's `topologySpreadConstraint`).
-#[derive(Clone, Debug)]
-struct Constraint {
-    max_skew: i64,
-    topology_key: String,
-    selector: LabelSelector,
-    min_domains: i64,
-    honor_node_affinity: bool,
-    honor_taints: bool,
-}
-
-impl Constraint {
-    /// The pod's constraints with `whenUnsatisfiable: when`; an invalid selector or policy is an
-    /// error naming its field.
-    fn all(pod: &Pod, when: &str) -> Result<Vec<Constraint>, String> {
-        let list = pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.as_deref()).unwrap_or(&[]);
-        let base = FieldPath::new("spec").child("topologySpreadConstraints");
-        let mut out = Vec::new();
-        for (i, c) in list.iter().enumerate().filter(|(_, c)| c.when_unsatisfiable == when) {
-            out.push(Constraint::parse(pod, c, &base.index(i))?);
-        }
-        Ok(out)
-    }
-
-    fn parse(pod: &Pod, c: &TopologySpreadConstraint, path: &FieldPath) -> Result<Constraint, String> {
-        let mut selector = LabelSelector::from_k8s(c.label_selector.as_ref(), &path.child("labelSelector"))
-            .map_err(|errs| errs.to_string())?;
-        let labels = pod_labels(pod);
-        for key in c.match_label_keys.iter().flatten() {
-            if let Some(value) = labels.get(key) {
-                let r = Requirement::new(key.clone(), Operator::Equals, vec![value.clone()])
-                    .map_err(|e| format!("{}: {e}", path.child("matchLabelKeys")))?;
-                selector = selector.with(r);
-            }
-        }
-        let policy = |p: &Option<String>, field: &str, default: bool| match p.as_deref() {
-            None => Ok(default),
-            Some("Honor") => Ok(true),
-            Some("Ignore") => Ok(false),
-            Some(other) => Err(format!("{}: unsupported value {other:?}", path.child(field))),
-        };
-        Ok(Constraint {
-            max_skew: i64::from(c.max_skew),
-            topology_key: c.topology_key.clone(),
-            selector,
-            min_domains: i64::from(c.min_domains.unwrap_or(1)),
-            honor_node_affinity: policy(&c.node_affinity_policy, "nodeAffinityPolicy", true)?,
-            honor_taints: policy(&c.node_taints_policy, "nodeTaintsPolicy", false)?,
-        })
-    }
-}
-
-/// The pods on `node` in `namespace` matching `selector`, terminating pods left out. An empty
-/// selector counts none (kube-scheduler's `countPodsMatchSelector`).
-fn count_matching(node: &NodeInfo, selector: &LabelSelector, namespace: &str) -> i64 {
-    if selector.is_empty() {
-        return 0;
-    }
-    let n = node
-        .pods()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.metadata.namespace.as_deref().unwrap_or("") == namespace)
-        .filter(|p| selector.matches(pod_labels(p)))
-        .count();
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
+/// Whether `node` has every constraint's topology key: only such nodes are counted, and
+/// scored.
 fn has_all_keys(node: &NodeInfo, constraints: &[Constraint]) -> bool {
     let labels = node.labels();
-    constraints.iter().all(|c| labels.contains_key(&c.topology_key))
+    constraints.iter().all(|c| labels.contains_key(c.topology_key.as_str()))
 }
 
-/// Matching pods per domain, for each constraint, over `nodes` (kube-scheduler's
-/// `TpValueToMatchNum`). Hostname domains are left out when `skip_hostname`.
-fn domain_counts<'a>(
-    pod: &Pod,
-    constraints: &[Constraint],
-    nodes: impl IntoIterator<Item = &'a NodeInfo>,
-    skip_hostname: bool,
-) -> Vec<HashMap<String, i64>> {
-    let mut counts = vec![HashMap::new(); constraints.len()];
-    if constraints.is_empty() {
-        return counts;
-    }
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
-    let mut affinity_state = CycleState::new();
-    if constraints.iter().any(|c| c.honor_node_affinity) {
-        // NodeAffinity's pre-filter only parses the pod; it reads no node.
-        NodeAffinity.pre_filter(&mut affinity_state, pod, &Snapshot::default());
-    }
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
-    for node in nodes {
-        if !has_all_keys(node, constraints) {
-            continue;
-        }
-        // Computed at most once per node, and only if a constraint honors it.
-        let mut affinity_ok = None;
-        let mut taints_ok = None;
-        for (c, counts) in constraints.iter().zip(counts.iter_mut()) {
-            if skip_hostname && c.topology_key == HOSTNAME {
-                continue;
-            }
-            if c.honor_node_affinity
-                && !*affinity_ok
-                    .get_or_insert_with(|| NodeAffinity.filter(&affinity_state, pod, node).is_success())
-            {
-                continue;
-            }
-            let untolerated = || {
-                node.taints().iter().any(|t| {
-                    matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(tolerations, t)
-                })
-            };
-            if c.honor_taints && !*taints_ok.get_or_insert_with(|| !untolerated()) {
-                continue;
-            }
-            let Some(value) = node.labels().get(&c.topology_key) else { continue };
-            let n = count_matching(node, &c.selector, namespace);
-            *counts.entry(value.clone()).or_insert(0) += n;
-        }
-    }
-    counts
+fn is_hostname(c: &Constraint) -> bool {
+    c.topology_key == HOSTNAME
 }
 
-/// What the filter reads, computed by the pre-filter.
+/// What the filter reads, computed by the pre-filter. Preemption copies the cycle state for
+/// each dry run: the parts the dry runs do not change are shared.
 #[derive(Clone, Debug)]
 struct FilterState {
-    constraints: Vec<Constraint>,
-    counts: Vec<HashMap<String, i64>>,
+    constraints: Arc<[Constraint]>,
+    counts: Arc<Vec<Domains<Box<str>>>>,
     /// The fewest matching pods in a domain, or 0 with fewer domains than `minDomains`.
     min_match: Vec<i64>,
     /// 1 where the incoming pod matches the constraint's selector, else 0.
@@ -201,8 +92,8 @@ struct FilterState {
 /// to the score), computed by the pre-filter (or the pre-score without one).
 #[derive(Clone, Debug)]
 struct SoftCounts {
-    constraints: Vec<Constraint>,
-    counts: Vec<HashMap<String, i64>>,
+    constraints: Arc<[Constraint]>,
+    counts: Arc<[Domains<Box<str>>]>,
 }
 
 /// Each soft constraint's weight, `ln(domains among the feasible nodes + 2)`.
@@ -220,13 +111,18 @@ impl PreFilterPlugin for PodTopologySpread {
                 (Ok(hard), Ok(soft)) => (hard, soft),
                 (Err(message), _) | (_, Err(message)) => return Status::error(message),
             };
-        let counts = domain_counts(pod, &hard, snapshot.nodes(), false);
+        let counts = domain_counts(pod, &hard, snapshot.nodes(), |_| false);
         let min_match = hard.iter().zip(&counts).map(|(c, domains)| min_match(c, domains)).collect();
         let labels = pod_labels(pod);
         let self_match = hard.iter().map(|c| i64::from(c.selector.matches(labels))).collect();
-        state.insert(FilterState { constraints: hard, counts, min_match, self_match });
-        let soft_counts = domain_counts(pod, &soft, snapshot.nodes(), true);
-        state.insert(SoftCounts { constraints: soft, counts: soft_counts });
+        state.insert(FilterState {
+            constraints: hard.into(),
+            counts: Arc::new(counts),
+            min_match,
+            self_match,
+        });
+        let soft_counts = domain_counts(pod, &soft, snapshot.nodes(), is_hostname);
+        state.insert(SoftCounts { constraints: soft.into(), counts: soft_counts.into() });
         Status::Success
     }
 
@@ -240,8 +136,8 @@ impl PreFilterPlugin for PodTopologySpread {
 }
 
 /// The fewest matching pods in a domain, or 0 with fewer domains than `minDomains`.
-fn min_match(c: &Constraint, domains: &HashMap<String, i64>) -> i64 {
-    let fewest = domains.values().copied().min().unwrap_or(0);
+fn min_match(c: &Constraint, domains: &Domains<Box<str>>) -> i64 {
+    let fewest = domains.fewest().unwrap_or(0);
     if i64::try_from(domains.len()).unwrap_or(i64::MAX) < c.min_domains { 0 } else { fewest }
 }
 
@@ -255,45 +151,22 @@ fn update_with_pod(state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeIn
     let Some(s) = state.get_mut::<FilterState>() else {
         return Status::error("no pre-filter state: PodTopologySpread must also run as a pre-filter");
     };
-    let namespace = |p: &Pod| p.metadata.namespace.clone().unwrap_or_default();
-    if s.constraints.is_empty()
-        || namespace(other) != namespace(pod)
-        || other.metadata.deletion_timestamp.is_some()
-        || !has_all_keys(node, &s.constraints)
-    {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
+    if s.constraints.is_empty() || !counts_in(other, namespace) || !has_all_keys(node, &s.constraints) {
         return Status::Success;
     }
-    let labels = pod_labels(other);
-    let (mut affinity_ok, mut taints_ok) = (None, None);
-    for (i, c) in s.constraints.iter().enumerate() {
-        if c.selector.is_empty() || !c.selector.matches(labels) {
+    let (labels, other_labels) = (node.labels(), pod_labels(other));
+    let constraints = Arc::clone(&s.constraints);
+    let inclusion = Inclusion::new(pod, &constraints);
+    for (i, c) in inclusion.counting(node, &constraints) {
+        if !c.counts_pods || !c.selector.matches(other_labels) {
             continue;
         }
-        if c.honor_node_affinity
-            && !*affinity_ok.get_or_insert_with(|| {
-                let mut affinity_state = CycleState::new();
-                NodeAffinity.pre_filter(&mut affinity_state, pod, &Snapshot::default());
-                NodeAffinity.filter(&affinity_state, pod, node).is_success()
-            })
-        {
-            continue;
-        }
-        if c.honor_taints && !*taints_ok.get_or_insert_with(|| !untolerated_taint(pod, node)) {
-            continue;
-        }
-        let Some(value) = node.labels().get(&c.topology_key) else { continue };
-        *s.counts[i].entry(value.clone()).or_insert(0) += delta;
+        let Some(value) = labels.get(c.topology_key.as_str()) else { continue };
+        Arc::make_mut(&mut s.counts)[i].add(Box::from(value.as_str()), delta);
         s.min_match[i] = min_match(c, &s.counts[i]);
     }
     Status::Success
-}
-
-/// Whether `node` has a `NoSchedule` or `NoExecute` taint `pod` does not tolerate.
-fn untolerated_taint(pod: &Pod, node: &NodeInfo) -> bool {
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
-    node.taints()
-        .iter()
-        .any(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(tolerations, t))
 }
 
 impl FilterPlugin for PodTopologySpread {
@@ -307,10 +180,10 @@ impl FilterPlugin for PodTopologySpread {
         };
         let labels = node.labels();
         for (i, c) in s.constraints.iter().enumerate() {
-            let Some(value) = labels.get(&c.topology_key) else {
+            let Some(value) = labels.get(c.topology_key.as_str()) else {
                 return Status::unresolvable(Self::MISSING_LABEL_REASON);
             };
-            let matching = s.counts[i].get(value).copied().unwrap_or(0);
+            let matching = s.counts[i].get(value).unwrap_or(0);
             if matching + s.self_match[i] - s.min_match[i] > c.max_skew {
                 return Status::unschedulable(Self::REASON);
             }
@@ -331,25 +204,30 @@ impl ScorePlugin for PodTopologySpread {
                 Ok(c) => c,
                 Err(message) => return Status::error(message),
             };
-            let counts = domain_counts(pod, &constraints, nodes.iter().copied(), true);
-            state.insert(SoftCounts { constraints, counts });
+            let counts = domain_counts(pod, &constraints, nodes.iter().copied(), is_hostname);
+            state.insert(SoftCounts { constraints: constraints.into(), counts: counts.into() });
         }
         let Some(soft) = state.get::<SoftCounts>() else { return Status::error("soft counts just stored") };
-        let scored: Vec<&NodeInfo> =
-            nodes.iter().copied().filter(|n| has_all_keys(n, &soft.constraints)).collect();
+        // The scored nodes (those with every topology key), and the distinct domains among them.
+        let mut scored = 0usize;
+        let mut domains: Vec<Domains<&str>> = soft.constraints.iter().map(|_| Domains::default()).collect();
+        if !soft.constraints.is_empty() {
+            for node in nodes.iter().filter(|n| has_all_keys(n, &soft.constraints)) {
+                scored += 1;
+                let labels = node.labels();
+                for (c, seen) in soft.constraints.iter().zip(&mut domains).filter(|(c, _)| !is_hostname(c)) {
+                    if let Some(value) = labels.get(c.topology_key.as_str()) {
+                        seen.add(value.as_str(), 0);
+                    }
+                }
+            }
+        }
         let weights = soft
             .constraints
             .iter()
-            .map(|c| {
-                let size = if c.topology_key == HOSTNAME {
-                    scored.len()
-                } else {
-                    scored
-                        .iter()
-                        .filter_map(|n| n.labels().get(&c.topology_key))
-                        .collect::<BTreeSet<_>>()
-                        .len()
-                };
+            .zip(&domains)
+            .map(|(c, seen)| {
+                let size = if is_hostname(c) { scored } else { seen.len() };
                 (size as f64 + 2.0).ln()
             })
             .collect();
@@ -368,11 +246,11 @@ impl ScorePlugin for PodTopologySpread {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
         let labels = node.labels();
         let mut score = 0.0;
-        for ((c, counts), weight) in soft.constraints.iter().zip(&soft.counts).zip(weights) {
-            let matching = if c.topology_key == HOSTNAME {
-                count_matching(node, &c.selector, namespace)
+        for ((c, counts), weight) in soft.constraints.iter().zip(soft.counts.iter()).zip(weights) {
+            let matching = if is_hostname(c) {
+                count_matching(node, c, namespace)
             } else {
-                labels.get(&c.topology_key).and_then(|v| counts.get(v)).copied().unwrap_or(0)
+                labels.get(c.topology_key.as_str()).and_then(|v| counts.get(v)).unwrap_or(0)
             };
             score += matching as f64 * weight + (c.max_skew - 1) as f64;
         }
@@ -397,5 +275,7 @@ impl ScorePlugin for PodTopologySpread {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
