@@ -72,6 +72,7 @@ fn has_all_keys(node: &NodeInfo, constraints: &[Constraint]) -> bool {
     constraints.iter().all(|c| labels.contains_key(c.topology_key.as_str()))
 }
 
+/// Whether `c` spreads over single nodes: the score counts those domains itself.
 fn is_hostname(c: &Constraint) -> bool {
     c.topology_key == HOSTNAME
 }
