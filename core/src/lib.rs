@@ -24,6 +24,7 @@ pub mod controllers;
 pub mod object;
 pub mod patch;
 pub mod quantity;
+pub mod quota;
 pub mod registry;
 pub mod scheduler;
 pub mod selector;

@@ -14,11 +14,12 @@ use flotilla_api::pki::ClusterPki;
 use flotilla_api::secure::{SecureApi, SecureOptions};
 use flotilla_core::client::{Client, LocalClient};
 use flotilla_core::controllers::manager::ControllerManager;
-use flotilla_core::object::KindRegistry;
-use flotilla_core::registry::Registry;
+use flotilla_core::object::{KindRegistry, Resource};
+use flotilla_core::registry::{Registry, WatchCacheConfig};
 use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, default_profiles};
 use flotilla_core::store::{Compactor, CompactorConfig, Retention};
 use flotilla_raft_store::{RaftStore, RaftStoreConfig};
+use k8s_openapi::api::core::v1::ResourceQuota;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -244,6 +245,12 @@ impl ControlPlane {
             }
         };
         let registry = Registry::new(store.clone(), KindRegistry::builtin());
+        // Quota admission reads every create's namespace quotas from this cache instead of
+        // the store (see docs/api-server.md, "ResourceQuota").
+        if let Err(e) = registry.enable_watch_cache(&ResourceQuota::TYPE, WatchCacheConfig::default()).await {
+            store.shutdown().await;
+            return Err(e).context("starting the ResourceQuota watch cache");
+        }
         // Every member compacts (compactions are idempotent; see `Compactor`), so history
         // stays bounded whichever member leads.
         let compactor = match o.compaction.map(|c| Compactor::new(store.clone(), c)).transpose() {

@@ -11,3 +11,4 @@ mod t70_kube_rs;
 mod t80_logs;
 mod t85_kubectl_logs;
 mod t90_kubectl_protobuf;
+mod t95_kubectl_quota;

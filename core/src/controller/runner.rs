@@ -74,7 +74,11 @@ pub struct Controller<K: Resource, R: Reconciler> {
     synced: Vec<BoxFuture<'static, ()>>,
     config: ControllerConfig,
     metrics: ControllerMetrics,
+    primary_filter: Option<PrimaryFilter<K>>,
 }
+
+/// Which changes of the primary kind trigger a reconcile.
+type PrimaryFilter<K> = Arc<dyn Fn(&Change<K>) -> bool + Send + Sync>;
 
 /// Forwards an informer's changes as keys until shutdown; after lagging, resyncs everything.
 async fn forward<C: Resource>(
@@ -136,7 +140,15 @@ impl<K: Resource, R: Reconciler> Controller<K, R> {
             synced: vec![synced],
             config: ControllerConfig::default(),
             metrics: ControllerMetrics::default(),
+            primary_filter: None,
         }
+    }
+
+    /// Reconciles a primary object only for the changes `filter` accepts (by default, every
+    /// change), for example to ignore status writes the controller does not act on.
+    pub fn filter_primary(mut self, filter: impl Fn(&Change<K>) -> bool + Send + Sync + 'static) -> Self {
+        self.primary_filter = Some(Arc::new(filter));
+        self
     }
 
     /// Runs with `config`.
@@ -190,7 +202,7 @@ impl<K: Resource, R: Reconciler> Controller<K, R> {
     /// reconciles as soon as it turns false, and finishing them (within the configured grace)
     /// on shutdown. The informers must be started ([`Informers::start`](super::Informers::start)).
     pub async fn run(self, mut is_leader: watch::Receiver<bool>, shutdown: CancellationToken) {
-        let Controller { name, primary, reconciler, triggers, synced, config, metrics } = self;
+        let Controller { name, primary, reconciler, triggers, synced, config, metrics, primary_filter } = self;
         let queue = WorkQueue::<ObjectKey>::new(config.queue.clone());
         let tracker = TaskTracker::new();
         let resync_all: Arc<dyn Fn() + Send + Sync> = {
@@ -202,7 +214,10 @@ impl<K: Resource, R: Reconciler> Controller<K, R> {
         {
             let primary_rx = primary.subscribe();
             let ctx = ctx.clone();
-            tracker.spawn(forward(primary_rx, ctx, |c: &Change<K>| {
+            tracker.spawn(forward(primary_rx, ctx, move |c: &Change<K>| {
+                if primary_filter.as_ref().is_some_and(|f| !f(c)) {
+                    return Vec::new();
+                }
                 c.latest().or(c.old()).map(ObjectKey::of).into_iter().collect()
             }));
         }

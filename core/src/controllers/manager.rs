@@ -20,6 +20,7 @@ use super::namespace::{self, NamespaceReconciler};
 use super::nodelifecycle::{self, NodeLifecycleConfig};
 use super::podgc::{self, PodGcConfig};
 use super::replicaset::{self, ReplicaSetReconciler};
+use super::resourcequota::{self, QuotaConfig};
 use super::volume;
 use crate::client::Client;
 use crate::controller::events::Recorder;
@@ -200,6 +201,12 @@ impl ControllerManager {
         spawn!(endpoints_controller(&informers, clock.clone()));
         spawn!(endpoint_slice_controller(&informers, clock.clone()));
         spawn!(namespace_controller(&informers, clock.clone(), types.clone()));
+        spawn!(resourcequota::resource_quota_controller(
+            &informers,
+            clock.clone(),
+            types.clone(),
+            QuotaConfig::default(),
+        ));
         let (recorder, recorder_task) =
             Recorder::new(informers.client(), nodelifecycle::CONTROLLER_NAME, clock.clone());
         tasks.spawn(recorder_task.run(shutdown.clone()));

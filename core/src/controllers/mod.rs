@@ -2,8 +2,8 @@
 //! [`Reconciler`](crate::controller::Reconciler) that reads informer caches and performs the
 //! writes: [`replicaset`], [`deployment`], [`endpoints`] (Endpoints and EndpointSlices),
 //! [`gc`] (garbage collector), [`namespace`] (namespace lifecycle), [`nodelifecycle`]
-//! (unreachable nodes and taint-based eviction), [`podgc`] (pod garbage collection) and
-//! [`volume`] (the PersistentVolume binder and local-path provisioner). [`manager`] runs
+//! (unreachable nodes and taint-based eviction), [`podgc`] (pod garbage collection),
+//! [`resourcequota`] (quota usage recounts) and [`volume`] (the PersistentVolume binder and local-path provisioner). [`manager`] runs
 //! them all; [`util`] holds facts about objects they share.
 
 pub mod deployment;
@@ -14,5 +14,6 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod util;
 pub mod volume;

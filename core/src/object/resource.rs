@@ -181,6 +181,7 @@ builtin! {
     core::v1::Secret => "secret", [], status: false;
     core::v1::ServiceAccount => "serviceaccount", ["sa"], status: false;
     core::v1::Event => "event", ["ev"], status: false;
+    core::v1::ResourceQuota => "resourcequota", ["quota"], status: true;
     apps::v1::ReplicaSet => "replicaset", ["rs"], status: true;
     apps::v1::Deployment => "deployment", ["deploy"], status: true;
     discovery::v1::EndpointSlice => "endpointslice", [], status: false;

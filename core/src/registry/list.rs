@@ -62,6 +62,11 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
+    /// A filter that selects everything.
+    pub(crate) fn everything() -> Self {
+        Filter { labels: None, fields: None }
+    }
+
     pub(crate) fn new(s: &dyn KindStrategy, opts: &ListOptions) -> Result<Self> {
         let labels = match opts.label_selector.as_deref().filter(|l| !l.trim().is_empty()) {
             Some(l) => Some(LabelSelector::parse(l).map_err(|e| Error::BadRequest(e.to_string()))?),

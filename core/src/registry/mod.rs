@@ -16,6 +16,7 @@ mod meta;
 mod options;
 mod pods;
 mod priority;
+mod quota;
 mod services;
 mod watch;
 mod write;

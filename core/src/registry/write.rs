@@ -17,6 +17,9 @@ use crate::store::{
 const MAX_RETRIES: usize = 8;
 /// How many names a `generateName` create tries before giving up.
 const MAX_GENERATE_ATTEMPTS: usize = 8;
+/// How many times a create re-charges its namespace's quotas after another write changed
+/// them first.
+const MAX_QUOTA_RACES: usize = 64;
 
 /// The result of a create, update or patch.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,7 +117,9 @@ impl Registry {
         self.admit_priority_class(t, &obj).await?;
         let generate =
             obj.name().is_empty() && obj.metadata.generate_name.as_deref().is_some_and(|g| !g.is_empty());
-        for _ in 0..MAX_GENERATE_ATTEMPTS {
+        let (mut attempts, mut quota_races) = (0, 0);
+        while attempts < MAX_GENERATE_ATTEMPTS {
+            attempts += 1;
             let mut candidate = obj.clone();
             if generate {
                 candidate.metadata.name =
@@ -130,19 +135,39 @@ impl Registry {
             } else {
                 Allocation::default()
             };
+            let charges = self.charge_quotas(t, &ns, &candidate, quota_races > 0, opts.dry_run).await?;
             if opts.dry_run {
                 return Ok(Written { object: candidate, warnings });
             }
             let mut compare = vec![Compare::absent(k.clone())];
             compare.extend(alloc.compares);
+            compare.extend(charges.compares.iter().cloned());
             let mut success = vec![RequestOp::Put(PutRequest::new(k.clone(), encode(&candidate)?))];
             success.extend(alloc.ops);
+            success.extend(charges.ops.iter().cloned());
             let resp = self.store.txn(TxnRequest { compare, success, failure: vec![] }).await?;
             if resp.succeeded {
                 candidate.metadata.resource_version = Some(resp.header.revision.to_string());
                 return Ok(Written { object: candidate, warnings });
             }
             let name_taken = self.store.get(k.as_bytes()).await?.is_some();
+            if !name_taken && !self.charges_current(&charges).await? {
+                // Another write changed a quota this create was charged to: charge it again
+                // against what is there now (not counted as a name attempt).
+                quota_races += 1;
+                if quota_races >= MAX_QUOTA_RACES {
+                    return Err(Error::Conflict {
+                        resource: "resourcequotas".into(),
+                        name: ns.clone(),
+                        reason: format!(
+                            "the namespace's quotas changed {MAX_QUOTA_RACES} times while this create \
+                             was charged to them; please try again"
+                        ),
+                    });
+                }
+                attempts -= 1;
+                continue;
+            }
             if !name_taken {
                 // An address was taken meanwhile: a clash with what the user asked for is
                 // theirs to fix; a clash with one we chose is retried with another.

@@ -3,6 +3,7 @@
 
 mod t10_registry;
 mod t12_priority;
+mod t13_quota;
 mod t20_client;
 mod t30_roundtrip;
 mod t40_model;

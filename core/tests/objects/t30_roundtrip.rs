@@ -17,8 +17,8 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerPort, Endpoints, Event, HTTPGetAction, Namespace, Node, PersistentVolume,
-    PersistentVolumeClaim, Pod, PodSpec, Probe, ResourceRequirements, Secret, Service, ServiceAccount,
-    TCPSocketAction,
+    PersistentVolumeClaim, Pod, PodSpec, Probe, ResourceQuota, ResourceRequirements, Secret, Service,
+    ServiceAccount, TCPSocketAction,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -115,6 +115,7 @@ round_trips! {
     config_map_round_trips: ConfigMap = core_kinds::config_map();
     secret_round_trips: Secret = core_kinds::secret();
     service_account_round_trips: ServiceAccount = core_kinds::service_account();
+    resource_quota_round_trips: ResourceQuota = core_kinds::resource_quota();
     event_round_trips: Event = core_kinds::event();
     replica_set_round_trips: ReplicaSet = group_kinds::replica_set();
     deployment_round_trips: Deployment = group_kinds::deployment();

@@ -4,6 +4,7 @@
 mod csr;
 mod pods;
 pub mod priority;
+mod quota;
 mod workloads;
 
 use k8s_openapi::api::core::v1::Service;
@@ -51,6 +52,7 @@ pub(super) fn register_all(r: &mut KindRegistry) {
         core::v1::Secret,
         core::v1::ServiceAccount,
         core::v1::Event,
+        core::v1::ResourceQuota,
         apps::v1::ReplicaSet,
         apps::v1::Deployment,
         discovery::v1::EndpointSlice,

@@ -6,8 +6,9 @@ use k8s_openapi::api::core::v1::{
     Namespace, NamespaceCondition, NamespaceSpec, NamespaceStatus, Node, NodeAddress, NodeCondition,
     NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, PersistentVolume, PersistentVolumeClaim,
     PersistentVolumeClaimCondition, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
-    PersistentVolumeSpec, PersistentVolumeStatus, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
-    ServiceStatus, Taint, VolumeNodeAffinity, VolumeResourceRequirements,
+    PersistentVolumeSpec, PersistentVolumeStatus, ResourceQuota, ResourceQuotaSpec, ResourceQuotaStatus,
+    ScopeSelector, ScopedResourceSelectorRequirement, Secret, Service, ServiceAccount, ServicePort,
+    ServiceSpec, ServiceStatus, Taint, VolumeNodeAffinity, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use proptest::prelude::*;
@@ -322,6 +323,27 @@ pub(crate) fn secret() -> impl Strategy<Value = Secret> {
             type_,
         },
     )
+}
+
+/// A ResourceQuota with scopes, a scope selector and both halves of its status.
+pub(crate) fn resource_quota() -> impl Strategy<Value = ResourceQuota> {
+    let scopes = &["Terminating", "NotTerminating", "BestEffort", "NotBestEffort"];
+    let requirement =
+        (one_of(&["PriorityClass", "BestEffort"]), one_of(&["In", "NotIn", "Exists"]), opt_list(name()))
+            .prop_map(|(scope_name, operator, values)| ScopedResourceSelectorRequirement {
+                operator,
+                scope_name,
+                values,
+            });
+    let selector = opt_list(requirement).prop_map(|match_expressions| ScopeSelector { match_expressions });
+    let spec = (quantities(), opt_list(one_of(scopes)), opt(selector))
+        .prop_map(|(hard, scopes, scope_selector)| ResourceQuotaSpec { hard, scope_selector, scopes });
+    let status = (quantities(), quantities()).prop_map(|(hard, used)| ResourceQuotaStatus { hard, used });
+    (object_meta(), opt(spec), opt(status)).prop_map(|(metadata, spec, status)| ResourceQuota {
+        metadata,
+        spec,
+        status,
+    })
 }
 
 /// A ServiceAccount.
