@@ -25,7 +25,7 @@ use crate::client::ClientConfig;
 use crate::kubeconfig::ClientCertificate;
 use crate::kubeconfig::Kubeconfig;
 use crate::pki::{self, ClientAuth, ClusterPki};
-use crate::server::{ApiServer, KubeletClient, Security, ServerConfig};
+use crate::server::{ApiServer, KubeletClient, Security, ServerConfig, ServiceAccountTokens};
 use crate::{auth, tls};
 
 /// The issuer of ServiceAccount tokens (`iss`), and the audience they are valid for.
@@ -215,6 +215,13 @@ impl SecureApi {
         let mut server_config = opts.server.clone();
         if server_config.kubelet.is_none() {
             server_config.kubelet = Some(kubelet_client(&pki)?);
+        }
+        // `serviceaccounts/<name>/token` signs with the key the verifier above trusts.
+        if server_config.service_account_tokens.is_none() {
+            server_config.service_account_tokens = Some(ServiceAccountTokens {
+                issuer: tokens.clone(),
+                audiences: vec![SERVICE_ACCOUNT_ISSUER.into()],
+            });
         }
         let server = ApiServer::with_security(registry, server_config, security);
         let listener = tokio::net::TcpListener::bind(opts.listen)

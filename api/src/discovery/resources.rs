@@ -63,6 +63,13 @@ const SUBRESOURCES: &[Subresource] = &[
     },
     Subresource { group: "", plural: "pods", name: "log", verbs: &["get"], kind: SubKind::Parent },
     Subresource {
+        group: "",
+        plural: "serviceaccounts",
+        name: "token",
+        verbs: &["create"],
+        kind: SubKind::Other("authentication.k8s.io", "v1", "TokenRequest"),
+    },
+    Subresource {
         group: "certificates.k8s.io",
         plural: "certificatesigningrequests",
         name: "approval",

@@ -15,6 +15,7 @@
 //! | `DELETE` an object | delete (200 when gone, 202 while finalizers or a grace period hold it) |
 //! | `DELETE` a collection | deletecollection |
 //! | `POST pods/<name>/binding`, `pods/<name>/eviction` | bind, evict |
+//! | `POST serviceaccounts/<name>/token` | a ServiceAccount token (with [`ServerConfig::service_account_tokens`]) |
 //!
 //! Errors are `Status` objects with Kubernetes' reasons and codes.
 
@@ -31,6 +32,7 @@ mod respond;
 mod security;
 mod subresources;
 mod table;
+mod token;
 mod watch;
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub use error::{Error, Result};
 use flotilla_core::registry::Registry;
 pub use logs::{DEFAULT_KUBELET_PORT, KubeletClient};
 pub use security::Security;
+pub use token::ServiceAccountTokens;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +70,9 @@ pub struct ServerConfig {
     pub extra_metrics: ExtraMetrics,
     /// How `pods/log` reaches node agents; `None` answers it with 501.
     pub kubelet: Option<KubeletClient>,
+    /// How `serviceaccounts/<name>/token` signs tokens; `None` answers it with 501.
+    /// [`SecureApi`](crate::secure::SecureApi) sets it to its ServiceAccount key.
+    pub service_account_tokens: Option<ServiceAccountTokens>,
 }
 
 /// A function registering a component's metrics.
@@ -100,6 +106,7 @@ impl Default for ServerConfig {
             min_watch_timeout: Duration::from_secs(1800),
             extra_metrics: ExtraMetrics::default(),
             kubelet: None,
+            service_account_tokens: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use super::path::{self, Target};
 use super::query::Query;
 use super::respond::{self, Output};
 use super::table::{self, ListMeta};
-use super::{Error, Result, Shared, csr, logs, security, subresources, watch};
+use super::{Error, Result, Shared, csr, logs, security, subresources, token, watch};
 use crate::auth::Attributes;
 
 /// One resource request, resolved.
@@ -190,6 +190,7 @@ async fn serve(shared: &Shared, call: Call<'_>, body: Body) -> Result<Response> 
             (Some(Sub::Binding), Method::POST) => subresources::bind(shared, &req).await,
             (Some(Sub::Eviction), Method::POST) => subresources::evict(shared, &req).await,
             (Some(Sub::Log), Method::GET) => logs::pod_log(shared, &req).await,
+            (Some(Sub::Token), Method::POST) => token::create(shared, &req).await,
             (None, _) => Err(not_found()),
             (Some(_), m) => Err(method_not_allowed(&m, &req)),
         },
@@ -219,6 +220,8 @@ enum Sub {
     Binding,
     Eviction,
     Log,
+    /// `serviceaccounts/token`: a TokenRequest.
+    Token,
 }
 
 fn subresource(t: &ResourceType, s: &str) -> Option<Sub> {
@@ -230,6 +233,7 @@ fn subresource(t: &ResourceType, s: &str) -> Option<Sub> {
         ("", "pods", "binding") => Some(Sub::Binding),
         ("", "pods", "eviction") => Some(Sub::Eviction),
         ("", "pods", "log") => Some(Sub::Log),
+        ("", "serviceaccounts", "token") => Some(Sub::Token),
         _ => None,
     }
 }

@@ -12,3 +12,4 @@ mod t80_logs;
 mod t85_kubectl_logs;
 mod t90_kubectl_protobuf;
 mod t95_kubectl_quota;
+mod t97_kubectl_token;

@@ -1,0 +1,158 @@
+//! ServiceAccount tokens through the real kubectl: `kubectl create token` (a protobuf
+//! TokenRequest) returns a JWT that authenticates as the ServiceAccount, RBAC decides what it
+//! may do, and `--bound-object-kind Pod` binds it to a pod.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flotilla_api::secure::{SERVICE_ACCOUNT_ISSUER, SecureApi, SecureOptions};
+use flotilla_core::MemStore;
+use flotilla_core::client::{Api, Client, LocalClient};
+use flotilla_core::object::KindRegistry;
+use flotilla_core::registry::Registry;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use serde_json::{Value, json};
+
+use crate::harness::within;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const PROTOBUF: &str = "Content-Type: application/vnd.kubernetes.protobuf";
+const SA_USER: &str = "system:serviceaccount:team:builder";
+
+/// Runs kubectl with `kubeconfig`; returns whether it succeeded, its stdout and its stderr.
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<(bool, String, String)> {
+    let out = tokio::process::Command::new(KUBECTL)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", kubeconfig.parent().context("kubeconfig dir")?)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running kubectl")?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
+}
+
+/// Runs kubectl and requires success; returns stdout.
+async fn ok(kubeconfig: &Path, args: &[&str]) -> Result<String> {
+    let (success, out, err) = kubectl(kubeconfig, args).await?;
+    anyhow::ensure!(success, "kubectl {} failed: {err}", args.join(" "));
+    Ok(out)
+}
+
+/// Runs kubectl with `kubeconfig` and `--token <token>`.
+async fn with_token(kubeconfig: &Path, token: &str, args: &[&str]) -> Result<(bool, String, String)> {
+    let mut all = vec!["--token", token];
+    all.extend_from_slice(args);
+    kubectl(kubeconfig, &all).await
+}
+
+/// The claims of a JWT (not verified: the server does that).
+fn claims(token: &str) -> Result<Value> {
+    let parts: Vec<&str> = token.split('.').collect();
+    anyhow::ensure!(parts.len() == 3, "not a JWT: {token:?}");
+    Ok(serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1])?)?)
+}
+
+#[tokio::test]
+async fn kubectl_create_token_gives_a_token_that_authenticates() -> Result<()> {
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("skipping: {KUBECTL} is not installed");
+        return Ok(());
+    }
+    within("kubectl create token", async {
+        let dir = tempfile::tempdir()?;
+        let registry = Registry::new(Arc::new(MemStore::new()), KindRegistry::builtin());
+        let opts = SecureOptions::new(dir.path().join("pki"), "127.0.0.1:0".parse()?);
+        let api = SecureApi::start(registry.clone(), opts).await?;
+        let admin: PathBuf = dir.path().join("admin");
+        api.admin_kubeconfig("test").write(&admin)?;
+        // The server and its CA only: the token comes on the command line.
+        let bare: PathBuf = dir.path().join("bare");
+        let mut k = api.admin_kubeconfig("test");
+        for u in &mut k.users {
+            u.user.client_certificate_data = None;
+            u.user.client_key_data = None;
+            u.user.token = None;
+        }
+        k.write(&bare)?;
+        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+
+        ok(&admin, &["create", "namespace", "team"]).await?;
+        ok(&admin, &["create", "serviceaccount", "builder", "-n", "team"]).await?;
+        let sa = Api::<ServiceAccount>::namespaced(client.clone(), "team").get("builder").await?;
+        let sa_uid = sa.metadata.uid.context("the ServiceAccount's uid")?;
+
+        let (success, token, log) =
+            kubectl(&admin, &["create", "token", "builder", "-n", "team", "--duration=15m", "-v=8"]).await?;
+        anyhow::ensure!(success, "kubectl create token failed: {log}");
+        assert!(log.contains(PROTOBUF), "kubectl did not send protobuf:\n{log}");
+        let c = claims(&token)?;
+        assert_eq!(c["sub"], SA_USER, "{c}");
+        assert_eq!(c["aud"], SERVICE_ACCOUNT_ISSUER, "the server's own audience: {c}");
+        assert_eq!(c["exp"].as_i64(), c["iat"].as_i64().map(|i| i + 900), "15 minutes: {c}");
+        assert_eq!(c["kubernetes.io"]["serviceaccount"], json!({"name": "builder", "uid": sa_uid}));
+
+        let (success, out, err) = with_token(&bare, &token, &["auth", "whoami"]).await?;
+        assert!(success, "{err}");
+        assert!(out.contains(SA_USER), "{out}");
+        let (success, _, err) = with_token(&bare, &token, &["get", "pods", "-n", "team"]).await?;
+        assert!(!success, "the ServiceAccount listed pods without a role");
+        assert!(
+            err.contains(&format!(
+                r#"pods is forbidden: User "{SA_USER}" cannot list resource "pods" in API group "" in the namespace "team""#
+            )),
+            "{err}"
+        );
+
+        let args = ["create", "rolebinding", "builder-view", "--clusterrole=view", "--serviceaccount=team:builder"];
+        ok(&admin, &[&args[..], &["-n", "team"]].concat()).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (success, _, err) = with_token(&bare, &token, &["get", "pods", "-n", "team"]).await?;
+            if success {
+                break;
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the RoleBinding never took effect: {err}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // `view` reads only: the token cannot mint more tokens.
+        let (success, _, err) = with_token(&bare, &token, &["create", "token", "builder", "-n", "team"]).await?;
+        assert!(!success && err.contains("cannot create resource \"serviceaccounts/token\""), "{err}");
+
+        // A token bound to a pod names the pod.
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"serviceAccountName": "builder", "containers": [{"name": "app", "image": "nginx"}]},
+        }))?;
+        let pod = Api::<Pod>::namespaced(client.clone(), "team").create(&pod).await?;
+        let pod_uid = pod.metadata.uid.context("the pod's uid")?;
+        let args = ["create", "token", "builder", "-n", "team", "--bound-object-kind", "Pod", "--bound-object-name", "web"];
+        let bound = ok(&admin, &args).await?;
+        let c = claims(&bound)?;
+        assert_eq!(c["kubernetes.io"]["pod"], json!({"name": "web", "uid": pod_uid}), "{c}");
+        assert_eq!(c["exp"].as_i64(), c["iat"].as_i64().map(|i| i + 3600), "an hour by default: {c}");
+        let (success, out, err) = with_token(&bare, &bound, &["auth", "whoami", "-o", "json"]).await?;
+        assert!(success, "{err}");
+        let review: Value = serde_json::from_str(&out)?;
+        assert_eq!(review["status"]["userInfo"]["username"], SA_USER, "{review}");
+        assert_eq!(review["status"]["userInfo"]["extra"]["authentication.kubernetes.io/pod-name"], json!(["web"]));
+
+        // Refusals come back with Kubernetes' messages.
+        let (success, _, err) = kubectl(&admin, &["create", "token", "builder", "-n", "team", "--duration=5m"]).await?;
+        assert!(!success && err.contains("may not specify a duration less than 10 minutes"), "{err}");
+        let (success, _, err) = kubectl(&admin, &["create", "token", "ghost", "-n", "team"]).await?;
+        assert!(!success && err.contains(r#"serviceaccounts "ghost" not found"#), "{err}");
+        let args = ["create", "token", "builder", "-n", "team", "--bound-object-kind", "Pod", "--bound-object-name", "gone"];
+        let (success, _, err) = kubectl(&admin, &args).await?;
+        assert!(!success && err.contains(r#"pods "gone" not found"#), "{err}");
+
+        api.stop().await;
+        Ok(())
+    })
+    .await
+}
