@@ -113,6 +113,46 @@ pub struct SandboxConfig {
     pub hostname: String,
     /// Extra labels (the agent's own are added by the runtime).
     pub labels: BTreeMap<String, String>,
+    /// The pod's host ports (`containers[].ports[]` with a `hostPort`): the Docker runtime
+    /// publishes them on the sandbox; the process runtime needs nothing (its containers use
+    /// the host's network, so their ports are host ports already); the hollow one ignores them.
+    pub ports: Vec<PortMapping>,
+}
+
+/// A container port published on a host port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    /// The port in the pod.
+    pub container_port: u16,
+    /// The port on the host.
+    pub host_port: u16,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The host address to listen on; `None` is every address.
+    pub host_ip: Option<IpAddr>,
+}
+
+/// A port's protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP, the default.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// The lowercase name Docker uses (`tcp`, `udp`, `sctp`).
+    pub fn lowercase(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
 }
 
 /// A sandbox as the runtime reports it.

@@ -11,6 +11,7 @@ mod t30_errors;
 mod t40_lifecycle;
 mod t50_logs_exec;
 mod t60_labels;
+mod t70_ports;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,8 +75,12 @@ impl Env {
     /// A fresh pod with its running sandbox.
     pub(crate) async fn pod(&self, name: &str) -> (PodRef, Sandbox) {
         let pod = testing::unique_pod("default", &testing::unique_name(name));
-        let config =
-            SandboxConfig { pod: pod.clone(), hostname: name.to_owned(), labels: Default::default() };
+        let config = SandboxConfig {
+            pod: pod.clone(),
+            hostname: name.to_owned(),
+            labels: Default::default(),
+            ports: Vec::new(),
+        };
         let sandbox = self.runtime.run_sandbox(&config).await.expect("the sandbox runs");
         (pod, sandbox)
     }

@@ -48,8 +48,12 @@ async fn run_sandbox_is_idempotent_and_removal_is_final() {
         "sandbox create or remove",
         |env| async move {
             let (pod, sandbox) = env.pod("again").await;
-            let config =
-                SandboxConfig { pod: pod.clone(), hostname: "again".to_owned(), labels: Default::default() };
+            let config = SandboxConfig {
+                pod: pod.clone(),
+                hostname: "again".to_owned(),
+                labels: Default::default(),
+                ports: Vec::new(),
+            };
             let second = env.runtime.run_sandbox(&config).await.expect("the sandbox runs");
             assert_eq!(second, sandbox, "the running sandbox is returned, not duplicated");
             assert_eq!(env.runtime.sandboxes().await.expect("listed").len(), 1);

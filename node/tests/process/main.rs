@@ -7,6 +7,7 @@ mod t40_exec;
 mod t50_mounts;
 mod t60_adoption;
 mod t70_hollow;
+mod t80_cgroups;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -45,7 +46,12 @@ pub fn pod(name: &str) -> PodRef {
 
 /// A sandbox config for `pod(name)`.
 pub fn sandbox(name: &str) -> SandboxConfig {
-    SandboxConfig { pod: pod(name), hostname: name.to_string(), labels: Default::default() }
+    SandboxConfig {
+        pod: pod(name),
+        hostname: name.to_string(),
+        labels: Default::default(),
+        ports: Vec::new(),
+    }
 }
 
 /// A container running `/bin/sh -c script`.

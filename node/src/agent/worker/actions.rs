@@ -119,7 +119,21 @@ impl Worker {
 
     async fn run_sandbox(&mut self) -> Option<Sandbox> {
         let pod = self.pod.clone()?;
-        match self.shared.runtime.run_sandbox(&sandbox_config(&pod)).await {
+        let config = match sandbox_config(&pod) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::warn!(pod = %self.key(), %error, "cannot create the pod sandbox: invalid host port");
+                let message = error.to_string();
+                self.event(
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {message}"),
+                );
+                self.fail_containers("CreateContainerConfigError", &message);
+                return None;
+            }
+        };
+        match self.shared.runtime.run_sandbox(&config).await {
             Ok(s) => {
                 tracing::debug!(pod = %self.key(), sandbox = %s.id, ip = ?s.ip, "sandbox running");
                 Some(s)

@@ -6,7 +6,7 @@ use flotilla_core::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container as SpecContainer, Pod};
 
 use crate::agent::plan::pod_ref;
-use crate::runtime::{ContainerConfig, Mount, SandboxConfig};
+use crate::runtime::{ContainerConfig, Mount, PortMapping, Protocol, SandboxConfig};
 
 /// The value of a `fieldRef` environment variable, for the fields Kubernetes' downward API
 /// offers through env; `None` for others.
@@ -79,26 +79,100 @@ pub(super) fn container_config(
     }
 }
 
-/// The runtime's configuration of the pod's sandbox.
-pub(super) fn sandbox_config(pod: &Pod) -> SandboxConfig {
+/// A host port of the pod spec that cannot be published.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} of container {container:?}: {problem}")]
+pub(crate) struct PortError {
+    /// The field, as a path in the pod (`spec.containers[0].ports[1].hostPort`).
+    pub(crate) field: String,
+    /// The container's name.
+    pub(crate) container: String,
+    /// What is wrong with it.
+    pub(crate) problem: String,
+}
+
+/// The ports of the pod's containers that have a `hostPort`, as the kubelet gathers them
+/// (init containers' ports are not published). A `hostPort` of 0 is none. A port outside
+/// 1..=65535, an unknown protocol, a `hostIP` that is not an address, or a second mapping of
+/// the same host port, protocol and address is an error naming the field.
+pub(super) fn port_mappings(pod: &Pod) -> Result<Vec<PortMapping>, PortError> {
+    let mut mappings: Vec<PortMapping> = Vec::new();
+    let mut owners: Vec<String> = Vec::new();
+    let containers = pod.spec.iter().flat_map(|s| &s.containers);
+    for (index, c) in containers.enumerate() {
+        for (port_index, port) in c.ports.iter().flatten().enumerate() {
+            let at = format!("spec.containers[{index}].ports[{port_index}]");
+            let error = |field: &str, problem: String| PortError {
+                field: format!("{at}.{field}"),
+                container: c.name.clone(),
+                problem,
+            };
+            let in_range = |field: &str, value: i32| {
+                u16::try_from(value)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| error(field, format!("{value} is outside 1..=65535")))
+            };
+            let host_port = match port.host_port {
+                None | Some(0) => continue,
+                Some(value) => in_range("hostPort", value)?,
+            };
+            let container_port = in_range("containerPort", port.container_port)?;
+            let protocol = match port.protocol.as_deref() {
+                None | Some("") | Some("TCP") => Protocol::Tcp,
+                Some("UDP") => Protocol::Udp,
+                Some("SCTP") => Protocol::Sctp,
+                Some(other) => return Err(error("protocol", format!("{other:?} is not TCP, UDP or SCTP"))),
+            };
+            let host_ip = match port.host_ip.as_deref() {
+                None | Some("") => None,
+                Some(text) => Some(
+                    text.parse().map_err(|_| error("hostIP", format!("{text:?} is not an IP address")))?,
+                ),
+            };
+            let mapping = PortMapping { container_port, host_port, protocol, host_ip };
+            let same =
+                |m: &PortMapping| (m.host_port, m.protocol, m.host_ip) == (host_port, protocol, host_ip);
+            if let Some(first) = mappings.iter().position(same) {
+                let on = host_ip.map_or_else(|| "every address".to_string(), |ip| ip.to_string());
+                return Err(error(
+                    "hostPort",
+                    format!(
+                        "{host_port}/{} on {on} is already taken by {}",
+                        protocol.lowercase(),
+                        owners[first]
+                    ),
+                ));
+            }
+            mappings.push(mapping);
+            owners.push(format!("{at} (container {:?})", c.name));
+        }
+    }
+    Ok(mappings)
+}
+
+/// The runtime's configuration of the pod's sandbox; fails on host ports that cannot be
+/// published.
+pub(super) fn sandbox_config(pod: &Pod) -> Result<SandboxConfig, PortError> {
     let spec = pod.spec.as_ref();
     let hostname = spec
         .and_then(|s| s.hostname.clone())
         .filter(|h| !h.is_empty())
         .or_else(|| pod.metadata.name.clone())
         .unwrap_or_default();
-    SandboxConfig {
+    Ok(SandboxConfig {
         pod: pod_ref(pod),
         hostname,
         labels: pod.metadata.labels.clone().unwrap_or_default().into_iter().collect(),
-    }
+        ports: port_mappings(pod)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, ResourceRequirements,
+        ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, ResourceRequirements,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Q;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -154,6 +228,142 @@ mod tests {
         assert_eq!(cfg.memory_limit_bytes, Some(64 * 1024 * 1024));
         assert_eq!(cfg.restart_count, 3);
         assert_eq!((cfg.pod.name.as_str(), cfg.pod.uid.as_str()), ("web", "u1"));
-        assert_eq!(sandbox_config(&pod).hostname, "web");
+        let sandbox = sandbox_config(&pod).expect("no host ports");
+        assert_eq!((sandbox.hostname.as_str(), sandbox.ports.len()), ("web", 0));
+    }
+
+    fn port(
+        container_port: i32,
+        host_port: Option<i32>,
+        protocol: Option<&str>,
+        host_ip: Option<&str>,
+    ) -> ContainerPort {
+        ContainerPort {
+            container_port,
+            host_port,
+            protocol: protocol.map(str::to_string),
+            host_ip: host_ip.map(str::to_string),
+            name: None,
+        }
+    }
+
+    fn pod_with_ports(containers: Vec<(&str, Vec<ContainerPort>)>) -> Pod {
+        let containers = containers
+            .into_iter()
+            .map(|(name, ports)| SpecContainer {
+                name: name.into(),
+                ports: Some(ports),
+                ..Default::default()
+            })
+            .collect();
+        let init = SpecContainer {
+            name: "init".into(),
+            ports: Some(vec![port(1, Some(1), None, None)]),
+            ..Default::default()
+        };
+        Pod {
+            metadata: ObjectMeta { name: Some("web".into()), ..Default::default() },
+            spec: Some(PodSpec { containers, init_containers: Some(vec![init]), ..Default::default() }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn host_ports_become_mappings() {
+        let pod = pod_with_ports(vec![
+            (
+                "web",
+                vec![
+                    port(80, Some(8080), None, None),
+                    port(9090, None, None, None),
+                    port(53, Some(5353), Some("UDP"), Some("127.0.0.1")),
+                ],
+            ),
+            (
+                "side",
+                vec![
+                    port(80, Some(8080), Some("UDP"), None),
+                    port(7, Some(0), None, None),
+                    port(132, Some(8080), Some("SCTP"), Some("::1")),
+                ],
+            ),
+        ]);
+        let mapping = |container_port, host_port, protocol, host_ip: Option<&str>| PortMapping {
+            container_port,
+            host_port,
+            protocol,
+            host_ip: host_ip.map(|ip| ip.parse().expect("an IP literal")),
+        };
+        assert_eq!(
+            sandbox_config(&pod).expect("valid ports").ports,
+            vec![
+                mapping(80, 8080, Protocol::Tcp, None),
+                mapping(53, 5353, Protocol::Udp, Some("127.0.0.1")),
+                mapping(80, 8080, Protocol::Udp, None),
+                mapping(132, 8080, Protocol::Sctp, Some("::1")),
+            ],
+            "ports without a host port and init containers' ports are not published"
+        );
+        // The same host port on another address is another mapping.
+        let pod = pod_with_ports(vec![(
+            "a",
+            vec![port(1, Some(80), None, Some("127.0.0.1")), port(2, Some(80), None, Some("127.0.0.2"))],
+        )]);
+        assert_eq!(port_mappings(&pod).expect("distinct addresses").len(), 2);
+    }
+
+    #[test]
+    fn bad_host_ports_name_the_field_and_container() {
+        let cases = [
+            (
+                vec![
+                    ("a", vec![port(80, Some(8080), None, None)]),
+                    ("b", vec![port(81, Some(70000), None, None)]),
+                ],
+                "spec.containers[1].ports[0].hostPort",
+                "\"b\"",
+                "70000 is outside 1..=65535",
+            ),
+            (
+                vec![("a", vec![port(80, Some(1), None, None), port(81, Some(-1), None, None)])],
+                "spec.containers[0].ports[1].hostPort",
+                "\"a\"",
+                "-1 is outside",
+            ),
+            (
+                vec![("a", vec![port(0, Some(8080), None, None)])],
+                "spec.containers[0].ports[0].containerPort",
+                "\"a\"",
+                "0 is outside",
+            ),
+            (
+                vec![("a", vec![port(80, Some(8080), Some("ICMP"), None)])],
+                "spec.containers[0].ports[0].protocol",
+                "\"a\"",
+                "\"ICMP\" is not TCP",
+            ),
+            (
+                vec![("a", vec![port(80, Some(8080), None, Some("localhost"))])],
+                "spec.containers[0].ports[0].hostIP",
+                "\"a\"",
+                "not an IP address",
+            ),
+            (
+                vec![
+                    ("a", vec![port(80, Some(8080), Some("TCP"), None)]),
+                    ("b", vec![port(90, Some(8080), None, None)]),
+                ],
+                "spec.containers[1].ports[0].hostPort",
+                "\"b\"",
+                "8080/tcp on every address is already taken by spec.containers[0].ports[0] (container \"a\")",
+            ),
+        ];
+        for (containers, field, container, problem) in cases {
+            let error = sandbox_config(&pod_with_ports(containers)).expect_err(field);
+            assert_eq!(error.field, field);
+            let message = error.to_string();
+            assert!(message.starts_with(&format!("{field} of container {container}: ")), "{message}");
+            assert!(message.contains(problem), "{message}");
+        }
     }
 }

@@ -11,6 +11,16 @@
 //! args (as cmd), env, working directory, bind mounts, and CPU and memory limits as cgroup
 //! limits (`NanoCpus`, `Memory` with swap capped at the same value).
 //!
+//! # Host ports
+//! The sandbox publishes the pod's [`PortMapping`](crate::runtime::PortMapping)s
+//! (`hostPort`s) as its `ExposedPorts` and `PortBindings`: Docker forwards
+//! `<hostIP or every address>:<hostPort>` to the sandbox's `containerPort`, where the pod's
+//! containers listen since they share its network namespace. Publishing needs a network that
+//! supports it (the default `bridge` does); a host port already taken on the host makes the
+//! sandbox fail to start (`CreatePodSandboxError` with the daemon's message). Ports without a
+//! `hostPort` are not published: they are reachable on the pod IP from the host and from
+//! other pods on the Docker network.
+//!
 //! # Labels and adoption
 //! Everything created carries the [`labels`](crate::runtime::labels): pod uid, namespace and
 //! name, container name, restart count, role (`sandbox` or `container`) and the node name.
@@ -49,8 +59,6 @@
 //! in `node/tests/docker/` runs this runtime against the real daemon.
 //!
 //! # Not done
-//! - Ports: the contract carries none, so no `hostPort` is published; containers listen on
-//!   the pod IP, reachable from the host and other pods on the Docker network.
 //! - Pulls (there is no registry) and `ImagePullBackOff` timing, which is the agent's.
 //! - Killing an exec that timed out, user namespaces, security options (capabilities,
 //!   seccomp, read-only root), a shared PID namespace, and per-container hostnames.

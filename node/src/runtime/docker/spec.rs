@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount as DockerMount, MountType};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount as DockerMount, MountType, PortBinding, PortMap,
+};
 
-use crate::runtime::{ContainerConfig, Error as RuntimeError, PodRef, SandboxConfig, labels};
+use crate::runtime::{ContainerConfig, Error as RuntimeError, PodRef, PortMapping, SandboxConfig, labels};
 
 /// The value of [`labels::ROLE`] on sandboxes.
 pub(crate) const ROLE_SANDBOX: &str = "sandbox";
@@ -77,21 +79,49 @@ pub(crate) fn container_labels(node: &str, config: &ContainerConfig) -> HashMap<
     all
 }
 
+/// The host ports to publish as Docker wants them: exposed ports (`80/tcp`) and, for each,
+/// its bindings (several host ports may map to one container port). `None` for no ports.
+fn published_ports(ports: &[PortMapping]) -> (Option<Vec<String>>, Option<PortMap>) {
+    if ports.is_empty() {
+        return (None, None);
+    }
+    let mut bindings: PortMap = HashMap::new();
+    let mut exposed = Vec::new();
+    for port in ports {
+        let key = format!("{}/{}", port.container_port, port.protocol.lowercase());
+        let binding = PortBinding {
+            host_ip: port.host_ip.map(|ip| ip.to_string()),
+            host_port: Some(port.host_port.to_string()),
+        };
+        let entry = bindings.entry(key.clone()).or_insert_with(|| {
+            exposed.push(key);
+            Some(Vec::new())
+        });
+        entry.get_or_insert_with(Vec::new).push(binding);
+    }
+    (Some(exposed), Some(bindings))
+}
+
 /// The sandbox: the configured image with its own command (a pause-like process), on the
-/// configured network, with a shareable IPC namespace that the containers join.
+/// configured network, with a shareable IPC namespace that the containers join, and the
+/// pod's host ports published (the containers share its network namespace, so a port they
+/// listen on is the sandbox's).
 pub(crate) fn sandbox_body(
     node: &str,
     image: &str,
     network: &str,
     config: &SandboxConfig,
 ) -> ContainerCreateBody {
+    let (exposed_ports, port_bindings) = published_ports(&config.ports);
     ContainerCreateBody {
         image: Some(image.to_owned()),
         hostname: Some(config.hostname.clone()).filter(|h| !h.is_empty()),
         labels: Some(sandbox_labels(node, config)),
+        exposed_ports,
         host_config: Some(HostConfig {
             network_mode: Some(network.to_owned()),
             ipc_mode: Some("shareable".to_owned()),
+            port_bindings,
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -185,7 +215,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::runtime::Mount;
+    use crate::runtime::{Mount, Protocol};
 
     fn pod() -> PodRef {
         PodRef {
@@ -253,6 +283,7 @@ mod tests {
                 ("team".to_owned(), "blue".to_owned()),
                 (labels::NODE.to_owned(), "someone-else".to_owned()),
             ]),
+            ports: Vec::new(),
         };
         let body = sandbox_body("node-a", "flotilla/pause:1", "bridge", &sandbox);
         let labels = body.labels.expect("sandbox has labels");
@@ -264,6 +295,47 @@ mod tests {
         assert_eq!(body.cmd, None, "the sandbox image's own command runs");
         let host = body.host_config.expect("sandbox has a host config");
         assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!((body.exposed_ports, host.port_bindings), (None, None), "no host ports");
+    }
+
+    #[test]
+    fn host_ports_are_published_on_the_sandbox() {
+        let mapping = |container_port, host_port, protocol, host_ip: Option<&str>| PortMapping {
+            container_port,
+            host_port,
+            protocol,
+            host_ip: host_ip.map(|ip| ip.parse().expect("an IP literal")),
+        };
+        let sandbox = SandboxConfig {
+            pod: pod(),
+            hostname: "web".to_owned(),
+            labels: BTreeMap::new(),
+            ports: vec![
+                mapping(80, 8080, Protocol::Tcp, None),
+                mapping(80, 8081, Protocol::Tcp, Some("127.0.0.1")),
+                mapping(53, 5353, Protocol::Udp, Some("::1")),
+                mapping(132, 1320, Protocol::Sctp, None),
+            ],
+        };
+        let body = sandbox_body("node-a", "flotilla/pause:1", "bridge", &sandbox);
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["80/tcp".to_owned(), "53/udp".to_owned(), "132/sctp".to_owned()])
+        );
+        let bindings = body.host_config.and_then(|h| h.port_bindings).expect("port bindings");
+        let binding = |ip: Option<&str>, port: &str| PortBinding {
+            host_ip: ip.map(str::to_owned),
+            host_port: Some(port.to_owned()),
+        };
+        let expected: PortMap = HashMap::from([
+            ("80/tcp".to_owned(), Some(vec![binding(None, "8080"), binding(Some("127.0.0.1"), "8081")])),
+            ("53/udp".to_owned(), Some(vec![binding(Some("::1"), "5353")])),
+            ("132/sctp".to_owned(), Some(vec![binding(None, "1320")])),
+        ]);
+        assert_eq!(bindings, expected);
+        // As the daemon reads it.
+        let json = serde_json::to_value(&ContainerCreateBody { host_config: None, ..body }).expect("encodes");
+        assert_eq!(json["ExposedPorts"]["80/tcp"], serde_json::json!({}));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use tokio::process::Child;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::launch::{self, Launch, Namespace};
+use super::cgroup::ContainerGroups;
+use super::launch::{self, Launch, Limits, Namespace};
 use super::state::{ContainerRecord, ProcessRecord, io_error};
 use super::stop::signal_group;
 use super::{Inner, not_found, procfs};
@@ -37,6 +38,17 @@ fn working_dir(inner: &Inner, record: &ContainerRecord) -> PathBuf {
     }
 }
 
+/// The limits of a container's process (and its exec commands): its cgroups, and the address
+/// space limit when no memory cgroup limits it.
+fn limits_of(record: &ContainerRecord, groups: Option<&ContainerGroups>) -> Limits {
+    Limits {
+        cgroup_procs: groups.map(ContainerGroups::procs_files).unwrap_or_default(),
+        address_space_bytes: record
+            .memory_limit_bytes
+            .filter(|_| !groups.is_some_and(ContainerGroups::limits_memory)),
+    }
+}
+
 /// Starts a created container's process, its log capture and the task awaiting its exit.
 pub(super) async fn start(inner: &Arc<Inner>, id: &str) -> Result<()> {
     let record = {
@@ -46,6 +58,28 @@ pub(super) async fn start(inner: &Arc<Inner>, id: &str) -> Result<()> {
     if record.process.is_some() {
         return Err(run_error(format!("container {id} was already started")));
     }
+    let groups = inner
+        .cgroups
+        .create(id, record.cpu_limit_millis, record.memory_limit_bytes)
+        .map_err(|e| run_error(format!("container {id}: setting up its cgroup: {}", e.detail())))?;
+    if let Some(groups) = &groups {
+        // Recorded before any process joins, so that whoever removes the container finds them.
+        let recorded = match inner.lock().containers.get_mut(id) {
+            Some(entry) => {
+                entry.record.cgroups = Some(groups.clone());
+                if let Err(error) = inner.layout.write_container(&entry.record) {
+                    tracing::warn!(container = %id, %error, "cannot record the container's cgroups");
+                }
+                true
+            }
+            None => false,
+        };
+        if !recorded {
+            inner.cgroups.remove(id, groups).await;
+            return Err(not_found("container", id));
+        }
+    }
+    let limits = limits_of(&record, groups.as_ref());
     // The process's ends of its FIFOs, read-write so that they count as readers too: the
     // process never gets SIGPIPE while the agent is away. They are opened before the pump
     // opens its ends, which would otherwise see no writer and end at once.
@@ -68,7 +102,7 @@ pub(super) async fn start(inner: &Arc<Inner>, id: &str) -> Result<()> {
             argv: record.argv(),
             env: launch::effective_env(&record.env, &inner.agent_path),
             working_dir: working_dir(inner, &record),
-            memory_limit_bytes: record.memory_limit_bytes,
+            limits,
             namespace,
             stdout: stdout.into(),
             stderr: stderr.into(),
@@ -80,10 +114,14 @@ pub(super) async fn start(inner: &Arc<Inner>, id: &str) -> Result<()> {
         Ok(child) => child,
         Err(detail) => {
             // The pump ends by itself as the FIFOs' writers are gone; it is stopped anyway.
-            if let Some(entry) = inner.lock().containers.get_mut(id)
-                && let Some((cancel, _)) = entry.pump.take()
-            {
-                cancel.cancel();
+            let groups = inner.lock().containers.get_mut(id).and_then(|entry| {
+                if let Some((cancel, _)) = entry.pump.take() {
+                    cancel.cancel();
+                }
+                entry.record.cgroups.take()
+            });
+            if let Some(groups) = groups {
+                inner.cgroups.remove(id, &groups).await;
             }
             return Err(run_error(format!("container {id}: {detail}")));
         }
@@ -182,7 +220,7 @@ pub(super) async fn exec(
             argv: command.to_vec(),
             env: launch::effective_env(&record.env, &inner.agent_path),
             working_dir: working_dir(inner, &record),
-            memory_limit_bytes: record.memory_limit_bytes,
+            limits: limits_of(&record, record.cgroups.as_ref()),
             namespace,
             stdout: stdout.into(),
             stderr: writer.into(),

@@ -9,8 +9,11 @@
 //!   attributes, which `CLONE_NEWNS` implies), bind-mounts, then spawns the child, which
 //!   inherits the thread's namespace; exec joins a container's namespace the same way with
 //!   `setns`;
-//! - the memory limit (`RLIMIT_AS`) is set by `/bin/sh`'s `ulimit -v` just before it `exec`s
-//!   the program, so the pid stays the program's.
+//! - limits are applied by `/bin/sh` just before it `exec`s the program, so the pid stays the
+//!   program's and the program never runs unlimited: it writes its own pid into the
+//!   `cgroup.procs` file of each of the container's cgroups, and sets `RLIMIT_AS` with
+//!   `ulimit -v` when no memory cgroup limits the container. A failure there ends the shell
+//!   with exit code 125 and the shell's message in the log.
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -28,7 +31,7 @@ use super::state::StoredMount;
 /// `PATH` given to processes whose environment has none and whose agent has none either.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The shell that applies the memory limit.
+/// The shell that applies the limits.
 pub(crate) const SHELL: &str = "/bin/sh";
 
 /// The mount namespace a process starts in.
@@ -50,12 +53,21 @@ pub(crate) struct Launch {
     /// The full environment.
     pub(crate) env: Vec<(String, String)>,
     pub(crate) working_dir: PathBuf,
-    pub(crate) memory_limit_bytes: Option<u64>,
+    pub(crate) limits: Limits,
     pub(crate) namespace: Namespace,
     pub(crate) stdout: Stdio,
     pub(crate) stderr: Stdio,
     /// Kill the process (not its group) if its `Child` is dropped before it exits.
     pub(crate) kill_on_drop: bool,
+}
+
+/// The limits a process gets before it runs its program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// The `cgroup.procs` files of the groups it joins.
+    pub(crate) cgroup_procs: Vec<PathBuf>,
+    /// Its `RLIMIT_AS`, in bytes.
+    pub(crate) address_space_bytes: Option<u64>,
 }
 
 /// The environment a process gets: its own, plus the agent's `PATH` when it sets none
@@ -98,26 +110,32 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The command line actually run: the program itself, or the shell setting the memory limit
-/// (rounded up to KiB) and then replacing itself with the program.
-pub(crate) fn command_line(
-    program: PathBuf,
-    args: &[String],
-    memory_limit_bytes: Option<u64>,
-) -> Vec<String> {
+/// The command line actually run: the program itself, or the shell applying the limits
+/// (joining each cgroup, then the address space limit rounded up to KiB) and then replacing
+/// itself with the program. The paths and values are the shell's arguments, never part of its
+/// script, so nothing in them is interpreted.
+pub(crate) fn command_line(program: PathBuf, args: &[String], limits: &Limits) -> Vec<String> {
     let program = program.to_string_lossy().into_owned();
-    match memory_limit_bytes {
-        None => std::iter::once(program).chain(args.iter().cloned()).collect(),
-        Some(bytes) => {
-            let kib = bytes.div_ceil(1024).max(1);
-            [SHELL, "-c", "ulimit -v \"$1\" || exit 125; shift; exec \"$@\"", "flotilla-limit"]
-                .into_iter()
-                .map(str::to_string)
-                .chain([kib.to_string(), program])
-                .chain(args.iter().cloned())
-                .collect()
-        }
+    if limits == &Limits::default() {
+        return std::iter::once(program).chain(args.iter().cloned()).collect();
     }
+    let mut script = String::new();
+    let mut values = Vec::new();
+    for procs in &limits.cgroup_procs {
+        script.push_str("echo $$ > \"$1\" || exit 125; shift; ");
+        values.push(procs.to_string_lossy().into_owned());
+    }
+    if let Some(bytes) = limits.address_space_bytes {
+        script.push_str("ulimit -v \"$1\" || exit 125; shift; ");
+        values.push(bytes.div_ceil(1024).max(1).to_string());
+    }
+    script.push_str("exec \"$@\"");
+    [SHELL.to_string(), "-c".to_string(), script, "flotilla-limit".to_string()]
+        .into_iter()
+        .chain(values)
+        .chain(std::iter::once(program))
+        .chain(args.iter().cloned())
+        .collect()
 }
 
 /// Starts the process; the error says why it could not (for `RunContainerError`).
@@ -156,7 +174,7 @@ fn spawn_here(launch: Launch) -> Result<Child, String> {
     let (first, args) = launch.argv.split_first().ok_or("the command is empty")?;
     let path = lookup(&launch.env, "PATH").unwrap_or(DEFAULT_PATH);
     let program = resolve_program(first, path, &launch.working_dir)?;
-    let argv = command_line(program, args, launch.memory_limit_bytes);
+    let argv = command_line(program, args, &launch.limits);
     let (program, args) = argv.split_first().expect("a command line starts with its program");
     let mut command = tokio::process::Command::new(program);
     command
@@ -258,11 +276,49 @@ mod tests {
     }
 
     #[test]
-    fn memory_limit_goes_through_the_shell_in_kib() {
+    fn limits_go_through_the_shell() {
         let args = vec!["-c".to_string(), "echo hi".to_string()];
-        assert_eq!(command_line(PathBuf::from("/bin/sh"), &args, None), vec!["/bin/sh", "-c", "echo hi"]);
-        let limited = command_line(PathBuf::from("/bin/prog"), &args, Some(1025));
+        let none = Limits::default();
+        assert_eq!(command_line(PathBuf::from("/bin/sh"), &args, &none), vec!["/bin/sh", "-c", "echo hi"]);
+        let memory = Limits { address_space_bytes: Some(1025), ..Limits::default() };
+        let limited = command_line(PathBuf::from("/bin/prog"), &args, &memory);
         assert_eq!(limited[0], SHELL);
+        assert_eq!(limited[2], "ulimit -v \"$1\" || exit 125; shift; exec \"$@\"");
         assert_eq!(&limited[4..], &["2", "/bin/prog", "-c", "echo hi"]);
+        let both = Limits {
+            cgroup_procs: vec![
+                PathBuf::from("/cg/cpu/x/cgroup.procs"),
+                PathBuf::from("/cg/memory/x/cgroup.procs"),
+            ],
+            address_space_bytes: None,
+        };
+        let limited = command_line(PathBuf::from("/bin/prog"), &args, &both);
+        assert_eq!(limited[2].matches("echo $$ > \"$1\" || exit 125; shift; ").count(), 2);
+        assert!(!limited[2].contains("ulimit"));
+        assert_eq!(
+            &limited[4..],
+            &["/cg/cpu/x/cgroup.procs", "/cg/memory/x/cgroup.procs", "/bin/prog", "-c", "echo hi"]
+        );
+    }
+
+    #[test]
+    fn the_limiting_shell_joins_the_group_before_it_execs() {
+        // A stand-in for a group's `cgroup.procs`: the pid written there must be the pid the
+        // program then runs as (`$$` of the inner shell), so no other process runs unlimited.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let procs = dir.path().join("cgroup.procs");
+        let limits = Limits { cgroup_procs: vec![procs.clone()], address_space_bytes: Some(64 << 20) };
+        let args = vec!["-c".to_string(), "echo $$; ulimit -v".to_string()];
+        let argv = command_line(PathBuf::from(SHELL), &args, &limits);
+        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().expect("runs");
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        let written = std::fs::read_to_string(&procs).expect("the pid was written");
+        assert_eq!(stdout, format!("{written}65536\n"));
+        let unwritable =
+            Limits { cgroup_procs: vec![dir.path().join("no/such/file")], address_space_bytes: None };
+        let argv = command_line(PathBuf::from(SHELL), &args, &unwritable);
+        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().expect("runs");
+        assert_eq!(out.status.code(), Some(125), "the program does not run outside its group");
+        assert!(out.stdout.is_empty());
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! # Design
 //! - **Sandboxes** are directories; a sandbox's IP is the host's (`ProcessConfig::host_ip`):
-//!   processes share the host network.
+//!   processes share the host network, so a port a container listens on is a host port
+//!   already and the sandbox's [`PortMapping`](super::PortMapping)s (`hostPort`s) need no
+//!   publishing (a `containerPort` other than its `hostPort` is not remapped).
 //! - **Images** are not run from: an empty or any other reference is accepted and ignored,
 //!   except one starting with `/`, which must be an existing path (else `ErrImagePull`).
 //!   The command line is `command ++ args`; there is no image entrypoint to fall back on, so
@@ -37,11 +39,21 @@
 //!   open), so a container that shows as exited normally has its whole output in its log.
 //!
 //! # Limits: what is enforced
-//! - Memory: `memory_limit_bytes` becomes `RLIMIT_AS` (address space, not resident memory:
-//!   allocations beyond it fail, there is no OOM kill; runtimes that reserve large address
-//!   ranges may need a higher limit). It is set by `/bin/sh` (`ulimit -v`) right before it
-//!   execs the program, because the workspace forbids the `unsafe` a `pre_exec` hook needs.
-//! - CPU: `cpu_limit_millis` is recorded but **not enforced** (no cgroups are used).
+//! - CPU: `cpu_limit_millis` becomes a CFS quota in a cgroup of the container's own (100 ms
+//!   period, `millis * 100` µs quota, as the kubelet converts it) where the host has a
+//!   writable cgroup `cpu` controller (v2, or v1): in practice when the agent runs as root.
+//!   Elsewhere it is **not enforced**: the container runs unlimited, and the runtime says so
+//!   once with a warning and in [`ProcessRuntime::limit_enforcement`]. See `cgroup`.
+//! - Memory: `memory_limit_bytes` becomes a cgroup memory limit in the same way where the
+//!   `memory` controller is writable (going over it OOM-kills the container: exit code 137,
+//!   reason `OOMKilled`). Elsewhere it becomes `RLIMIT_AS` (address space, not resident
+//!   memory: allocations beyond it fail, there is no OOM kill; runtimes that reserve large
+//!   address ranges may need a higher limit).
+//! - Both are applied by `/bin/sh` right before it execs the program (it writes its own pid
+//!   into the groups' `cgroup.procs`, or runs `ulimit -v`), because the workspace forbids the
+//!   `unsafe` a `pre_exec` hook needs; the program never runs outside its groups. Exec
+//!   commands get the same limits. Removing a container kills what is left in its groups and
+//!   removes them.
 //! - Mounts: as root, a container with mounts runs in a private mount namespace where each
 //!   host path is bind-mounted at its container path (the target is created on the host
 //!   filesystem if missing; read-only mounts are remounted read-only). Without root,
@@ -50,11 +62,13 @@
 //!
 //! # Exec
 //! `exec` runs the command as another host process with the container's environment,
-//! working directory and memory limit, in the container's mount namespace when it has one
-//! (joined with `setns`). Standard output and error are collected together (at most
-//! [`MAX_EXEC_OUTPUT`] bytes). A command that cannot start is `RunContainerError`; one that
-//! outlives the timeout has its process group killed and gives `DeadlineExceeded`.
+//! working directory and limits (it joins the container's cgroups, or gets its address space
+//! limit), in the container's mount namespace when it has one (joined with `setns`).
+//! Standard output and error are collected together (at most [`MAX_EXEC_OUTPUT`] bytes). A
+//! command that cannot start is `RunContainerError`; one that outlives the timeout has its
+//! process group killed and gives `DeadlineExceeded`.
 
+mod cgroup;
 mod cri_log;
 mod exec;
 mod launch;
@@ -85,6 +99,7 @@ use super::{
     Sandbox, SandboxConfig, labels,
 };
 
+pub use self::cgroup::{CgroupVersion, Enforcement, LimitEnforcement};
 pub use self::exec::MAX_EXEC_OUTPUT;
 pub use self::stop::KILL_WAIT;
 
@@ -120,6 +135,7 @@ struct Inner {
     agent_path: String,
     handle: Handle,
     is_root: bool,
+    cgroups: cgroup::Cgroups,
     tables: Mutex<Tables>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -153,7 +169,9 @@ impl ProcessRuntime {
         for record in layout.load_sandboxes()? {
             tables.sandboxes.insert(record.id.clone(), record);
         }
+        let cgroups = cgroup::Cgroups::detect(&config.node_name, &config.root_dir);
         let inner = Arc::new(Inner {
+            cgroups,
             agent_path: std::env::var("PATH").unwrap_or_else(|_| launch::DEFAULT_PATH.to_string()),
             is_root: nix::unistd::geteuid().is_root(),
             config,
@@ -177,6 +195,12 @@ impl ProcessRuntime {
         }
         *inner.lock() = tables;
         Ok(ProcessRuntime { inner })
+    }
+
+    /// How containers' CPU and memory limits are enforced on this host (cgroups where
+    /// writable; see the [module docs](self)).
+    pub fn limit_enforcement(&self) -> &LimitEnforcement {
+        self.inner.cgroups.enforcement()
     }
 
     /// Stops the runtime's tasks (log capture, exit watching) and waits for them. The
@@ -264,9 +288,11 @@ impl Inner {
         let mut tables = self.lock();
         let Some(entry) = tables.containers.get_mut(id) else { return };
         entry.waited = false;
+        let oom_killed =
+            exit_code == OOM_EXIT_CODE && entry.record.cgroups.as_ref().is_some_and(|g| g.oom_killed());
         entry.record.exit = Some(ExitRecord {
             exit_code,
-            reason: exit_reason(exit_code).to_string(),
+            reason: if oom_killed { OOM_KILLED } else { exit_reason(exit_code) }.to_string(),
             finished_at: Some(Timestamp::now()),
         });
         tracing::debug!(container = %id, exit_code, "container exited");
@@ -275,6 +301,11 @@ impl Inner {
         }
     }
 }
+
+/// The exit code of a process killed by SIGKILL, as the OOM killer does.
+const OOM_EXIT_CODE: i32 = 128 + 9;
+/// The reason of a container whose memory cgroup saw an OOM kill.
+const OOM_KILLED: &str = "OOMKilled";
 
 /// The reason a container with this exit code shows.
 fn exit_reason(exit_code: i32) -> &'static str {
@@ -431,6 +462,9 @@ impl ContainerRuntime for ProcessRuntime {
             if let Err(error) = task.await {
                 tracing::warn!(container = %id, %error, "log capture task failed");
             }
+        }
+        if let Some(groups) = &entry.record.cgroups {
+            self.inner.cgroups.remove(id, groups).await;
         }
         self.inner.layout.remove_dir(&self.inner.layout.container_dir(id))
     }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::cgroup::ContainerGroups;
 use crate::runtime::{ContainerConfig, Error, Mount, PodRef, Result, SandboxConfig};
 
 /// The format version this code writes and reads.
@@ -133,6 +134,10 @@ pub(crate) struct ContainerRecord {
     pub(crate) process: Option<ProcessRecord>,
     /// Set once its end is known.
     pub(crate) exit: Option<ExitRecord>,
+    /// The cgroups made for its limits when it started (absent in records written before
+    /// cgroups were used, which read as none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cgroups: Option<ContainerGroups>,
 }
 
 impl ContainerRecord {
@@ -161,6 +166,7 @@ impl ContainerRecord {
             created_at: Timestamp::now(),
             process: None,
             exit: None,
+            cgroups: None,
         }
     }
 
@@ -393,6 +399,19 @@ mod tests {
         let exit = record.exit.as_ref().expect("fixture has an exit");
         assert_eq!((exit.exit_code, exit.reason.as_str()), (137, "Error"));
         assert_eq!(exit.finished_at, Some(ts("2025-01-02T03:05:00Z")));
+        assert_eq!(record.cgroups, None, "version 1 records from before cgroups have none");
+    }
+
+    #[test]
+    fn cgroups_round_trip_and_stay_out_of_records_without_them() {
+        use super::super::cgroup::{CgroupVersion, Group};
+        let mut record: ContainerRecord =
+            decode(CONTAINER_V1.as_bytes(), Path::new("fixture")).expect("decodes");
+        assert!(!String::from_utf8(encode(&record)).expect("utf-8").contains("cgroups"));
+        let group = Group { version: CgroupVersion::V2, dir: PathBuf::from("/sys/fs/cgroup/flotilla/n/c") };
+        record.cgroups = Some(ContainerGroups { cpu: Some(group.clone()), memory: Some(group) });
+        let again: ContainerRecord = decode(&encode(&record), Path::new("again")).expect("decodes");
+        assert_eq!(again, record);
     }
 
     #[test]
