@@ -160,3 +160,28 @@ pub(crate) async fn within<T>(what: &str, f: impl std::future::Future<Output = R
         .await
         .with_context(|| format!("timed out: {what}"))?
 }
+
+/// The installed kubectl the tests drive.
+pub(crate) const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// Runs kubectl with `kubeconfig` (and `HOME` next to it); returns whether it succeeded and
+/// its trimmed stdout and stderr.
+pub(crate) async fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Result<(bool, String, String)> {
+    let out = tokio::process::Command::new(KUBECTL)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", kubeconfig.parent().context("kubeconfig dir")?)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running kubectl")?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
+}
+
+/// Runs kubectl and requires success; returns its trimmed stdout.
+pub(crate) async fn kubectl_ok(kubeconfig: &std::path::Path, args: &[&str]) -> Result<String> {
+    let (success, out, err) = kubectl(kubeconfig, args).await?;
+    anyhow::ensure!(success, "kubectl {} failed: {err}", args.join(" "));
+    Ok(out)
+}

@@ -17,30 +17,7 @@ use flotilla_core::registry::{Clock, Registry};
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::within;
-
-const KUBECTL: &str = "/usr/bin/kubectl";
-
-/// Runs kubectl; returns whether it succeeded, its stdout and its stderr.
-async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<(bool, String, String)> {
-    let out = tokio::process::Command::new(KUBECTL)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", kubeconfig.parent().context("kubeconfig dir")?)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running kubectl")?;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
-}
-
-/// Runs kubectl and requires success; returns stdout.
-async fn ok(kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let (success, out, err) = kubectl(kubeconfig, args).await?;
-    anyhow::ensure!(success, "kubectl {} failed: {err}", args.join(" "));
-    Ok(out)
-}
+use crate::harness::{KUBECTL, kubectl, kubectl_ok as ok, within};
 
 /// Polls `check` every 50 ms for up to 20 s.
 async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>

@@ -17,32 +17,10 @@ use flotilla_core::registry::Registry;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use serde_json::{Value, json};
 
-use crate::harness::within;
+use crate::harness::{KUBECTL, kubectl, kubectl_ok as ok, within};
 
-const KUBECTL: &str = "/usr/bin/kubectl";
 const PROTOBUF: &str = "Content-Type: application/vnd.kubernetes.protobuf";
 const SA_USER: &str = "system:serviceaccount:team:builder";
-
-/// Runs kubectl with `kubeconfig`; returns whether it succeeded, its stdout and its stderr.
-async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<(bool, String, String)> {
-    let out = tokio::process::Command::new(KUBECTL)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", kubeconfig.parent().context("kubeconfig dir")?)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running kubectl")?;
-    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-    Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
-}
-
-/// Runs kubectl and requires success; returns stdout.
-async fn ok(kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let (success, out, err) = kubectl(kubeconfig, args).await?;
-    anyhow::ensure!(success, "kubectl {} failed: {err}", args.join(" "));
-    Ok(out)
-}
 
 /// Runs kubectl with `kubeconfig` and `--token <token>`.
 async fn with_token(kubeconfig: &Path, token: &str, args: &[&str]) -> Result<(bool, String, String)> {
