@@ -202,7 +202,8 @@ impl<K: Resource, R: Reconciler> Controller<K, R> {
     /// reconciles as soon as it turns false, and finishing them (within the configured grace)
     /// on shutdown. The informers must be started ([`Informers::start`](super::Informers::start)).
     pub async fn run(self, mut is_leader: watch::Receiver<bool>, shutdown: CancellationToken) {
-        let Controller { name, primary, reconciler, triggers, synced, config, metrics, primary_filter } = self;
+        let Controller { name, primary, reconciler, triggers, synced, config, metrics, primary_filter } =
+            self;
         let queue = WorkQueue::<ObjectKey>::new(config.queue.clone());
         let tracker = TaskTracker::new();
         let resync_all: Arc<dyn Fn() + Send + Sync> = {
