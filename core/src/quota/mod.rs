@@ -151,10 +151,32 @@ impl QuotaRules {
             return Ok(Some(tracked.into_iter().map(|(n, _)| (n, one)).collect()));
         }
         let pod: Pod = obj.to_typed().map_err(|e| Error::Decode(e.to_string()))?;
-        if !pods::is_counted(&pod, now) || !pods::matches_scopes(&pod, &self.scopes) {
+        self.pod_usage(&pod, now)
+    }
+
+    /// What `pod` uses of this quota at `now` (see [`usage_of`](Self::usage_of)), for callers
+    /// that already hold the typed pod.
+    pub fn pod_usage(&self, pod: &Pod, now: Timestamp) -> Result<Option<ResourceList>> {
+        let tracked = self.tracked_for("", "pods");
+        if tracked.is_empty() || !pods::is_counted(pod, now) || !pods::matches_scopes(pod, &self.scopes) {
             return Ok(None);
         }
-        pods::pod_usage(&pod, &tracked).map(Some)
+        pods::pod_usage(pod, &tracked).map(Some)
+    }
+
+    /// The kinds this quota counts, as (group, plural), each once: what a recount lists.
+    pub fn counted_kinds(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = Vec::new();
+        for (_, tracked) in &self.tracked {
+            let kind = match tracked {
+                Tracked::Objects { group, plural } => (group.as_str(), plural.as_str()),
+                _ => ("", "pods"),
+            };
+            if !out.contains(&kind) {
+                out.push(kind);
+            }
+        }
+        out
     }
 
     /// The usage of every hard name over `objects` (each with its group and plural), zero

@@ -27,10 +27,7 @@ pub enum Tracked {
 impl Tracked {
     /// Whether this name is counted from pods (and so may be scoped).
     pub fn is_pod_resource(&self) -> bool {
-        match self {
-            Tracked::Pods | Tracked::Requests(_) | Tracked::Limits(_) => true,
-            Tracked::Objects { group, plural } => group.is_empty() && plural == "pods",
-        }
+        !matches!(self, Tracked::Objects { .. })
     }
 }
 

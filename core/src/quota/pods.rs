@@ -163,9 +163,6 @@ pub fn pod_usage(pod: &Pod, tracked: &[(String, Tracked)]) -> Result<ResourceLis
     for (name, t) in tracked {
         let q = match t {
             Tracked::Pods => Some(Quantity::from_value(1, crate::quantity::Format::DecimalSI)),
-            Tracked::Objects { .. } if t.is_pod_resource() => {
-                Some(Quantity::from_value(1, crate::quantity::Format::DecimalSI))
-            }
             Tracked::Requests(r) => requests.get(r).copied(),
             Tracked::Limits(r) => limits.get(r).copied(),
             Tracked::Objects { .. } => None,

@@ -66,18 +66,11 @@ impl Registry {
 
     /// Counts what the objects of `namespace` use of `rules`, reading them from the store.
     async fn count_usage(&self, rules: &QuotaRules, namespace: &str) -> Result<quota::ResourceList> {
-        let mut kinds: Vec<ResourceType> = Vec::new();
-        for (_, tracked) in &rules.tracked {
-            let (group, plural) = match tracked {
-                quota::Tracked::Objects { group, plural } => (group.as_str(), plural.as_str()),
-                _ => ("", "pods"),
-            };
-            if let Some(s) = self.kinds.get(group, plural)
-                && !kinds.iter().any(|k| k.group == group && k.plural == plural)
-            {
-                kinds.push(s.resource_type());
-            }
-        }
+        let kinds: Vec<ResourceType> = rules
+            .counted_kinds()
+            .into_iter()
+            .filter_map(|(group, plural)| self.kinds.get(group, plural).map(|s| s.resource_type()))
+            .collect();
         let mut objects = Vec::new();
         for t in &kinds {
             let range = KeyRange::prefix(prefix(t, Some(namespace)));
@@ -129,23 +122,27 @@ impl Registry {
                     continue;
                 }
             };
-            let Some(requested) = rules.usage_of(t.group, t.plural, obj, now)? else { continue };
+            let requested = match &pod {
+                Some(pod) => rules.pod_usage(pod, now)?,
+                None => rules.usage_of(t.group, t.plural, obj, now)?,
+            };
+            let Some(requested) = requested else { continue };
             if let Some(pod) = &pod
                 && let Some(missing) = pods::missing_requests(pod, &rules.tracked_for("", "pods"))
             {
                 return Err(forbidden(t, obj, &format!("failed quota: {}: {missing}", rules.name)));
             }
             let status = typed.status.clone().unwrap_or_default();
-            let mut used = quota::parse_list(status.used.as_ref());
-            if rules.hard.keys().any(|k| !used.contains_key(k)) {
-                used = self.count_usage(&rules, namespace).await?;
-            }
+            let old_used = quota::parse_list(status.used.as_ref());
+            let used = match rules.hard.keys().all(|k| old_used.contains_key(k)) {
+                true => old_used.clone(),
+                false => self.count_usage(&rules, namespace).await?,
+            };
             let new_used = match rules.charge(&used, &requested)? {
                 Ok(u) => u,
                 Err(why) => return Err(forbidden(t, obj, &why)),
             };
             let hard = quota::to_wire(&rules.hard);
-            let old_used = quota::parse_list(status.used.as_ref());
             if dry_run || (new_used == old_used && status.hard.as_ref() == Some(&hard)) {
                 continue;
             }

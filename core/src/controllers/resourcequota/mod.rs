@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use crate::client::{Api, Cache, Client, ListOptions};
 use crate::controller::{Action, Change, Controller, Informers, ObjectKey, Reconciler};
 use crate::object::ResourceType;
-use crate::quota::{self, QuotaRules, Tracked, pods};
+use crate::quota::{self, QuotaRules, pods};
 use crate::registry::{self, Clock};
 
 /// The controller's name.
@@ -110,22 +110,12 @@ impl QuotaReconciler {
         QuotaReconciler { client, quotas, types, clock, config }
     }
 
-    /// The kinds `rules` counts that are served, each once.
+    /// The kinds `rules` counts that are served.
     fn counted_types(&self, rules: &QuotaRules) -> Vec<ResourceType> {
-        let mut out: Vec<ResourceType> = Vec::new();
-        for (_, tracked) in &rules.tracked {
-            let (group, plural) = match tracked {
-                Tracked::Objects { group, plural } => (group.as_str(), plural.as_str()),
-                _ => ("", "pods"),
-            };
-            let served = self.types.iter().find(|t| t.namespaced && t.group == group && t.plural == plural);
-            if let Some(t) = served
-                && !out.contains(t)
-            {
-                out.push(*t);
-            }
-        }
-        out
+        let served = |(group, plural): (&str, &str)| {
+            self.types.iter().find(|t| t.namespaced && t.group == group && t.plural == plural).copied()
+        };
+        rules.counted_kinds().into_iter().filter_map(served).collect()
     }
 }
 
