@@ -12,6 +12,7 @@ mod t40_lifecycle;
 mod t50_logs_exec;
 mod t60_labels;
 mod t70_ports;
+mod t80_listing;
 
 use std::future::Future;
 use std::sync::Arc;

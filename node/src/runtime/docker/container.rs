@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bollard::models::ContainerSummaryStateEnum as ListedState;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder,
@@ -107,6 +108,7 @@ impl DockerRuntime {
             .remove_container(id, Some(options))
             .await
             .map_err(|error| classify(error, "container", id, REMOVE_ERROR))?;
+        self.inspected.forget(id);
         debug!(container = %id, "removed container");
         Ok(())
     }
@@ -121,20 +123,32 @@ impl DockerRuntime {
             .list_containers(Some(options))
             .await
             .map_err(|error| unavailable("list containers", error))?;
-        // The list lacks exit codes and times: inspect each, a few at a time.
-        let inspected: Vec<Option<Container>> =
-            futures::stream::iter(summaries.into_iter().filter_map(|s| s.id))
-                .map(|id| async move {
-                    match self.docker.inspect_container(&id, None).await {
-                        Ok(inspect) => Ok(state::container_from_inspect(&inspect)),
-                        // Removed between the list and the inspect: it is not there any more.
-                        Err(error) if status(&error) == Some(404) => Ok(None),
-                        Err(error) => Err(classify(error, "container", &id, RUN_ERROR)),
+        let listed: Vec<(String, Option<ListedState>)> =
+            summaries.into_iter().filter_map(|s| Some((s.id?, s.state))).collect();
+        self.inspected.retain(listed.iter().map(|(id, _)| id.as_str()));
+        // The list lacks exit codes and times: inspect each container whose listed state
+        // changed since it was last inspected, a few at a time, keeping the list's order.
+        let inspected: Vec<Option<Container>> = futures::stream::iter(listed)
+            .map(|(id, state)| async move {
+                if let Some(known) = state.and_then(|state| self.inspected.get(&id, state)) {
+                    return Ok(Some(known));
+                }
+                match self.docker.inspect_container(&id, None).await {
+                    Ok(inspect) => {
+                        let container = state::container_from_inspect(&inspect);
+                        if let (Some(container), Some(state)) = (&container, state) {
+                            self.inspected.put(state, container);
+                        }
+                        Ok(container)
                     }
-                })
-                .buffered(INSPECT_CONCURRENCY)
-                .try_collect()
-                .await?;
+                    // Removed between the list and the inspect: it is not there any more.
+                    Err(error) if status(&error) == Some(404) => Ok(None),
+                    Err(error) => Err(classify(error, "container", &id, RUN_ERROR)),
+                }
+            })
+            .buffered(INSPECT_CONCURRENCY)
+            .try_collect()
+            .await?;
         Ok(inspected.into_iter().flatten().collect())
     }
 }

@@ -53,6 +53,12 @@
 //! `ExecTimeout` when the command outlives its timeout (Docker cannot kill an exec; the process
 //! is left to finish or to die with its container).
 //!
+//! # Listing
+//! Docker's list lacks exit codes and times, so a listed container is inspected, but only
+//! when the list shows it in a state other than the one it had when last inspected: a node
+//! whose containers did not change costs one list call per
+//! [`containers`](ContainerRuntime::containers) and no inspects.
+//!
 //! # Testing
 //! [`crate::testing`] finds the daemon (skipping or, with `FLOTILLA_REQUIRE_DOCKER=1`,
 //! failing without one), builds a busybox test image and cleans up by node label; the suite
@@ -67,6 +73,7 @@
 mod container;
 pub(crate) mod error;
 pub(crate) mod image;
+mod inspected;
 mod reference;
 mod sandbox;
 mod spec;
@@ -138,6 +145,8 @@ impl DockerConfig {
 pub struct DockerRuntime {
     docker: Docker,
     config: Arc<DockerConfig>,
+    /// Inspect results of listed containers, shared by the clones.
+    inspected: Arc<inspected::Inspected>,
 }
 
 impl DockerRuntime {
@@ -157,7 +166,7 @@ impl DockerRuntime {
 
     /// A runtime over an existing client (whose API version is already agreed).
     pub fn with_client(docker: Docker, config: DockerConfig) -> Self {
-        Self { docker, config: Arc::new(config) }
+        Self { docker, config: Arc::new(config), inspected: Arc::default() }
     }
 
     /// Checks the daemon answers.
