@@ -161,7 +161,14 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening for the node agent's endpoint on {}", args.kubelet_listen))?;
     let port = listener.local_addr()?.port();
     let tls = creds.serving_config()?;
-    let router = flotilla_node::server::router(runtime.clone());
+    let mut agent_config = AgentConfig::new(node_name.clone(), dir.join("node"));
+    agent_config.addresses = vec![
+        NodeAddress { type_: "InternalIP".into(), address: args.node_ip.to_string() },
+        NodeAddress { type_: "Hostname".into(), address: node_name.clone() },
+    ];
+    agent_config.daemon_port = Some(i32::from(port));
+    let agent = NodeAgent::new(client.clone(), runtime.clone(), agent_config);
+    let router = crate::node::agent_router(runtime, &agent);
     let s = stop.clone();
     tasks.spawn(async move {
         if let Err(e) = flotilla_api::tls::serve(listener, tls, router, s).await {
@@ -169,13 +176,6 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     });
 
-    let mut agent_config = AgentConfig::new(node_name.clone(), dir.join("node"));
-    agent_config.addresses = vec![
-        NodeAddress { type_: "InternalIP".into(), address: args.node_ip.to_string() },
-        NodeAddress { type_: "Hostname".into(), address: node_name.clone() },
-    ];
-    agent_config.daemon_port = Some(i32::from(port));
-    let agent = NodeAgent::new(client.clone(), runtime, agent_config);
     let s = stop.clone();
     tasks.spawn(async move {
         if let Err(e) = agent.run(s).await {

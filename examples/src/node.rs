@@ -81,24 +81,32 @@ pub(crate) async fn start(
         .with_context(|| format!("listening for the node agent's endpoint on {}", o.kubelet_listen))?;
     let port = listener.local_addr()?.port();
     let tls = pki.server_config(ClientAuth::Required)?;
-    let router = flotilla_node::server::router(runtime.clone());
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = flotilla_api::tls::serve(listener, tls, router, stop).await {
-            tracing::error!(error = %e, "node agent endpoint stopped");
-        }
-    });
     let mut config = AgentConfig::new(o.node_name.clone(), o.data_dir.join("node"));
     config.addresses = vec![
         NodeAddress { type_: "InternalIP".into(), address: o.node_ip.to_string() },
         NodeAddress { type_: "Hostname".into(), address: o.node_name.clone() },
     ];
     config.daemon_port = Some(i32::from(port));
-    let agent = NodeAgent::new(client, runtime, config);
+    let agent = NodeAgent::new(client, runtime.clone(), config);
+    let router = agent_router(runtime, &agent);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = flotilla_api::tls::serve(listener, tls, router, stop).await {
+            tracing::error!(error = %e, "node agent endpoint stopped");
+        }
+    });
     tasks.spawn(async move {
         if let Err(e) = agent.run(shutdown).await {
             tracing::error!(error = %e, "node agent stopped");
         }
     });
     Ok(Some(name))
+}
+
+/// The agent's endpoint: container logs (`/containerLogs/...`), `/healthz`, and the agent's
+/// metrics at `/metrics`.
+pub(crate) fn agent_router(runtime: Arc<dyn ContainerRuntime>, agent: &NodeAgent) -> axum::Router {
+    let mut registry = prometheus_client::registry::Registry::default();
+    agent.metrics().register(&mut registry);
+    flotilla_node::server::router(runtime).merge(flotilla_node::metrics::router(Arc::new(registry)))
 }

@@ -209,6 +209,7 @@ impl PodManager {
     /// Lists the runtime: pokes the workers of pods whose containers changed, and starts
     /// workers that remove what belongs to no pod this node knows.
     async fn relist(&mut self, shutdown: &CancellationToken) {
+        let started = tokio::time::Instant::now();
         let listed = async {
             let sandboxes = self.shared.runtime.sandboxes().await?;
             let containers = self.shared.runtime.containers().await?;
@@ -221,6 +222,7 @@ impl PodManager {
                 return;
             }
         };
+        self.shared.metrics.relisted(started.elapsed().as_secs_f64(), &sandboxes, &containers);
         let mut now: BTreeMap<String, (PodRef, PodRuntime)> = BTreeMap::new();
         for s in sandboxes {
             now.entry(s.pod.uid.clone())

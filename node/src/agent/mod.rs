@@ -20,6 +20,9 @@
 //!   performs it with Events, and writes the status from the pure [`status::pod_status`] only
 //!   when it differs from the pod's current status.
 //!
+//! [`NodeAgent::metrics`] counts and times every runtime call, relist and pod sync (see
+//! [`crate::metrics`]).
+//!
 //! Runtime, volume and API errors never stop the agent: they become container waiting
 //! reasons (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`, `CreateContainerError`,
 //! `RunContainerError`, `CreateContainerConfigError`, `CrashLoopBackOff`), Events, and retries
@@ -57,8 +60,10 @@ pub use config::AgentConfig;
 pub use hooks::{NoVolumes, Probes, Volumes};
 pub use manager::{DONE_CHANNEL_CAPACITY, WORKER_SIGNAL_CAPACITY};
 
+use crate::metrics::AgentMetrics;
 use crate::probe::Prober;
 use crate::runtime::ContainerRuntime;
+use crate::runtime::instrumented::Instrumented;
 
 /// The component name on the agent's Events (kubectl shows it as the source).
 pub const EVENT_COMPONENT: &str = "kubelet";
@@ -97,6 +102,7 @@ pub struct NodeAgent {
     runtime: Arc<dyn ContainerRuntime>,
     config: AgentConfig,
     volumes: Arc<dyn Volumes>,
+    metrics: AgentMetrics,
 }
 
 impl NodeAgent {
@@ -105,7 +111,7 @@ impl NodeAgent {
     /// [`VolumeManager`](crate::volume::VolumeManager)).
     pub fn new(client: Arc<dyn Client>, runtime: Arc<dyn ContainerRuntime>, config: AgentConfig) -> Self {
         let volumes = Arc::new(crate::volume::VolumeManager::new(config.root_dir.clone(), client.clone()));
-        NodeAgent { client, runtime, config, volumes }
+        NodeAgent { client, runtime, config, volumes, metrics: AgentMetrics::new() }
     }
 
     /// The same agent with `volumes` setting up pod volumes.
@@ -114,30 +120,39 @@ impl NodeAgent {
         self
     }
 
+    /// The agent's metrics (see [`crate::metrics`]), to register where `/metrics` is served.
+    pub fn metrics(&self) -> AgentMetrics {
+        self.metrics.clone()
+    }
+
     /// Runs until `shutdown`; then stops probing and waits for its tasks. Containers keep
     /// running.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let config = Arc::new(self.config);
+        // Every runtime call the agent makes is counted and timed.
+        let runtime: Arc<dyn ContainerRuntime> =
+            Arc::new(Instrumented::new(self.runtime, self.metrics.clone()));
         // Everything stops with `shutdown`, or when the pod manager ends for any reason.
         let shutdown = shutdown.child_token();
         let tasks = TaskTracker::new();
         let (recorder, recorder_task) =
             Recorder::new(self.client.clone(), EVENT_COMPONENT, config.clock.clone());
         tasks.spawn(recorder_task.run(shutdown.clone()));
-        let heartbeat = heartbeat::Heartbeat::new(self.client.clone(), self.runtime.clone(), config.clone());
+        let heartbeat = heartbeat::Heartbeat::new(self.client.clone(), runtime.clone(), config.clone());
         tasks.spawn(heartbeat.run(shutdown.clone()));
         let (probe_tx, probe_rx) = mpsc::channel(PROBE_UPDATE_CAPACITY);
-        let prober = Arc::new(Prober::new(self.runtime.clone(), probe_tx));
+        let prober = Arc::new(Prober::new(runtime.clone(), probe_tx));
         let shared = Arc::new(worker::Shared {
             client: self.client.clone(),
-            runtime: self.runtime.clone(),
+            runtime: runtime.clone(),
             recorder,
             probes: prober.clone(),
             volumes: self.volumes.clone(),
             host_ips: config.host_ips(),
             config: config.clone(),
+            metrics: self.metrics.clone(),
         });
-        tracing::info!(node = %config.node_name, runtime = self.runtime.name(), "node agent starting");
+        tracing::info!(node = %config.node_name, runtime = runtime.name(), "node agent starting");
         manager::PodManager::new(shared).run(probe_rx, shutdown.clone()).await;
         shutdown.cancel();
         prober.shutdown().await;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub mod docker;
 pub mod hollow;
+pub mod instrumented;
 pub mod process;
 
 use async_trait::async_trait;

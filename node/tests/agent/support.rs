@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flotilla_core::controller::testing::TestKit;
 use flotilla_node::agent::{AgentConfig, NodeAgent};
+use flotilla_node::metrics::AgentMetrics;
 use flotilla_node::runtime::ContainerRuntime;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, NodeAddress, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -26,6 +27,8 @@ pub(crate) async fn within<F: Future<Output = ()>>(what: &str, test: F) {
 
 /// A running agent.
 pub(crate) struct Agent {
+    /// The agent's metrics.
+    pub(crate) metrics: AgentMetrics,
     stop: CancellationToken,
     task: JoinHandle<()>,
     _root: tempfile::TempDir,
@@ -38,12 +41,13 @@ impl Agent {
         let mut config = AgentConfig::new(NODE, root.path()).with_clock(kit.clock());
         config.addresses = vec![NodeAddress { type_: "InternalIP".into(), address: "192.168.0.10".into() }];
         let agent = NodeAgent::new(kit.client(), runtime, config);
+        let metrics = agent.metrics();
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
             agent.run(token).await.expect("the agent runs until stopped");
         });
-        Agent { stop, task, _root: root }
+        Agent { metrics, stop, task, _root: root }
     }
 
     /// Stops the agent and waits for it (containers keep running).

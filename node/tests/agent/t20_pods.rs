@@ -173,3 +173,58 @@ async fn init_containers_run_in_order_before_the_others() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn runtime_calls_relists_and_running_pods_are_in_the_metrics() {
+    within("metrics", async {
+        let kit = TestKit::new().await;
+        let runtime = FakeRuntime::new(kit.clock());
+        let agent = Agent::start(&kit, runtime.clone());
+        create_bound(&kit, &pod("measured", "Always", &[("app", "app")]), NODE).await;
+        kit.eventually("the pod is Running", || async {
+            (phase(&kit, "measured").await.as_deref() == Some("Running")).then_some(())
+        })
+        .await;
+        let mut registry = prometheus_client::registry::Registry::default();
+        agent.metrics.register(&mut registry);
+        let scrape = || {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+            text
+        };
+        let value = |text: &str, series: &str| -> Option<f64> {
+            text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        };
+        let text = kit
+            .eventually("a relist saw the running pod", || async {
+                let text = scrape();
+                (value(&text, "kubelet_running_pods") == Some(1.0)).then_some(text)
+            })
+            .await;
+        assert_eq!(
+            value(&text, "kubelet_running_containers{container_state=\"running\"}"),
+            Some(1.0),
+            "{text}"
+        );
+        for series in [
+            "kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"}",
+            "kubelet_runtime_operations_total{operation_type=\"create_container\"}",
+            "kubelet_runtime_operations_total{operation_type=\"start_container\"}",
+        ] {
+            assert_eq!(value(&text, series), Some(1.0), "{series} in:\n{text}");
+        }
+        let lists = value(&text, "kubelet_runtime_operations_total{operation_type=\"list_containers\"}");
+        assert!(lists.is_some_and(|n| n >= 2.0), "worker syncs and relists list containers:\n{text}");
+        assert!(
+            value(&text, "kubelet_pleg_relist_duration_seconds_count").is_some_and(|n| n >= 1.0),
+            "{text}"
+        );
+        assert!(
+            value(&text, "kubelet_pod_worker_duration_seconds_count").is_some_and(|n| n >= 1.0),
+            "{text}"
+        );
+        agent.stop().await;
+        kit.shutdown().await;
+    })
+    .await;
+}

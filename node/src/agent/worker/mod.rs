@@ -23,6 +23,7 @@ use super::heartbeat::error_chain;
 use super::hooks::{SharedProbes, SharedVolumes};
 use super::plan::{ContainerMemory, PlanInput, PodPlan, PodRuntime, ProbeKind, VolumeState, plan_pod};
 use super::status::{StatusInput, pod_status};
+use crate::metrics::AgentMetrics;
 use crate::runtime::{ContainerRuntime, ContainerState, PodRef};
 
 /// Rounds of plan-and-act in one sync before the worker yields and looks again.
@@ -41,6 +42,7 @@ pub(crate) struct Shared {
     pub(crate) volumes: SharedVolumes,
     pub(crate) config: Arc<AgentConfig>,
     pub(crate) host_ips: Vec<String>,
+    pub(crate) metrics: AgentMetrics,
 }
 
 impl Shared {
@@ -156,11 +158,13 @@ impl Worker {
                 Some(()) = self.signals.recv() => {}
                 _ = tokio::time::sleep_until(deadline), if wake.is_some() => {}
             }
+            let started = tokio::time::Instant::now();
             let outcome = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return,
                 o = self.sync() => o,
             };
+            self.shared.metrics.pod_worker_synced(started.elapsed().as_secs_f64());
             wake = match outcome {
                 Outcome::Finished => {
                     tracing::debug!(pod = %self.key(), uid = %self.pod_ref.uid, "pod worker finished");
