@@ -12,7 +12,7 @@ use super::{Error, Result, protobuf};
 
 /// The media types a request body may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     /// `application/json` (also the default when no type is given).
     Json,
     /// `application/yaml`.

@@ -22,6 +22,8 @@
 mod body;
 mod csr;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod logs;
 mod metrics;
 mod path;

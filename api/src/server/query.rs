@@ -31,11 +31,12 @@ impl Query {
         self.params.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    /// A boolean parameter: `true`/`1` or `false`/`0`.
+    /// A boolean parameter: `true`/`1` or `false`/`0`. Given without a value (`?watch`,
+    /// `?watch=`) it is true, as Kubernetes reads it and as authorization (`RequestInfo`) saw it.
     pub(crate) fn flag(&self, name: &str) -> Result<bool> {
-        match self.get(name) {
+        match self.params.get(name).map(String::as_str) {
             None | Some("false" | "0") => Ok(false),
-            Some("true" | "1") => Ok(true),
+            Some("" | "true" | "1") => Ok(true),
             Some(other) => Err(bad(name, other, "must be true or false")),
         }
     }
@@ -206,6 +207,19 @@ mod tests {
         }
         let err = Query::parse(Some("propagationPolicy=Sideways")).delete_options().expect_err("policy");
         assert!(err.to_string().contains("propagationPolicy"), "{err}");
+    }
+
+    /// Found by `fuzz/http_request`: `?watch=` was authorized as a watch and served as a list.
+    #[test]
+    fn flags_without_a_value_are_true() -> Result<()> {
+        for raw in ["watch", "watch=", "watch=true", "watch=1"] {
+            assert!(Query::parse(Some(raw)).is_watch()?, "{raw}");
+        }
+        for raw in ["", "watch=false", "watch=0", "other="] {
+            assert!(!Query::parse(Some(raw)).is_watch()?, "{raw}");
+        }
+        assert!(Query::parse(Some("force=")).write_options()?.force);
+        Ok(())
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::{Error, Result};
 
 /// What the client asked to receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Output {
+pub enum Output {
     /// The objects themselves.
     Object,
     /// A `meta.k8s.io/v1` Table with the kind's printer columns.
@@ -20,7 +20,7 @@ pub(crate) enum Output {
 
 /// What each Table row carries besides its cells (`includeObject`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IncludeObject {
+pub enum IncludeObject {
     /// Nothing.
     None,
     /// The object's metadata as a PartialObjectMetadata (the default).

@@ -30,7 +30,7 @@ pub struct ObjectList {
 }
 
 /// What a continue token carries: the revision of the first page and where to go on.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Continue {
     rv: Revision,
     start: String,
@@ -44,7 +44,12 @@ fn encode_continue(rv: Revision, start: &[u8]) -> String {
 fn decode_continue(token: &str) -> Result<Continue> {
     let bad = |why: String| Error::BadRequest(format!("invalid continue token: {why}"));
     let bytes = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|e| bad(e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+    let c: Continue = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    // A forged negative revision would read the latest state unpinned and be echoed back.
+    if c.rv < 0 {
+        return Err(bad(format!("negative resource version {}", c.rv)));
+    }
+    Ok(c)
 }
 
 /// Parses a resourceVersion parameter.
@@ -299,5 +304,22 @@ impl Registry {
         }
         let (items, rev) = cache.list(namespace, filter);
         Ok(Some(ObjectList { resource_version: rev.to_string(), items, ..Default::default() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_forged_negative_revisions_are_refused() {
+        let token = encode_continue(42, b"/registry/pods/default/web");
+        let c = decode_continue(&token).expect("the server's own token");
+        assert_eq!((c.rv, c.start.as_str()), (42, "/registry/pods/default/web"));
+        // Found by fuzz/list_request: such a token read the latest state and echoed `-5`.
+        let forged = URL_SAFE_NO_PAD.encode(r#"{"rv":-5,"start":"/registry/pods/"}"#);
+        let err = decode_continue(&forged).expect_err("a negative revision");
+        assert!(matches!(&err, Error::BadRequest(m) if m.contains("invalid continue token")), "{err}");
+        assert!(decode_continue("not base64!").is_err());
     }
 }
