@@ -104,14 +104,51 @@ fn agent_address(node: &Node) -> Option<(String, u16)> {
     Some((host.address.clone(), port))
 }
 
+/// A node's agent endpoint, as the API server reaches it.
+pub(super) struct Agent<'a> {
+    /// The node's name.
+    pub(super) node: String,
+    /// `<scheme>://<host>:<port>/`.
+    pub(super) url: Url,
+    kubelet: &'a KubeletClient,
+}
+
+impl<'a> Agent<'a> {
+    /// The agent of node `node_name`. `what` names what was asked for (plural) in the error
+    /// of a server that is not configured to reach agents.
+    pub(super) async fn of(shared: &'a Shared, node_name: &str, what: &str) -> Result<Agent<'a>> {
+        let kubelet = shared.config.kubelet.as_ref().ok_or_else(|| {
+            Error::NotImplemented(format!(
+                "{what} are served by node agents, and this server is not configured to reach them"
+            ))
+        })?;
+        let node: Node =
+            typed(&shared.registry.get(&Node::TYPE, None, node_name, &Default::default()).await?)?;
+        let (host, port) = agent_address(&node)
+            .ok_or_else(|| Error::BadRequest(format!("node {node_name} does not publish an address")))?;
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let url = Url::parse(&format!("{}://{host}:{port}/", kubelet.scheme))
+            .map_err(|e| Error::Internal(format!("address of node {node_name}: {e}")))?;
+        Ok(Agent { node: node_name.to_string(), url, kubelet })
+    }
+
+    /// `GET url` on the agent; the response as it arrives (any status).
+    pub(super) async fn get(&self, url: &Url) -> Result<http::Response<hyper::body::Incoming>> {
+        let request = HttpRequest::get(url.as_str())
+            .body(Empty::new())
+            .map_err(|e| Error::Internal(format!("request for the agent of node {}: {e}", self.node)))?;
+        self.kubelet.client.request(request).await.map_err(|e| {
+            let (host, port) = (self.url.host_str().unwrap_or_default(), self.url.port().unwrap_or_default());
+            Error::ServiceUnavailable(format!(
+                "reaching the agent of node {} at {host}:{port}: {e}",
+                self.node
+            ))
+        })
+    }
+}
+
 /// `GET pods/{name}/log`
 pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> {
-    let kubelet = shared.config.kubelet.as_ref().ok_or_else(|| {
-        Error::NotImplemented(format!(
-            "pods \"{}\": container logs are served by node agents, and this server is not configured to reach them",
-            req.name()
-        ))
-    })?;
     let namespace = req.namespace().unwrap_or_default();
     let pod: Pod =
         typed(&shared.registry.get(&req.t, Some(namespace), req.name(), &Default::default()).await?)?;
@@ -119,12 +156,8 @@ pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> 
     let node_name = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty());
     let node_name = node_name
         .ok_or_else(|| Error::BadRequest(format!("pod {} does not have a host assigned", req.name())))?;
-    let node: Node = typed(&shared.registry.get(&Node::TYPE, None, node_name, &Default::default()).await?)?;
-    let (host, port) = agent_address(&node)
-        .ok_or_else(|| Error::BadRequest(format!("node {node_name} does not publish an address")))?;
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
-    let mut url = Url::parse(&format!("{}://{host}:{port}/", kubelet.scheme))
-        .map_err(|e| Error::Internal(format!("address of node {node_name}: {e}")))?;
+    let agent = Agent::of(shared, node_name, &format!("pods \"{}\": container logs", req.name())).await?;
+    let mut url = agent.url.clone();
     url.path_segments_mut().map_err(|()| Error::Internal("agent URL cannot have a path".into()))?.extend([
         "containerLogs",
         namespace,
@@ -136,12 +169,7 @@ pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> 
             url.query_pairs_mut().append_pair(name, v);
         }
     }
-    let request = HttpRequest::get(url.as_str())
-        .body(Empty::new())
-        .map_err(|e| Error::Internal(format!("log request for node {node_name}: {e}")))?;
-    let response = kubelet.client.request(request).await.map_err(|e| {
-        Error::ServiceUnavailable(format!("reaching the agent of node {node_name} at {host}:{port}: {e}"))
-    })?;
+    let response = agent.get(&url).await?;
     let status = response.status();
     if !status.is_success() {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -149,7 +177,7 @@ pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> 
         return Err(match status {
             StatusCode::NOT_FOUND => Error::NotFound(text),
             StatusCode::BAD_REQUEST => Error::BadRequest(text),
-            _ => Error::Internal(format!("the agent of node {node_name} answered {status}: {text}")),
+            _ => Error::Internal(format!("the agent of node {} answered {status}: {text}", agent.node)),
         });
     }
     let mut r = Response::new(Body::new(response.into_body()));

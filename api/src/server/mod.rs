@@ -26,6 +26,7 @@ mod error;
 pub mod fuzzing;
 mod logs;
 mod metrics;
+mod node_proxy;
 mod path;
 mod protobuf;
 mod query;
@@ -173,6 +174,8 @@ impl ApiServer {
         let openapi = OpenApi::new(&discovery);
         let disco = discovery::routes(Arc::new(discovery), Arc::new(openapi));
         let resources = Router::new()
+            .route("/api/v1/nodes/{name}/proxy", any(node_proxy::root))
+            .route("/api/v1/nodes/{name}/proxy/{*path}", any(node_proxy::with_path))
             .route("/api/v1/{*rest}", any(resources::core_group))
             .route("/apis/{group}/{version}/{*rest}", any(resources::named_group))
             .route("/healthz", get(health))

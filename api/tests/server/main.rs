@@ -9,6 +9,7 @@ mod t50_kubectl;
 mod t60_security;
 mod t70_kube_rs;
 mod t80_logs;
+mod t82_node_proxy;
 mod t85_kubectl_logs;
 mod t90_kubectl_protobuf;
 mod t95_kubectl_quota;

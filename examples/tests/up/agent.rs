@@ -1,6 +1,7 @@
 //! `flotilla up` with its node agent on the process runtime: a pod scheduled to the node runs,
 //! `kubectl logs` reads its output through the API server and the agent's endpoint (mutual
-//! TLS), and deleting the pod stops its process.
+//! TLS), `kubectl get --raw .../nodes/<node>/proxy/metrics` reads the agent's metrics the same
+//! way, and deleting the pod stops its process.
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,6 +36,13 @@ async fn up_runs_pods_on_its_node_and_serves_their_logs() -> Result<()> {
         let phase = ["get", "pod", "hello", "-o", "jsonpath={.status.phase} {.spec.nodeName}"];
         let running = wait_for(&up, home.path(), &phase, |o| o == "Running up-node").await?;
         assert_eq!(running, "Running up-node");
+        let metrics = ["get", "--raw", "/api/v1/nodes/up-node/proxy/metrics"];
+        let scraped = wait_for(&up, home.path(), &metrics, |o| o.lines().any(|l| l == "kubelet_running_pods 1")).await?;
+        assert!(scraped.lines().any(|l| l == "kubelet_running_pods 1"), "one running pod:\n{scraped}");
+        assert!(
+            scraped.lines().any(|l| l.starts_with("kubelet_runtime_operations_total{operation_type=\"start_container\"}")),
+            "the agent's metrics through the API server's node proxy:\n{scraped}"
+        );
         let logs = wait_for(&up, home.path(), &["logs", "hello"], |o| !o.is_empty()).await?;
         assert_eq!(logs, "hello from flotilla", "kubectl logs through the agent's endpoint");
 
