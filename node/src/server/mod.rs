@@ -24,7 +24,7 @@ use tracing::debug;
 
 pub use query::{LogQuery, QueryError};
 
-use crate::runtime::{Container, ContainerRuntime};
+use crate::runtime::{Container, ContainerRuntime, ContainerState};
 
 /// The port agents serve on unless configured otherwise (the kubelet's).
 pub const DEFAULT_PORT: u16 = 10250;
@@ -92,7 +92,15 @@ fn pick<'a>(
     // Newest first; a pod recreated under the same name has other uids, so its restart
     // counts start again: the ids break ties deterministically.
     instances.sort_by(|a, b| b.restart_count.cmp(&a.restart_count).then_with(|| b.id.cmp(&a.id)));
-    instances.get(usize::from(previous)).copied()
+    let newest = instances.first().copied()?;
+    match newest.state {
+        _ if !previous => Some(newest),
+        // `previous` is what the pod's status shows as the last terminated state: the newest
+        // instance once it has exited (in CrashLoopBackOff it is all the runtime keeps), else
+        // the one before it.
+        ContainerState::Exited { .. } => Some(newest),
+        _ => instances.get(1).copied(),
+    }
 }
 
 /// At most `limit` bytes of `stream`, cutting the last chunk.

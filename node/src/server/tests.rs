@@ -62,7 +62,21 @@ impl ContainerRuntime for Fake {
         Ok(vec![])
     }
     async fn containers(&self) -> Result<Vec<Container>> {
-        Ok(vec![container("c-old", "app", 0), container("c-new", "app", 1), container("c-side", "side", 0)])
+        let crashed = Container {
+            state: ContainerState::Exited {
+                exit_code: 1,
+                reason: "Error".into(),
+                started_at: None,
+                finished_at: None,
+            },
+            ..container("c-crash", "crashy", 4)
+        };
+        Ok(vec![
+            container("c-old", "app", 0),
+            container("c-new", "app", 1),
+            container("c-side", "side", 0),
+            crashed,
+        ])
     }
     async fn logs(&self, id: &str, options: &LogOptions) -> Result<BoxStream<'static, Result<Bytes>>> {
         self.asked.lock().expect("not poisoned").push((id.to_string(), options.clone()));
@@ -96,6 +110,16 @@ async fn serves_the_newest_instance_or_the_previous_one() {
     assert_eq!(asked[0].0, "c-new");
     assert_eq!(asked[0].1, LogOptions { follow: true, tail_lines: Some(2), since: None, timestamps: true });
     assert_eq!(asked[1].0, "c-old");
+}
+
+/// Found by `node/tests/agent_real` (`t50_logs::crash_loop_previous`): a container waiting
+/// in CrashLoopBackOff keeps only its last exited instance, which is its previous one.
+#[tokio::test]
+async fn the_previous_instance_of_a_crash_looping_container_is_its_last_exit() {
+    let fake = Arc::new(Fake::default());
+    let (code, body) = get(&fake, "/containerLogs/ns/web/crashy?previous=true").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body, "c-crash line 1\nc-crash line 2\n");
 }
 
 #[tokio::test]
