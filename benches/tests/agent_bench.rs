@@ -1,8 +1,9 @@
 //! Smoke tests of the agent_bench harness at CI size: three pods, a 1 s settle and a 2 s
 //! window, on the process runtime (always) and on Docker (skipped without a daemon, failed
 //! instead under `FLOTILLA_REQUIRE_DOCKER=1`). They run the built harness against the built
-//! `flotilla` binary (`target/<profile>/flotilla`, which the workspace's test build makes)
-//! and check its summary line and that it left nothing behind.
+//! `flotilla` binary (`target/<profile>/flotilla`, which the workspace's test build makes),
+//! with the agent as `flotilla-agent` on processes and as `flotilla agent` on Docker, and
+//! check its summary line and that it left nothing behind.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,10 +38,10 @@ impl Run {
     }
 }
 
-/// The `flotilla` binary next to the harness.
-fn flotilla() -> PathBuf {
+/// The binary `name` (`flotilla`, `flotilla-agent`) next to the harness.
+fn built(name: &str) -> PathBuf {
     let harness = PathBuf::from(env!("CARGO_BIN_EXE_agent_bench"));
-    let path = harness.with_file_name("flotilla");
+    let path = harness.with_file_name(name);
     assert!(
         path.is_file(),
         "{} is missing: build the workspace's tests (`cargo test --workspace --all-targets --no-run`), \
@@ -50,9 +51,10 @@ fn flotilla() -> PathBuf {
     path
 }
 
-/// Runs the harness at CI size with `runtime`, killed after two minutes. The images stay:
-/// other test binaries running in parallel use the same busybox image.
-async fn agent_bench(runtime: &str) -> Run {
+/// Runs the harness at CI size with `runtime` and the agent as `flotilla agent`, or as
+/// `agent_bin` (`flotilla-agent`), killed after two minutes. The images stay: other test
+/// binaries running in parallel use the same busybox image.
+async fn agent_bench(runtime: &str, agent_bin: Option<&str>) -> Run {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent_bench"));
     command
         .args(["--runtime", runtime, "--pods", "3", "--settle-secs", "1", "--window-secs", "2"])
@@ -66,8 +68,11 @@ async fn agent_bench(runtime: &str) -> Run {
             "--keep-images",
             "--flotilla",
         ])
-        .arg(flotilla())
+        .arg(built("flotilla"))
         .kill_on_drop(true);
+    if let Some(bin) = agent_bin {
+        command.arg("--agent-bin").arg(built(bin));
+    }
     let output = tokio::time::timeout(Duration::from_secs(120), command.output())
         .await
         .expect("agent_bench finished within two minutes")
@@ -111,8 +116,13 @@ fn assert_sound(run: &Run) {
 
 #[tokio::test]
 async fn a_tiny_run_on_the_process_runtime_measures_and_cleans_up() {
-    let run = agent_bench("process").await;
+    let run = agent_bench("process", Some("flotilla-agent")).await;
     assert_sound(&run);
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("# agent: ") && l.ends_with("flotilla-agent")),
+        "{}",
+        run.stdout
+    );
     assert_eq!(run.field("leftover_containers"), "-", "no Docker involved: {}", run.stdout);
 }
 
@@ -121,7 +131,7 @@ async fn a_tiny_run_on_docker_measures_and_leaves_no_container() {
     let Some(docker) = docker_or_skip("agent_bench on docker").await else {
         return;
     };
-    let run = agent_bench("docker").await;
+    let run = agent_bench("docker", None).await;
     assert_sound(&run);
     assert_eq!(run.field("leftover_containers"), "0", "the agent removed its containers: {}", run.stdout);
     let filters = HashMap::from([("label", vec![format!("{}={}", labels::NODE, run.node())])]);

@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::NodeAddress;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::StopSignals;
+use crate::host::{StopSignals, host_name};
 use crate::proxy::{self, ProxyChoice};
 
 /// Which runtime the agent runs pods with.
@@ -81,7 +81,7 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "FLOTILLA_PROXY", value_enum, default_value_t = ProxyChoice::Auto)]
     pub(crate) proxy: ProxyChoice,
     /// How long to wait for each certificate to be approved and issued.
-    #[arg(long, default_value = "5m", value_parser = crate::agent_token::parse_ttl)]
+    #[arg(long, default_value = "5m", value_parser = crate::host::parse_ttl)]
     pub(crate) bootstrap_timeout: Duration,
 }
 
@@ -132,7 +132,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let server =
         url::Url::parse(&args.server).with_context(|| format!("--server {:?} is not a URL", args.server))?;
     anyhow::ensure!(server.scheme() == "https", "--server must be an https:// URL");
-    let node_name = args.node_name.clone().unwrap_or_else(crate::control::host_name);
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let ca_pem = match &args.ca_file {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading --ca-file {}", p.display()))?),
         None => None,

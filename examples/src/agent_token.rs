@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
+pub(crate) use crate::host::parse_ttl;
 use flotilla_api::auth::authn::{
     BOOTSTRAP_TOKEN_NAMESPACE, BOOTSTRAP_TOKEN_SECRET_TYPE, BootstrapToken, TokenSecret, valid_extra_group,
 };
@@ -44,37 +46,6 @@ pub(crate) struct CreateArgs {
     /// Extra groups for the token's user, each `system:bootstrappers:...` (repeatable).
     #[arg(long = "group")]
     pub(crate) groups: Vec<String>,
-}
-
-/// Parses `30s`, `10m`, `24h`, `7d`, `1h30m`; `0` is no expiry.
-pub(crate) fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let bad = || format!("{text:?} is not a duration like 30m, 24h, 7d or 1h30m");
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
 }
 
 /// The admin client and the kubeconfig context it came from.

@@ -65,7 +65,7 @@ pub(crate) struct ControlArgs {
         long,
         env = "FLOTILLA_COMPACTION_INTERVAL",
         default_value = "5m",
-        value_parser = crate::agent_token::parse_ttl
+        value_parser = crate::host::parse_ttl
     )]
     pub(crate) compaction_interval: Duration,
     /// Keep the last N revisions instead (etcd's --auto-compaction-mode=revision): every
@@ -385,37 +385,7 @@ async fn stop_stage(what: &str, stage: impl Future<Output = ()>) {
     }
 }
 
-/// SIGTERM and SIGINT, listened for from creation: install them before telling anyone the
-/// process is up, or a signal sent right after the announcement kills it ungracefully.
-pub(crate) struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    /// Installs the handlers.
-    pub(crate) fn install() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
-    }
-
-    /// Waits for the first SIGTERM or SIGINT.
-    pub(crate) async fn wait(mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
-/// The machine's host name, or `flotilla` when it cannot be read.
-pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_lowercase())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "flotilla".to_string())
-}
+pub(crate) use crate::host::{StopSignals, host_name};
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 mod agent;
 mod agent_token;
 mod control;
+mod host;
 mod member;
 mod membership;
 mod node;
@@ -22,7 +23,8 @@ mod up;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use host::LogFormat;
 
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "Flotilla example cluster")]
@@ -32,14 +34,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Human,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -115,11 +109,7 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    match cli.log_format {
-        LogFormat::Human => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-    }
+    host::init_logging(cli.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.cmd {
         Cmd::Up(args) => runtime.block_on(up::run(*args)),

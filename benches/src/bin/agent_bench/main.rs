@@ -105,6 +105,10 @@ pub(crate) struct Args {
     /// The flotilla binary [default: `flotilla` next to this executable].
     #[arg(long)]
     pub(crate) flotilla: Option<PathBuf>,
+    /// Run the agent as this binary (`flotilla-agent`, the agent alone) instead of
+    /// `flotilla agent`; both take the same flags.
+    #[arg(long)]
+    pub(crate) agent_bin: Option<PathBuf>,
     /// The agent's runtime.
     #[arg(long, value_enum, default_value_t = Runtime::Docker)]
     pub(crate) runtime: Runtime,
@@ -144,6 +148,10 @@ fn header(bench: &Bench) -> Vec<String> {
             run::loadavg()
         ),
         format!("flotilla: {}", bench.flotilla.display()),
+        match &bench.args.agent_bin {
+            Some(bin) => format!("agent: {}", bin.display()),
+            None => format!("agent: {} agent", bench.flotilla.display()),
+        },
     ];
     if let (Some(up), Some(agent)) = (&bench.up, &bench.agent) {
         lines.push(format!("pids: server {} agent {} (node {})", up.pid, agent.pid, bench.node));

@@ -144,7 +144,12 @@ impl Bench {
         .into();
         let started = Instant::now();
         let log = self.dir.path().join("agent.log");
-        self.agent = Some(Proc::spawn("agent", &self.flotilla, &agent_args, &filter, log, "  proxy:").await?);
+        let (program, agent_args) = match &self.args.agent_bin {
+            // The agent alone takes `flotilla agent`'s flags without the subcommand.
+            Some(bin) => (bin.as_path(), &agent_args[1..]),
+            None => (self.flotilla.as_path(), &agent_args[..]),
+        };
+        self.agent = Some(Proc::spawn("agent", program, agent_args, &filter, log, "  proxy:").await?);
         let joined = started.elapsed();
 
         let kubeconfig = server_dir.join("kubeconfig");
