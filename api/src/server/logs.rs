@@ -114,10 +114,12 @@ pub(super) struct Agent<'a> {
 }
 
 impl<'a> Agent<'a> {
-    /// The agent of node `node_name`. `what` names what was asked for (plural) in the error
-    /// of a server that is not configured to reach agents.
-    pub(super) async fn of(shared: &'a Shared, node_name: &str, what: &str) -> Result<Agent<'a>> {
-        let kubelet = kubelet(shared, what)?;
+    /// The agent of node `node_name`, reached through `kubelet` (from [`kubelet`]).
+    pub(super) async fn of(
+        shared: &Shared,
+        kubelet: &'a KubeletClient,
+        node_name: &str,
+    ) -> Result<Agent<'a>> {
         let node: Node =
             typed(&shared.registry.get(&Node::TYPE, None, node_name, &Default::default()).await?)?;
         let (host, port) = agent_address(&node)
@@ -144,7 +146,7 @@ impl<'a> Agent<'a> {
 }
 
 /// How this server reaches agents, or a 501 naming `what` (plural) was asked for.
-fn kubelet<'a>(shared: &'a Shared, what: &str) -> Result<&'a KubeletClient> {
+pub(super) fn kubelet<'a>(shared: &'a Shared, what: &str) -> Result<&'a KubeletClient> {
     shared.config.kubelet.as_ref().ok_or_else(|| {
         Error::NotImplemented(format!(
             "{what} are served by node agents, and this server is not configured to reach them"
@@ -154,9 +156,8 @@ fn kubelet<'a>(shared: &'a Shared, what: &str) -> Result<&'a KubeletClient> {
 
 /// `GET pods/{name}/log`
 pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> {
-    let what = format!("pods \"{}\": container logs", req.name());
-    // Said before anything else, as before the pod is read.
-    kubelet(shared, &what)?;
+    // Said before anything else: the pod is not even read.
+    let kubelet = kubelet(shared, &format!("pods \"{}\": container logs", req.name()))?;
     let namespace = req.namespace().unwrap_or_default();
     let pod: Pod =
         typed(&shared.registry.get(&req.t, Some(namespace), req.name(), &Default::default()).await?)?;
@@ -164,7 +165,7 @@ pub(crate) async fn pod_log(shared: &Shared, req: &Request) -> Result<Response> 
     let node_name = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty());
     let node_name = node_name
         .ok_or_else(|| Error::BadRequest(format!("pod {} does not have a host assigned", req.name())))?;
-    let agent = Agent::of(shared, node_name, &what).await?;
+    let agent = Agent::of(shared, kubelet, node_name).await?;
     let mut url = agent.url.clone();
     url.path_segments_mut().map_err(|()| Error::Internal("agent URL cannot have a path".into()))?.extend([
         "containerLogs",

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{Method, Uri, header};
 
-use super::logs::Agent;
+use super::logs::{Agent, kubelet};
 use super::{Error, Result, Shared};
 
 /// `/api/v1/nodes/{name}/proxy/{*path}`
@@ -41,7 +41,8 @@ async fn forward(shared: &Shared, node: &str, path: &str, method: &Method, uri: 
             "the server does not allow this method on the requested resource: {method} nodes/proxy"
         )));
     }
-    let agent = Agent::of(shared, node, &format!("nodes \"{node}\": proxy requests")).await?;
+    let kubelet = kubelet(shared, &format!("nodes \"{node}\": proxy requests"))?;
+    let agent = Agent::of(shared, kubelet, node).await?;
     let mut url = agent.url.clone();
     url.path_segments_mut()
         .map_err(|()| Error::Internal("agent URL cannot have a path".into()))?

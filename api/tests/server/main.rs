@@ -1,5 +1,6 @@
 //! The API server over HTTP: verbs, subresources, watches, errors, and the real kubectl.
 
+mod agents;
 mod harness;
 mod t10_crud;
 mod t20_subresources;

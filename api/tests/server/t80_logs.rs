@@ -9,6 +9,7 @@ use flotilla_api::server::{KubeletClient, ServerConfig};
 use http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::agents::{node_with_agent, serve};
 use crate::harness::{Server, within};
 
 /// What the fake agent was asked: the path's parts and the raw query.
@@ -27,12 +28,7 @@ async fn fake_agent(asked: Asked) -> Result<(u16, tokio::task::JoinHandle<()>)> 
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((port, task))
+    serve(app).await
 }
 
 #[tokio::test]
@@ -40,17 +36,10 @@ async fn logs_come_from_the_agent_of_the_pods_node() -> Result<()> {
     within("pod logs through the agent", async {
         let asked = Asked::default();
         let (port, agent) = fake_agent(asked.clone()).await?;
-        let s = Server::with_config(ServerConfig { kubelet: Some(KubeletClient::plain()), ..Default::default() })
-            .await?;
-        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
-        let r = s.call(Method::POST, "/api/v1/nodes", None, node.to_string().as_bytes()).await?;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
-        let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "status": {
-            "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        }});
-        let r = s.call(Method::PUT, "/api/v1/nodes/n1/status", None, status.to_string().as_bytes()).await?;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+        let s =
+            Server::with_config(ServerConfig { kubelet: Some(KubeletClient::plain()), ..Default::default() })
+                .await?;
+        node_with_agent(&s, "n1", port).await?;
         let pod = |name: &str, node: Option<&str>, containers: &[&str]| {
             let cs: Vec<_> = containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect();
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -58,7 +47,11 @@ async fn logs_come_from_the_agent_of_the_pods_node() -> Result<()> {
             .to_string()
         };
         let pods = "/api/v1/namespaces/default/pods";
-        for body in [pod("web", Some("n1"), &["app"]), pod("two", Some("n1"), &["a", "b"]), pod("loose", None, &["app"])] {
+        for body in [
+            pod("web", Some("n1"), &["app"]),
+            pod("two", Some("n1"), &["a", "b"]),
+            pod("loose", None, &["app"]),
+        ] {
             let r = s.call(Method::POST, pods, None, body.as_bytes()).await?;
             assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         }

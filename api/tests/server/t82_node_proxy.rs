@@ -5,8 +5,8 @@ use axum::extract::RawQuery;
 use axum::routing::get;
 use flotilla_api::server::{KubeletClient, ServerConfig};
 use http::{Method, StatusCode, header};
-use serde_json::json;
 
+use crate::agents::{node_with_agent, serve};
 use crate::harness::{Server, within};
 
 /// A fake agent: `/metrics` in the text format, `/echo/...` naming its path and query, and
@@ -25,12 +25,7 @@ async fn fake_agent() -> Result<(u16, tokio::task::JoinHandle<()>)> {
                 format!("{rest}?{}", q.unwrap_or_default())
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((port, task))
+    serve(app).await
 }
 
 #[tokio::test]
@@ -40,15 +35,7 @@ async fn node_proxy_reaches_the_agent_of_the_node() -> Result<()> {
         let s =
             Server::with_config(ServerConfig { kubelet: Some(KubeletClient::plain()), ..Default::default() })
                 .await?;
-        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
-        let r = s.call(Method::POST, "/api/v1/nodes", None, node.to_string().as_bytes()).await?;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
-        let status = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "status": {
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        }});
-        let r = s.call(Method::PUT, "/api/v1/nodes/n1/status", None, status.to_string().as_bytes()).await?;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+        node_with_agent(&s, "n1", port).await?;
 
         let r = s.get("/api/v1/nodes/n1/proxy/metrics").await?;
         assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));

@@ -107,7 +107,7 @@ async fn adoption(env: Arc<Env>, readiness_kept: bool) {
             let now = app(&p).map(|s| identity(&s));
             let ready = condition(&p, "Ready");
             let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            // The bug `readiness_kept` shows: `probed` reads unready for a moment.
+            // The limitation `readiness_kept` shows: `probed` reads unready for a moment.
             let must_be_ready = *name == "steady" || readiness_kept;
             assert!(
                 phase == Some("Running")
