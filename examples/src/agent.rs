@@ -167,8 +167,11 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         NodeAddress { type_: "Hostname".into(), address: node_name.clone() },
     ];
     agent_config.daemon_port = Some(i32::from(port));
-    let agent = NodeAgent::new(client.clone(), runtime.clone(), agent_config);
-    let router = crate::node::agent_router(runtime, &agent);
+    // The proxy first: the agent's endpoint serves its metrics.
+    let (proxy, proxy_metrics) =
+        proxy::start(client.clone(), args.proxy, true, vec![args.node_ip], &tasks, stop.clone()).await;
+    let agent = NodeAgent::new(client, runtime.clone(), agent_config);
+    let router = crate::node::agent_router(runtime, &agent, proxy_metrics.as_ref());
     let s = stop.clone();
     tasks.spawn(async move {
         if let Err(e) = flotilla_api::tls::serve(listener, tls, router, s).await {
@@ -182,7 +185,6 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "node agent stopped");
         }
     });
-    let proxy = proxy::start(client, args.proxy, true, vec![args.node_ip], &tasks, stop.clone()).await;
     tasks.close();
 
     println!("flotilla: node {node_name} joined {}", server.as_str().trim_end_matches('/'));

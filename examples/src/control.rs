@@ -272,6 +272,19 @@ impl ControlPlane {
         if let Some(compactor_metrics) = compactor.as_ref().map(Compactor::metrics) {
             opts.server.extra_metrics.add(move |r| compactor_metrics.register(r));
         }
+        // The scheduler and controllers act only while this member leads the store. The
+        // scheduler is made before the API server, which serves its metrics.
+        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+        let scheduler =
+            match Scheduler::new(client, default_profiles(), SchedulerConfig::new(store.leadership())) {
+                Ok(s) => s,
+                Err(e) => {
+                    store.shutdown().await;
+                    return Err(e).context("creating the scheduler");
+                }
+            };
+        let scheduler_metrics = scheduler.metrics();
+        opts.server.extra_metrics.add(move |r| scheduler_metrics.register(r));
         let api = match SecureApi::start(registry.clone(), opts).await {
             Ok(api) => api,
             Err(e) => {
@@ -283,9 +296,6 @@ impl ControlPlane {
             // Joining servers need it; this member serves anyway and the next start retries.
             tracing::warn!(error = %format!("{e:#}"), "could not store the sealed cluster PKI");
         }
-        // The scheduler and controllers act only while this member leads the store.
-        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
-        let scheduler = Scheduler::new(client, default_profiles(), SchedulerConfig::new(store.leadership()))?;
         let stop = CancellationToken::new();
         let scheduler = tokio::spawn(scheduler.run(stop.clone()));
         let controllers = tokio::spawn(controllers.run(store.leadership(), stop.clone()));

@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use flotilla_api::pki::{ClientAuth, ClusterPki};
 use flotilla_core::client::Client;
 use flotilla_node::agent::{AgentConfig, NodeAgent};
+use flotilla_node::proxy::ProxyMetrics;
 use flotilla_node::runtime::ContainerRuntime;
 use flotilla_node::runtime::docker::{DockerConfig, DockerRuntime};
 use flotilla_node::runtime::process::{ProcessConfig, ProcessRuntime};
@@ -37,6 +38,8 @@ pub(crate) struct NodeOptions<'a> {
     pub(crate) node_ip: IpAddr,
     pub(crate) kubelet_listen: SocketAddr,
     pub(crate) data_dir: &'a Path,
+    /// The service proxy's metrics, when it runs: served at the agent's `/metrics` too.
+    pub(crate) proxy_metrics: Option<ProxyMetrics>,
 }
 
 /// The runtime `choice` names.
@@ -88,7 +91,7 @@ pub(crate) async fn start(
     ];
     config.daemon_port = Some(i32::from(port));
     let agent = NodeAgent::new(client, runtime.clone(), config);
-    let router = agent_router(runtime, &agent);
+    let router = agent_router(runtime, &agent, o.proxy_metrics.as_ref());
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = flotilla_api::tls::serve(listener, tls, router, stop).await {
@@ -103,10 +106,17 @@ pub(crate) async fn start(
     Ok(Some(name))
 }
 
-/// The agent's endpoint: container logs (`/containerLogs/...`), `/healthz`, and the agent's
-/// metrics at `/metrics`.
-pub(crate) fn agent_router(runtime: Arc<dyn ContainerRuntime>, agent: &NodeAgent) -> axum::Router {
+/// The agent's endpoint: container logs (`/containerLogs/...`), `/healthz`, and at `/metrics`
+/// the agent's metrics with the service proxy's (`proxy`), when it runs.
+pub(crate) fn agent_router(
+    runtime: Arc<dyn ContainerRuntime>,
+    agent: &NodeAgent,
+    proxy: Option<&ProxyMetrics>,
+) -> axum::Router {
     let mut registry = prometheus_client::registry::Registry::default();
     agent.metrics().register(&mut registry);
+    if let Some(proxy) = proxy {
+        proxy.register(&mut registry);
+    }
     flotilla_node::server::router(runtime).merge(flotilla_node::metrics::router(Arc::new(registry)))
 }

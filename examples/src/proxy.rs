@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::ValueEnum;
 use flotilla_core::client::Client;
 use flotilla_node::proxy::address::Device;
-use flotilla_node::proxy::{InterfaceAddresses, ProxyConfig, ServiceProxy};
+use flotilla_node::proxy::{InterfaceAddresses, ProxyConfig, ProxyMetrics, ServiceProxy};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -98,6 +98,7 @@ impl fmt::Display for ProxyState {
 
 /// Starts the service proxy on `tasks` if [`decide`] says so (the privilege read from
 /// `/proc/self/status`); it stops when `shutdown` is cancelled, releasing its addresses.
+/// Returns its state and, when it runs, its metrics (for the node agent's `/metrics`).
 pub(crate) async fn start(
     client: Arc<dyn Client>,
     choice: ProxyChoice,
@@ -105,12 +106,12 @@ pub(crate) async fn start(
     node_addresses: Vec<IpAddr>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
-) -> ProxyState {
+) -> (ProxyState, Option<ProxyMetrics>) {
     if let Decision::Off(why) = decide(choice, agent, may_add_addresses()) {
         if why == NEEDS_PRIVILEGE {
             tracing::warn!("service proxy off: {why}");
         }
-        return ProxyState::Off(why);
+        return (ProxyState::Off(why), None);
     }
     let addresses = Arc::new(InterfaceAddresses::new());
     // Found (and the dummy interface created) now, so that the summary says where, or why not.
@@ -123,8 +124,9 @@ pub(crate) async fn start(
         }
     };
     let proxy = ServiceProxy::new(client, ProxyConfig::new(node_addresses.clone(), addresses));
+    let metrics = proxy.metrics();
     tasks.spawn(proxy.run(shutdown));
-    ProxyState::On { cluster_ips, node_addresses }
+    (ProxyState::On { cluster_ips, node_addresses }, Some(metrics))
 }
 
 #[cfg(test)]

@@ -21,20 +21,22 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (dir, registry, api) = (cp.dir().to_path_buf(), cp.registry().clone(), cp.api());
     let stop_components = cp.stop_token();
     let node_tasks = TaskTracker::new();
+    // The proxy first: the agent's endpoint serves its metrics.
+    let proxy_client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+    let agent = args.runtime != RuntimeChoice::None;
+    let nodes = vec![args.node_ip];
+    let (proxy, proxy_metrics) =
+        proxy::start(proxy_client, args.proxy, agent, nodes, &node_tasks, stop_components.clone()).await;
     let options = NodeOptions {
         runtime: args.runtime,
         node_name: args.node_name.clone().unwrap_or_else(crate::control::host_name),
         node_ip: args.node_ip,
         kubelet_listen: args.kubelet_listen,
         data_dir: &dir,
+        proxy_metrics,
     };
     let node_client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
     let runtime = node::start(node_client, api.pki(), options, &node_tasks, stop_components.clone()).await;
-    let proxy_client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
-    let agent = args.runtime != RuntimeChoice::None;
-    let nodes = vec![args.node_ip];
-    let proxy =
-        proxy::start(proxy_client, args.proxy, agent, nodes, &node_tasks, stop_components.clone()).await;
     node_tasks.close();
     let kubeconfig = cp.kubeconfig_path();
     cp.print_summary("cluster up");

@@ -167,7 +167,11 @@ async fn up_serves_kubectl_and_resumes_after_restart() -> Result<()> {
         assert!(rs.starts_with("replicaset.apps/web-"), "{rs}");
         let ip = kubectl(&up, home.path(), &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]).await?;
         assert!(ip.starts_with("10.") && ip.parse::<std::net::Ipv4Addr>().is_ok(), "cluster IP {ip:?}");
-        let metrics = kubectl(&up, home.path(), &["get", "--raw", "/metrics"]).await?;
+        // Three pods bound so far: p and the deployment's two.
+        let scheduled = r#"scheduler_schedule_attempts_total{result="scheduled",profile="default-scheduler"} 3"#;
+        let raw_metrics = ["get", "--raw", "/metrics"];
+        let metrics = wait_for(&up, home.path(), &raw_metrics, |m| m.lines().any(|l| l == scheduled)).await?;
+        assert!(metrics.lines().any(|l| l == scheduled), "the API server serves the scheduler's metrics:\n{metrics}");
         let reconciled = r#"flotilla_controller_reconciles_total{controller="deployment-controller",result="success"}"#;
         assert!(metrics.contains(reconciled), "the API server serves the controllers' metrics:\n{metrics}");
         kubectl(&up, home.path(), &["delete", "deployment", "web"]).await?;

@@ -28,6 +28,9 @@
 //! - The runtime recomputes the table after every batch of changes (and every
 //!   [`RESYNC_INTERVAL`], which retries what failed, such as a bind), and performs the plan.
 //!
+//! [`ServiceProxy::metrics`] are its Prometheus metrics (syncs under kube-proxy's names,
+//! connections, errors and bytes under Flotilla's); see [`metrics`].
+//!
 //! Limits are named and configurable ([`ProxyConfig`]): concurrent TCP connections, UDP
 //! sessions per listener, the UDP idle timeout, the backend connect timeout.
 //!
@@ -39,6 +42,7 @@
 
 pub mod address;
 mod balancer;
+pub mod metrics;
 mod runtime;
 pub mod table;
 mod tcp;
@@ -55,6 +59,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use address::{AddressManager, InterfaceAddresses, LocalAddresses};
+pub use metrics::ProxyMetrics;
 pub use table::{
     Affinity, ListenKey, Plan, Protocol, ServicePortKey, ServiceTarget, Skipped, Table, desired_table, plan,
 };
@@ -180,6 +185,8 @@ pub(crate) struct Shared {
     pub(crate) connect_timeout: Duration,
     pub(crate) max_udp_sessions: usize,
     pub(crate) udp_idle_timeout: Duration,
+    /// Counted by the forwarding tasks and the runtime.
+    pub(crate) metrics: ProxyMetrics,
 }
 
 /// The service proxy of one node; see the [module docs](self).
@@ -189,6 +196,7 @@ pub struct ServiceProxy {
     own_informers: bool,
     config: ProxyConfig,
     status: watch::Sender<Table>,
+    metrics: ProxyMetrics,
 }
 
 impl std::fmt::Debug for ServiceProxy {
@@ -209,13 +217,19 @@ impl ServiceProxy {
     /// and stops them.
     pub fn with_informers(informers: Informers, config: ProxyConfig) -> Self {
         let (status, _) = watch::channel(Table::default());
-        ServiceProxy { informers, own_informers: false, config, status }
+        ServiceProxy { informers, own_informers: false, config, status, metrics: ProxyMetrics::default() }
     }
 
     /// The table in force: open listeners, the backends of each Service port, the ClusterIPs
     /// made local. Updated after each change is applied; empty again after shutdown.
     pub fn status(&self) -> watch::Receiver<Table> {
         self.status.subscribe()
+    }
+
+    /// The proxy's Prometheus metrics (shared with it: they change as it runs); the binary
+    /// registers them with its registry.
+    pub fn metrics(&self) -> ProxyMetrics {
+        self.metrics.clone()
     }
 
     /// Proxies until `shutdown` is cancelled; then closes the listeners, gives connections
@@ -225,7 +239,7 @@ impl ServiceProxy {
         if self.own_informers {
             self.informers.start(informer_token.clone());
         }
-        let runtime = runtime::Runtime::new(self.config, self.status);
+        let runtime = runtime::Runtime::new(self.config, self.status, self.metrics);
         runtime.run(&self.informers, shutdown).await;
         if self.own_informers {
             informer_token.cancel();

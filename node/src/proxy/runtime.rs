@@ -10,11 +10,12 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::balancer::Balancer;
+use super::metrics::ProxyMetrics;
 use super::table::{ListenKey, Plan, Protocol, ServicePortKey, Skipped, Table, desired_table, plan};
 use super::{ProxyConfig, Shared, tcp, udp};
 
@@ -56,7 +57,7 @@ fn drain<K: Clone>(
 }
 
 impl Runtime {
-    pub(crate) fn new(config: ProxyConfig, status: watch::Sender<Table>) -> Runtime {
+    pub(crate) fn new(config: ProxyConfig, status: watch::Sender<Table>, metrics: ProxyMetrics) -> Runtime {
         let shared = Arc::new(Shared {
             tracker: TaskTracker::new(),
             abort: CancellationToken::new(),
@@ -64,6 +65,7 @@ impl Runtime {
             connect_timeout: config.connect_timeout,
             max_udp_sessions: config.max_udp_sessions,
             udp_idle_timeout: config.udp_idle_timeout,
+            metrics,
         });
         Runtime {
             config,
@@ -95,10 +97,12 @@ impl Runtime {
         let mut resync = tokio::time::interval(self.config.resync_interval);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let started = Instant::now();
             let (desired, skipped) =
                 desired_table(&services.cache().list(), &slices.cache().list(), &self.config.node_addresses);
             self.report_skipped(skipped);
-            self.apply(plan(&self.applied, &desired)).await;
+            let complete = self.apply(plan(&self.applied, &desired)).await;
+            self.shared.metrics.synced(started.elapsed(), complete);
             self.status.send_if_modified(|s| {
                 let changed = *s != self.applied;
                 if changed {
@@ -130,10 +134,12 @@ impl Runtime {
         }
     }
 
-    async fn apply(&mut self, plan: Plan) {
+    /// Performs `plan`; `false` if a step failed (logged; the next sync retries it).
+    async fn apply(&mut self, plan: Plan) -> bool {
         if plan.is_empty() {
-            return;
+            return true;
         }
+        let mut complete = true;
         tracing::debug!(?plan, "applying proxy plan");
         for (key, target) in plan.upsert {
             match self.balancers.get(&key) {
@@ -150,14 +156,17 @@ impl Runtime {
                 Ok(()) => {
                     self.applied.cluster_ips.insert(ip);
                 }
-                Err(e) => tracing::warn!(%ip, error = %e, "adding service address"),
+                Err(e) => {
+                    tracing::warn!(%ip, error = %e, "adding service address");
+                    complete = false;
+                }
             }
         }
         for key in plan.close {
             self.close(key).await;
         }
         for (key, service) in plan.open {
-            self.open(key, service).await;
+            complete &= self.open(key, service).await;
         }
         for key in plan.remove {
             self.balancers.remove(&key);
@@ -171,16 +180,21 @@ impl Runtime {
                         t.cancel();
                     }
                 }
-                Err(e) => tracing::warn!(%ip, error = %e, "removing service address"),
+                Err(e) => {
+                    tracing::warn!(%ip, error = %e, "removing service address");
+                    complete = false;
+                }
             }
         }
+        complete
     }
 
-    async fn open(&mut self, key: ListenKey, service: ServicePortKey) {
+    /// Opens a listener; `false` if it could not be.
+    async fn open(&mut self, key: ListenKey, service: ServicePortKey) -> bool {
         let Some(balancer) = self.balancers.get(&service).cloned() else {
             // The plan upserts every service port a listener serves before opening it.
             tracing::error!(listener = %key, %service, "no balancer for listener, not opening");
-            return;
+            return false;
         };
         let stop = CancellationToken::new();
         let shared = self.shared.clone();
@@ -192,20 +206,21 @@ impl Runtime {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "listener not opened, will retry");
-                    return;
+                    return false;
                 }
             },
             Protocol::Udp => match udp::bind(key).await {
                 Ok(s) => self.shared.tracker.spawn(udp::serve(s, key, balancer, shared, stop.clone())),
                 Err(e) => {
                     tracing::warn!(error = %e, "listener not opened, will retry");
-                    return;
+                    return false;
                 }
             },
         };
         tracing::info!(listener = %key, %service, "listening");
         self.listeners.insert(key, Listener { stop, task });
         self.applied.listeners.insert(key, service);
+        true
     }
 
     /// Stops accepting on `key` and waits until its socket is closed (so it can be bound again).

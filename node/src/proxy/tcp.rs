@@ -13,9 +13,13 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -75,9 +79,11 @@ pub(crate) async fn serve(
         };
         let Ok(permit) = shared.tcp_connections.clone().try_acquire_owned() else {
             tracing::warn!(listener = %key, client = %peer, "connection limit reached, refusing");
+            shared.metrics.tcp.refused();
             reset(client);
             continue;
         };
+        let active = shared.metrics.tcp.opened();
         let (balancer, shared2, released) = (balancer.clone(), shared.clone(), released.clone());
         shared.tracker.spawn(async move {
             tokio::select! {
@@ -86,6 +92,7 @@ pub(crate) async fn serve(
                 _ = forward(client, peer, key, &balancer, &shared2) => {}
             }
             drop(permit);
+            drop(active);
         });
     }
 }
@@ -122,26 +129,27 @@ async fn connect(
     None
 }
 
-async fn forward(
-    mut client: TcpStream,
-    peer: SocketAddr,
-    key: ListenKey,
-    balancer: &Balancer,
-    shared: &Shared,
-) {
+async fn forward(client: TcpStream, peer: SocketAddr, key: ListenKey, balancer: &Balancer, shared: &Shared) {
     let connected = tokio::select! {
         biased;
         _ = shared.abort.cancelled() => None,
-        c = connect(peer, key, balancer, shared.connect_timeout) => c,
+        c = connect(peer, key, balancer, shared.connect_timeout) => Some(c),
     };
-    let Some(mut upstream) = connected else {
-        tracing::debug!(listener = %key, client = %peer, "no backend reachable, resetting");
-        reset(client);
-        return;
+    let mut upstream = match connected {
+        Some(Some(upstream)) => upstream,
+        Some(None) => {
+            tracing::debug!(listener = %key, client = %peer, "no backend reachable, resetting");
+            shared.metrics.tcp.failed();
+            return reset(client);
+        }
+        // Aborted at shutdown.
+        None => return reset(client),
     };
     // Small writes (request/response protocols) should not wait for Nagle on our hop.
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
+    let mut client =
+        Counted { stream: client, read: &shared.metrics.bytes_in, written: &shared.metrics.bytes_out };
     tokio::select! {
         biased;
         _ = shared.abort.cancelled() => {}
@@ -149,5 +157,44 @@ async fn forward(
             Ok((up, down)) => tracing::trace!(listener = %key, client = %peer, up, down, "connection done"),
             Err(e) => tracing::debug!(listener = %key, client = %peer, error = %e, "connection ended"),
         },
+    }
+}
+
+/// The client's side of a spliced connection, counting the bytes read from it (`in`) and
+/// written to it (`out`) as they pass, so a connection cut midway has its bytes counted too.
+struct Counted<'a> {
+    stream: TcpStream,
+    read: &'a Counter,
+    written: &'a Counter,
+}
+
+impl AsyncRead for Counted<'_> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            this.read.inc_by((buf.filled().len() - before) as u64);
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Counted<'_> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            this.written.inc_by(n as u64);
+        }
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }

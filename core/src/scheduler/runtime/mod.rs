@@ -19,11 +19,15 @@
 //! - it acts only while [`SchedulerConfig::is_leader`] is true: a standby keeps its cache and
 //!   queue warm and pops nothing.
 //!
+//! [`Scheduler::metrics`] are kube-scheduler's Prometheus metrics (attempts by result, their
+//! latency, pending pods, end-to-end scheduling latency, preemption); see [`metrics`].
+//!
 //! Shutdown stops taking work at once, lets running binds and event writes finish for
 //! [`SchedulerConfig::shutdown_grace`], then aborts them.
 
 pub mod cache;
 pub mod cluster_event;
+pub mod metrics;
 mod nominator;
 pub mod queue;
 mod recorder;
@@ -39,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cache::{DEFAULT_ASSUMED_POD_TTL, Placement, SchedulerCache};
 pub use cluster_event::ClusterEvent;
+pub use metrics::{AttemptResult, SchedulerMetrics};
 pub use queue::{QueueConfig, QueueCounts, QueuedPod, SchedulingQueue};
 
 use super::plugins::{DEFAULT_SCHEDULER_NAME, default_profile};
@@ -199,6 +204,7 @@ pub struct Scheduler {
     frameworks: BTreeMap<String, Framework>,
     config: SchedulerConfig,
     stats: watch::Sender<SchedulerStats>,
+    metrics: SchedulerMetrics,
 }
 
 impl fmt::Debug for Scheduler {
@@ -233,12 +239,18 @@ impl Scheduler {
             })
             .collect();
         let (stats, _) = watch::channel(SchedulerStats::default());
-        Ok(Scheduler { client, frameworks, config, stats })
+        Ok(Scheduler { client, frameworks, config, stats, metrics: SchedulerMetrics::default() })
     }
 
     /// Follows what the scheduler is doing.
     pub fn stats(&self) -> watch::Receiver<SchedulerStats> {
         self.stats.subscribe()
+    }
+
+    /// The scheduler's Prometheus metrics (shared with it: they change as it runs); the
+    /// binary registers them with its registry.
+    pub fn metrics(&self) -> SchedulerMetrics {
+        self.metrics.clone()
     }
 
     /// Schedules pods until `shutdown` fires, then lets running binds finish for

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::SchedulerCache;
+use super::metrics::{ProfileMetrics, SchedulerMetrics};
 use super::nominator::{self, Nominator};
 use super::queue::{QueuedPod, SchedulingQueue};
 use super::recorder::{EventRecord, RECORDER_CAPACITY, Record, Recorder, unschedulable_condition};
@@ -38,6 +39,17 @@ struct BindOutcome {
     /// The cycle's state, for unreserving after a failure.
     state: CycleState,
     result: Result<(), PlacementRejected>,
+    /// When the attempt started.
+    started: Instant,
+    /// Its profile's metrics.
+    metrics: Arc<ProfileMetrics>,
+}
+
+/// A profile's framework and the handles of its metrics.
+#[derive(Clone)]
+struct ProfileRun {
+    framework: Arc<Framework>,
+    metrics: Arc<ProfileMetrics>,
 }
 
 fn scheduler_name(pod: &Pod) -> &str {
@@ -81,7 +93,7 @@ macro_rules! drain {
 /// The loop's state; owned by the loop's task, so nothing here is locked.
 struct Runner {
     client: Arc<dyn Client>,
-    frameworks: BTreeMap<String, Arc<Framework>>,
+    profiles: BTreeMap<String, ProfileRun>,
     queue: SchedulingQueue,
     nominator: Nominator,
     cache: SchedulerCache,
@@ -93,12 +105,13 @@ struct Runner {
     tasks: TaskTracker,
     abort: CancellationToken,
     stats: SchedulerStats,
+    metrics: SchedulerMetrics,
     /// Keys seen since the queue's watch started a relist.
     relist: Option<HashSet<String>>,
 }
 
 pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
-    let Scheduler { client, frameworks, config, stats: stats_tx } = scheduler;
+    let Scheduler { client, frameworks, config, stats: stats_tx, metrics } = scheduler;
     let mut is_leader = config.is_leader.clone();
     let mut leader_open = true;
     let tasks = TaskTracker::new();
@@ -122,7 +135,13 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
 
     let mut r = Runner {
         client,
-        frameworks: frameworks.into_iter().map(|(k, f)| (k, Arc::new(f))).collect(),
+        profiles: frameworks
+            .into_iter()
+            .map(|(k, f)| {
+                let run = ProfileRun { framework: Arc::new(f), metrics: Arc::new(metrics.profile(&k)) };
+                (k, run)
+            })
+            .collect(),
         queue: SchedulingQueue::new(config.queue),
         nominator: Nominator::default(),
         cache: SchedulerCache::new(config.assumed_pod_ttl),
@@ -134,9 +153,10 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
         tasks: tasks.clone(),
         abort: abort.clone(),
         stats: SchedulerStats::default(),
+        metrics,
         relist: None,
     };
-    tracing::info!(profiles = ?r.frameworks.keys().collect::<Vec<_>>(), "scheduler starting");
+    tracing::info!(profiles = ?r.profiles.keys().collect::<Vec<_>>(), "scheduler starting");
     loop {
         // One cycle, then one event: neither starves the other.
         let leader = *is_leader.borrow();
@@ -212,6 +232,7 @@ impl Runner {
         self.stats.queue = self.queue.counts();
         self.stats.binding = self.binding;
         self.stats.nominated = self.nominator.len();
+        self.metrics.set_pending(&self.stats.queue);
         let now = self.stats;
         tx.send_if_modified(|s| {
             let changed = *s != now;
@@ -267,7 +288,7 @@ impl Runner {
     }
 
     fn enqueue(&mut self, pod: Pod, now: Instant) {
-        let ours = self.frameworks.contains_key(scheduler_name(&pod));
+        let ours = self.profiles.contains_key(scheduler_name(&pod));
         let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
         if !ours || bound || pod.metadata.deletion_timestamp.is_some() {
             let key = pod_key(&pod);
@@ -292,13 +313,15 @@ impl Runner {
             Some(_) => return self.queue.requeue_backoff(info, now),
             None => {}
         }
-        let Some(framework) = self.frameworks.get(scheduler_name(&info.pod)).cloned() else {
+        let Some(ProfileRun { framework, metrics }) = self.profiles.get(scheduler_name(&info.pod)).cloned()
+        else {
             return self.queue.done(&info, now);
         };
         let snapshot = match self.cache.snapshot_mut() {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::error!(%error, "cannot schedule");
+                metrics.error(now);
                 return self.failed(info, "SchedulerError", error.to_string(), now);
             }
         };
@@ -312,6 +335,9 @@ impl Runner {
         let (mut state, decision) = framework.schedule_cycle(snapshot, &info.pod);
         let preemption = match &decision {
             Err(Decision::Unschedulable(fit)) => {
+                if !framework.profile().post_filters.is_empty() {
+                    self.metrics.preemption_attempted();
+                }
                 Some(framework.post_filter(&state, &info.pod, snapshot, fit))
             }
             _ => None,
@@ -325,14 +351,22 @@ impl Runner {
                 if let Err(rejected) = framework.reserve_and_permit(&mut state, &info.pod, &result.node) {
                     tracing::debug!(pod = %info.key, node = %result.node, %rejected, "placement refused");
                     let plugins = BTreeSet::from([rejected.plugin]);
+                    metrics.unschedulable(now);
                     return self.unschedulable(info, rejected.to_string(), plugins, now);
                 }
-                self.assume_and_bind(info, framework, state, result.node, now)
+                self.assume_and_bind(info, ProfileRun { framework, metrics }, state, result.node, now)
             }
-            Err(Decision::Unschedulable(fit)) => self.preempt_or_give_up(info, fit, preemption, now),
-            Err(e @ Decision::NoNodes) => self.unschedulable(info, e.to_string(), BTreeSet::new(), now),
+            Err(Decision::Unschedulable(fit)) => {
+                metrics.unschedulable(now);
+                self.preempt_or_give_up(info, fit, preemption, now)
+            }
+            Err(e @ Decision::NoNodes) => {
+                metrics.unschedulable(now);
+                self.unschedulable(info, e.to_string(), BTreeSet::new(), now)
+            }
             Err(error) => {
                 tracing::warn!(pod = %info.key, %error, "scheduling failed");
+                metrics.error(now);
                 self.failed(info, "SchedulerError", error.to_string(), now);
             }
         }
@@ -352,6 +386,7 @@ impl Runner {
         match preemption {
             Some(PostFilterOutcome::Nominate(nomination)) => {
                 self.stats.preemptions += 1;
+                self.metrics.preemption_victims(nomination.victims.len());
                 tracing::debug!(pod = %info.key, node = %nomination.node, victims = nomination.victims.len(), "preempting");
                 for victim in &nomination.victims {
                     let note = format!("Preempted by pod {} on node {}", info.key, nomination.node);
@@ -417,18 +452,21 @@ impl Runner {
         }
     }
 
+    /// Assumes the pod on `node` and binds it in a task of its own; the attempt started at
+    /// `started`.
     fn assume_and_bind(
         &mut self,
         info: QueuedPod,
-        framework: Arc<Framework>,
+        ProfileRun { framework, metrics }: ProfileRun,
         mut state: CycleState,
         node: String,
-        now: Instant,
+        started: Instant,
     ) {
         if let Err(error) = self.cache.assume(&info.pod, &node) {
             tracing::warn!(pod = %info.key, %node, %error, "cannot assume pod");
             framework.unreserve(&mut state, &info.pod, &node);
-            return self.queue.requeue_backoff(info, now);
+            metrics.error(started);
+            return self.queue.requeue_backoff(info, started);
         }
         // Placed: any nomination is spent (the pod may land elsewhere than nominated).
         self.nominator.remove(&info.key);
@@ -442,16 +480,18 @@ impl Runner {
                 r = framework.pre_bind_and_bind(&client, &state, &pod, &node) => r,
             };
             // The loop may have stopped; then nobody needs the outcome.
-            let _ = results.send(BindOutcome { info, node, state, result }).await;
+            let _ = results.send(BindOutcome { info, node, state, result, started, metrics }).await;
         });
     }
 
-    fn bind_finished(&mut self, BindOutcome { info, node, mut state, result }: BindOutcome) {
+    fn bind_finished(&mut self, outcome: BindOutcome) {
+        let BindOutcome { info, node, mut state, result, started, metrics } = outcome;
         self.binding -= 1;
         let now = Instant::now();
         match result {
             Ok(()) => {
                 self.stats.bound += 1;
+                metrics.scheduled(started, &info);
                 tracing::debug!(pod = %info.key, %node, "bound pod");
                 self.cache.finish_binding(&info.pod, now);
                 let message = format!("Successfully assigned {} to {node}", info.key);
@@ -460,9 +500,10 @@ impl Runner {
             }
             Err(error) => {
                 self.stats.bind_failures += 1;
+                metrics.error(started);
                 tracing::info!(pod = %info.key, %node, %error, "bind failed; rolling back");
-                if let Some(framework) = self.frameworks.get(scheduler_name(&info.pod)) {
-                    framework.unreserve(&mut state, &info.pod, &node);
+                if let Some(profile) = self.profiles.get(scheduler_name(&info.pod)) {
+                    profile.framework.unreserve(&mut state, &info.pod, &node);
                 }
                 let events = self.cache.forget(&info.pod, &node);
                 self.cluster_events(events);

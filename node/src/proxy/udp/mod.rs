@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::sessions::Sessions;
 use super::balancer::Balancer;
+use super::metrics::ActiveGuard;
 use super::table::ListenKey;
 use super::{Error, Result, Shared};
 
@@ -112,13 +113,27 @@ impl Ctx<'_> {
         // A UDP send waits only for room in our own socket buffer, never for the backend.
         // (`try_send` would drop the first datagram of every session: a new socket has no
         // write readiness from the reactor yet.)
-        if let Err(e) = upstream.send(datagram).await {
-            tracing::debug!(listener = %self.key, %client, error = %e, "udp datagram to backend dropped");
+        match upstream.send(datagram).await {
+            Ok(n) => {
+                self.shared.metrics.bytes_in.inc_by(n as u64);
+            }
+            Err(e) => {
+                tracing::debug!(listener = %self.key, %client, error = %e, "udp datagram to backend dropped")
+            }
         }
     }
 
     /// Starts a session for `client`: a socket connected to the first candidate that takes one.
+    /// `None` (counted as an error) if none does.
     async fn open(&self, client: SocketAddr) -> Option<Arc<UdpSocket>> {
+        let opened = self.try_open(client).await;
+        if opened.is_none() {
+            self.shared.metrics.udp.failed();
+        }
+        opened
+    }
+
+    async fn try_open(&self, client: SocketAddr) -> Option<Arc<UdpSocket>> {
         if lock(self.sessions).is_full() {
             tracing::debug!(listener = %self.key, %client, "udp session limit reached, datagram dropped");
             return None;
@@ -150,6 +165,8 @@ impl Ctx<'_> {
                         id,
                         sessions: self.sessions.clone(),
                         key: self.key,
+                        bytes_out: self.shared.metrics.bytes_out.clone(),
+                        _active: self.shared.metrics.udp.opened(),
                     };
                     self.shared.tracker.spawn(session.run(stop));
                     return Some(socket);
@@ -179,6 +196,10 @@ struct Session {
     id: u64,
     sessions: SharedSessions,
     key: ListenKey,
+    /// Counts the replies' bytes.
+    bytes_out: prometheus_client::metrics::counter::Counter,
+    /// Counts the session as active until it ends.
+    _active: ActiveGuard,
 }
 
 impl Session {
@@ -190,8 +211,11 @@ impl Session {
                 _ = stop.cancelled() => break,
                 received = self.upstream.recv(&mut buf) => match received {
                     Ok(n) => {
-                        if let Err(e) = self.service.send_to(&buf[..n], self.client).await {
-                            tracing::debug!(listener = %self.key, client = %self.client, error = %e, "udp reply dropped");
+                        match self.service.send_to(&buf[..n], self.client).await {
+                            Ok(sent) => {
+                                self.bytes_out.inc_by(sent as u64);
+                            }
+                            Err(e) => tracing::debug!(listener = %self.key, client = %self.client, error = %e, "udp reply dropped"),
                         }
                         lock(&self.sessions).touch(self.client, self.id, Instant::now());
                     }

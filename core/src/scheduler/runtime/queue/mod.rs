@@ -96,6 +96,9 @@ pub struct QueuedPod {
     pub key: String,
     /// When the pod (re-)entered the queue: first added, or last failed.
     pub timestamp: Instant,
+    /// When the pod first entered the queue, kept across attempts: where its scheduling
+    /// latency starts.
+    pub first_queued: Instant,
     /// How many times it has been popped.
     pub attempts: u32,
     /// The plugins that rejected it the last time it was found unschedulable.
@@ -106,7 +109,15 @@ pub struct QueuedPod {
 
 impl QueuedPod {
     fn new(pod: Arc<Pod>, key: String, now: Instant) -> QueuedPod {
-        QueuedPod { pod, key, timestamp: now, attempts: 0, unschedulable_plugins: BTreeSet::new(), cycle: 0 }
+        QueuedPod {
+            pod,
+            key,
+            timestamp: now,
+            first_queued: now,
+            attempts: 0,
+            unschedulable_plugins: BTreeSet::new(),
+            cycle: 0,
+        }
     }
 
     /// `spec.priority`, 0 if unset.
