@@ -7,19 +7,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Container as SpecContainer, Pod};
 
-use crate::probe::{ProbeKind, Prober};
+use crate::probe::{ProbeKind, Prober, Seed};
 use crate::runtime::Mount;
 use crate::volume::VolumeManager;
 
 /// What pod workers need of a prober.
 pub trait Probes: Send + Sync + 'static {
-    /// Starts probing container `container_id` (a no-op if it already probes that one).
+    /// Starts probing container `container_id` (a no-op if it already probes that one), its
+    /// readiness and startup results starting from `seed`.
     fn start_container(
         &self,
         pod_uid: &str,
         pod_ip: Option<IpAddr>,
         container: &SpecContainer,
         container_id: &str,
+        seed: Seed,
     );
     /// Stops probing a container and forgets its results.
     fn stop_container(&self, pod_uid: &str, container_name: &str);
@@ -38,8 +40,9 @@ impl Probes for Prober {
         pod_ip: Option<IpAddr>,
         container: &SpecContainer,
         container_id: &str,
+        seed: Seed,
     ) {
-        Prober::start_container(self, pod_uid, pod_ip, container, container_id);
+        Prober::start_container(self, pod_uid, pod_ip, container, container_id, seed);
     }
     fn stop_container(&self, pod_uid: &str, container_name: &str) {
         Prober::stop_container(self, pod_uid, container_name);

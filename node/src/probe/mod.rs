@@ -19,6 +19,11 @@
 //! after publishing a failure (the agent restarts the container, then calls
 //! [`Prober::start_container`] with the new container id, which resets the results).
 //!
+//! Better than the kubelet (kubernetes#100277): a container that an agent adopts after a
+//! restart resumes the readiness and startup results that the pod's status last reported for
+//! the same container id ([`Seed::adopted`]), instead of reading not ready until its first
+//! readiness probe. A new or restarted container starts from the initial results.
+//!
 //! Not done: `grpc` probes (always [`ProbeOutcome::Unknown`]), `HTTPS` (an unknown outcome:
 //! no TLS client here), the kubelet's random start-up jitter (timing is deterministic: the
 //! first probe runs `initialDelaySeconds` after [`Prober::start_container`], then every
@@ -28,6 +33,7 @@
 mod http;
 mod once;
 mod prober;
+mod seed;
 mod state;
 
 #[cfg(test)]
@@ -37,6 +43,7 @@ use std::fmt;
 
 pub use once::probe_once;
 pub use prober::Prober;
+pub use seed::Seed;
 pub use state::ProbeState;
 
 /// Which of a container's probes.

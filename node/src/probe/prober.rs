@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use super::{Probe, ProbeKind, ProbeOutcome, ProbeState, ProbeUpdate, probe_once};
+use super::{Probe, ProbeKind, ProbeOutcome, ProbeState, ProbeUpdate, Seed, probe_once};
 use crate::runtime::ContainerRuntime;
 
 /// (pod uid, container name).
@@ -66,9 +66,11 @@ impl Prober {
         }
     }
 
-    /// Starts the workers of a running container's probes; restarts them (with initial
-    /// results) when `container_id` changed, and does nothing when they already run for it.
+    /// Starts the workers of a running container's probes; restarts them when
+    /// `container_id` changed, and does nothing when they already run for it.
     ///
+    /// The readiness and startup results start from `seed` ([`Seed::default`] for a new
+    /// container: not ready, not started); a startup probe seeded as succeeded does not run.
     /// The initial delay counts from this call. When a restart changes a published result
     /// back to its initial value (a ready container restarting is not ready), a
     /// [`ProbeUpdate`] says so.
@@ -78,6 +80,7 @@ impl Prober {
         pod_ip: Option<IpAddr>,
         container: &Container,
         container_id: &str,
+        seed: Seed,
     ) {
         if self.inner.shutdown.is_cancelled() {
             debug!(pod_uid, container = %container.name, "prober shut down, not starting probes");
@@ -105,12 +108,16 @@ impl Prober {
         let has_startup = probes.iter().any(|(k, _)| *k == ProbeKind::Startup);
         // Only the startup worker holds the sender: when it stops without success (its
         // container is being restarted), the others stop waiting too.
-        let (started_tx, started_rx) = watch::channel(!has_startup);
+        let (started_tx, started_rx) = watch::channel(!has_startup || seed.started);
         let mut started_tx = Some(started_tx);
         let start = Instant::now();
         let mut results = BTreeMap::new();
         for (kind, probe) in &probes {
-            let state = ProbeState::new(*kind, probe);
+            let state = match kind {
+                ProbeKind::Readiness => ProbeState::resumed(*kind, probe, seed.ready),
+                ProbeKind::Startup if seed.started => ProbeState::resumed(*kind, probe, true),
+                _ => ProbeState::new(*kind, probe),
+            };
             results.insert(*kind, state.result());
             let announce = previous
                 .as_ref()
@@ -134,7 +141,7 @@ impl Prober {
             };
             self.inner.tasks.spawn(worker.run());
         }
-        info!(pod_uid, container = %container.name, container_id, kinds = ?probes.iter().map(|p| p.0).collect::<Vec<_>>(), "started probes");
+        info!(pod_uid, container = %container.name, container_id, kinds = ?probes.iter().map(|p| p.0).collect::<Vec<_>>(), ready = seed.ready, started = seed.started, "started probes");
         containers.insert(
             key,
             Workers {
@@ -221,6 +228,10 @@ impl Worker {
         if let Some(success) = self.announce
             && !self.send(success).await
         {
+            return;
+        }
+        // A startup probe seeded as succeeded never runs.
+        if self.state.on_hold() {
             return;
         }
         let kind = self.state.kind();

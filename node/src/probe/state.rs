@@ -77,6 +77,13 @@ impl ProbeState {
         }
     }
 
+    /// The state before any attempt, with `published` as the result instead of the kind's
+    /// initial one (for an adopted container, see [`Seed`](super::Seed)); no outcome counted
+    /// yet. A startup probe resumed as succeeded is [on hold](Self::on_hold) at once.
+    pub fn resumed(kind: ProbeKind, probe: &Probe, published: bool) -> Self {
+        ProbeState { published: Some(published), ..Self::new(kind, probe) }
+    }
+
     /// The kind of probe.
     pub fn kind(&self) -> ProbeKind {
         self.kind
@@ -223,6 +230,22 @@ mod tests {
                 "{kind} success={success:?} failure={failure:?} outcomes {seq}"
             );
         }
+    }
+
+    #[test]
+    fn resumed_results_hold_until_a_threshold_is_reached() {
+        let p = probe(None, Some(2));
+        let mut ready = ProbeState::resumed(ProbeKind::Readiness, &p, true);
+        assert!(ready.result());
+        assert_eq!(ready.observe(&ProbeOutcome::Success), None, "already ready: no flip");
+        assert_eq!(ready.observe(&ProbeOutcome::Failure("x".into())), None);
+        assert_eq!(ready.observe(&ProbeOutcome::Failure("x".into())), Some(false));
+
+        let unready = ProbeState::resumed(ProbeKind::Readiness, &p, false);
+        assert_eq!(unready, ProbeState::new(ProbeKind::Readiness, &p));
+
+        let started = ProbeState::resumed(ProbeKind::Startup, &p, true);
+        assert!(started.result() && started.on_hold(), "a startup probe that succeeded never runs again");
     }
 
     #[test]

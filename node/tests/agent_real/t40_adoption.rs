@@ -1,12 +1,14 @@
 //! A restarted agent adopts the containers that run: a second agent on the same node and
 //! runtime state (a new runtime instance, as a new agent process opens it) keeps them
-//! running, with the same ids, start times and restart counts, and the pods stay Ready.
+//! running, with the same ids, start times and restart counts, and the pods stay Ready, also
+//! those with a readiness probe: an adopted container resumes the readiness the first agent
+//! reported for it, where the kubelet reads it unready until probed (kubernetes#100277).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_node::runtime::ContainerState;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, Probe};
 use tokio::time::Instant;
 
 use crate::{
@@ -16,31 +18,30 @@ use crate::{
 /// How long the pods are watched after the second agent starts: its first list of pods, its
 /// first relist (1 s) and its first probes (1 s period) fall inside.
 const HANDOVER: Duration = Duration::from_secs(4);
+/// `initialDelaySeconds` of the readiness probe in [`readiness_kept`]: longer than
+/// [`HANDOVER`], so the second agent does not probe during the handover.
+const PROBE_DELAY_SECONDS: i32 = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker() {
-    run(Kind::Docker, "t40_adoption::docker", "stopping or starting an agent", |env| adoption(env, false))
-        .await;
+    run(Kind::Docker, "t40_adoption::docker", "stopping or starting an agent", adoption).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process() {
-    run(Kind::Process, "t40_adoption::process", "stopping or starting an agent", |env| adoption(env, false))
-        .await;
+    run(Kind::Process, "t40_adoption::process", "stopping or starting an agent", adoption).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known limitation, as in the kubelet (kubernetes#100277): an adopted container with a readiness probe reads unready until probed again"]
 async fn readiness_kept_docker() {
     let test = "t40_adoption::readiness_kept_docker";
-    run(Kind::Docker, test, "stopping or starting an agent", |env| adoption(env, true)).await;
+    run(Kind::Docker, test, "stopping or starting an agent", readiness_kept).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known limitation, as in the kubelet (kubernetes#100277): an adopted container with a readiness probe reads unready until probed again"]
 async fn readiness_kept_process() {
     let test = "t40_adoption::readiness_kept_process";
-    run(Kind::Process, test, "stopping or starting an agent", |env| adoption(env, true)).await;
+    run(Kind::Process, test, "stopping or starting an agent", readiness_kept).await;
 }
 
 fn app(pod: &Pod) -> Option<ContainerStatus> {
@@ -64,17 +65,11 @@ fn identity(s: &ContainerStatus) -> Identity {
     (s.container_id.clone(), started.map(|t| t.0.to_string()), s.restart_count)
 }
 
-/// Pod `steady` has no probes; pod `probed` has a readiness probe that passes while `ready`
-/// exists. Both keep their container across the handover, and `steady` stays Ready
-/// throughout.
-///
-/// With `readiness_kept`, so must `probed`, which fails (on Docker every time, on processes
-/// when the status is written before the first exec returns): the second agent's prober
-/// starts with the initial readiness result (false), and its first sync of the pod reports
-/// it before the first probe ran, so the pod reads unready for up to a probe period. The kubelet does the same
-/// (kubernetes/kubernetes#100277, open), but an adopted container that was ready and was
-/// not restarted has no reason to leave its Services' endpoints.
-async fn adoption(env: Arc<Env>, readiness_kept: bool) {
+/// Pod `steady` has no probes; pod `probed` has a readiness probe (1 s period) that passes
+/// while `ready` exists. Both keep their container across the handover and stay Running and
+/// Ready throughout: the second agent's first sync of `probed` may come before its first
+/// probe, and reports the readiness the first agent reported for the same container.
+async fn adoption(env: Arc<Env>) {
     let first = Agent::start(&env);
     env.create_bound(&pod("steady", "Always", 1, vec![env.shell("app", "exec sleep 3600")])).await;
     let mut probed = env.shell("app", "touch ready && exec sleep 3600");
@@ -106,13 +101,8 @@ async fn adoption(env: Arc<Env>, readiness_kept: bool) {
             let p = env.get(name).await.expect("the pod exists");
             let now = app(&p).map(|s| identity(&s));
             let ready = condition(&p, "Ready");
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            // The limitation `readiness_kept` shows: `probed` reads unready for a moment.
-            let must_be_ready = *name == "steady" || readiness_kept;
             assert!(
-                phase == Some("Running")
-                    && (running_and_ready(&p) || !must_be_ready)
-                    && now.as_ref() == Some(was),
+                running_and_ready(&p) && now.as_ref() == Some(was),
                 "{name} changed {:?} after the second agent started: {now:?} (was {was:?}), Ready {ready:?}",
                 watching.elapsed()
             );
@@ -152,5 +142,55 @@ async fn adoption(env: Arc<Env>, readiness_kept: bool) {
     assert_eq!(started, 2, "one start per pod, none by the second agent");
     assert_eq!(runtime.stops().len(), 0, "the second agent stopped nothing");
     assert_eq!(runtime.sandboxes_of(&before[1].uid).await.len(), 1);
+    second.stop().await;
+}
+
+/// Pod `probed`'s readiness probe first runs [`PROBE_DELAY_SECONDS`] after an agent starts
+/// probing its container, so during the handover only what the first agent reported can keep
+/// it Ready (without that, the second agent reports it unready from its first sync until the
+/// probe runs). It stays Running and Ready with the same container, and its Ready condition
+/// keeps its transition time (no unready status was written between two looks). Once the
+/// second agent probes, the probe decides: removing the file makes the pod unready.
+async fn readiness_kept(env: Arc<Env>) {
+    let first = Agent::start(&env);
+    let mut probed = env.shell("app", "touch ready && exec sleep 3600");
+    let probe = Probe { initial_delay_seconds: Some(PROBE_DELAY_SECONDS), ..exec_probe("test -f ready") };
+    probed.readiness_probe = Some(probe);
+    env.create_bound(&pod("probed", "Always", 1, vec![probed])).await;
+    let p = until("probed Running and Ready under the first agent", Duration::from_secs(30), || async {
+        let p = env.get("probed").await?;
+        running_and_ready(&p).then_some(p)
+    })
+    .await;
+    let was = condition(&p, "Ready").and_then(|c| c.last_transition_time).expect("a Ready transition time");
+    let id = app(&p).and_then(|s| s.container_id).expect("a container id");
+    first.stop().await;
+
+    let second = Agent::start(&env);
+    let watching = Instant::now();
+    while watching.elapsed() < HANDOVER {
+        let p = env.get("probed").await.expect("the pod exists");
+        let ready = condition(&p, "Ready");
+        let now = app(&p).and_then(|s| s.container_id);
+        assert!(
+            running_and_ready(&p)
+                && ready.as_ref().and_then(|c| c.last_transition_time.as_ref()) == Some(&was)
+                && now.as_ref() == Some(&id),
+            "probed changed {:?} after the second agent started: container {now:?} (was {id}), \
+             Ready {ready:?} (last transition was {was:?})",
+            watching.elapsed()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    let runtime = second.runtime();
+    exec(runtime.as_ref(), &runtime_id(&id), "rm ready").await;
+    until("probed unready once the second agent probes it", Duration::from_secs(15), || async {
+        (!running_and_ready(&env.get("probed").await?)).then_some(())
+    })
+    .await;
+    let held = runtime.containers_of(p.metadata.uid.as_deref().expect("a uid")).await;
+    let ids: Vec<String> = held.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids, vec![runtime_id(&id)], "the same container, not restarted: {held:?}");
     second.stop().await;
 }

@@ -24,6 +24,7 @@ use super::hooks::{SharedProbes, SharedVolumes};
 use super::plan::{ContainerMemory, PlanInput, PodPlan, PodRuntime, ProbeKind, VolumeState, plan_pod};
 use super::status::{StatusInput, pod_status};
 use crate::metrics::AgentMetrics;
+use crate::probe::Seed;
 use crate::runtime::{ContainerRuntime, ContainerState, PodRef};
 
 /// Rounds of plan-and-act in one sync before the worker yields and looks again.
@@ -259,7 +260,8 @@ impl Worker {
     }
 
     /// Starts probing running containers that are not probed yet, and stops probing those
-    /// that stopped.
+    /// that stopped. A container the pod's status already reports under the same id (one this
+    /// agent adopted) resumes the readiness and startup results reported for it.
     fn sync_probes(&mut self, runtime: &PodRuntime) {
         let uid = self.pod_ref.uid.clone();
         let Some(pod) = self.pod.clone().filter(|_| !self.terminating()) else {
@@ -280,7 +282,8 @@ impl Worker {
             let Some(c) = running else { continue };
             if self.probing.get(&spec.name) != Some(&c.id) {
                 lock(&self.probe_failures).retain(|(name, _)| name != &spec.name);
-                self.shared.probes.start_container(&uid, ip, spec, &c.id);
+                let seed = Seed::adopted(&pod, self.shared.runtime.name(), &spec.name, &c.id);
+                self.shared.probes.start_container(&uid, ip, spec, &c.id, seed);
             }
             wanted.insert(spec.name.clone(), c.id.clone());
         }
