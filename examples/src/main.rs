@@ -8,6 +8,7 @@
 
 mod agent;
 mod agent_token;
+mod config;
 mod control;
 mod host;
 mod member;
@@ -23,7 +24,8 @@ mod up;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use config::WithConfig;
 use host::LogFormat;
 
 #[derive(Parser)]
@@ -39,10 +41,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a one-machine cluster until SIGTERM or Ctrl-C.
-    Up(Box<UpArgs>),
+    Up(Box<WithConfig<UpArgs>>),
     /// Run a control-plane member (store, API server, scheduler, controllers; no node agent)
     /// until SIGTERM or Ctrl-C; `--join ADDR --token T` joins an existing cluster.
-    Server(Box<server::ServerArgs>),
+    Server(Box<WithConfig<server::ServerArgs>>),
     /// Show the store's members, leader, raft term and applied index, and the nodes.
     Status(status::StatusArgs),
     /// List, add (as learners), remove and promote the store's members.
@@ -57,7 +59,7 @@ enum Cmd {
     },
     /// Join this machine to a cluster as a node (agent and service proxy), with a bootstrap
     /// token from `flotilla token create`, until SIGTERM or Ctrl-C.
-    Agent(Box<agent::AgentArgs>),
+    Agent(Box<WithConfig<agent::AgentArgs>>),
     /// Print cluster tokens.
     Token {
         #[command(subcommand)]
@@ -108,16 +110,22 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let expanded = config::expand(
+        Cli::command(),
+        std::env::args_os().collect(),
+        |v| std::env::var_os(v),
+        |f| std::fs::read_to_string(f),
+    )?;
+    let cli = Cli::try_parse_from(&expanded.args).unwrap_or_else(|e| expanded.annotate(e).exit());
     host::init_logging(cli.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.cmd {
-        Cmd::Up(args) => runtime.block_on(up::run(*args)),
-        Cmd::Server(args) => runtime.block_on(server::run(*args)),
+        Cmd::Up(args) => runtime.block_on(up::run(args.into_args())),
+        Cmd::Server(args) => runtime.block_on(server::run(args.into_args())),
         Cmd::Status(args) => runtime.block_on(status::run(args)),
         Cmd::Member { cmd } => runtime.block_on(member::run(cmd)),
         Cmd::Snapshot { cmd } => runtime.block_on(snapshot::run(cmd)),
-        Cmd::Agent(args) => runtime.block_on(agent::run(*args)),
+        Cmd::Agent(args) => runtime.block_on(agent::run(args.into_args())),
         Cmd::Token { cmd: token::TokenCmd::Create(args) } => runtime.block_on(agent_token::create(*args)),
         Cmd::Token { cmd: token::TokenCmd::List(args) } => runtime.block_on(agent_token::list(args)),
         Cmd::Token { cmd } => token::run(cmd),

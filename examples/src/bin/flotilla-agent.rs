@@ -10,6 +10,8 @@
 
 #[path = "../agent.rs"]
 mod agent;
+#[path = "../config.rs"]
+mod config;
 #[path = "../host.rs"]
 mod host;
 #[path = "../node.rs"]
@@ -17,7 +19,7 @@ mod node;
 #[path = "../proxy.rs"]
 mod proxy;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use host::LogFormat;
 
@@ -28,14 +30,20 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
     #[command(flatten)]
-    agent: agent::AgentArgs,
+    agent: config::WithConfig<agent::AgentArgs>,
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let expanded = config::expand(
+        Cli::command(),
+        std::env::args_os().collect(),
+        |v| std::env::var_os(v),
+        |f| std::fs::read_to_string(f),
+    )?;
+    let cli = Cli::try_parse_from(&expanded.args).unwrap_or_else(|e| expanded.annotate(e).exit());
     host::init_logging(cli.log_format);
     // One thread runs everything: the agent waits on the runtime and the API, it does not
     // compute, and one thread keeps one malloc arena instead of one per worker thread.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(agent::run(cli.agent))
+    runtime.block_on(agent::run(cli.agent.into_args()))
 }
