@@ -4,7 +4,7 @@
 //! signer of node certificate requests ([`CsrController`]). What `flotilla up` and
 //! `flotilla server` run, and what tests start to drive kubectl over TLS.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -255,9 +255,11 @@ impl SecureApi {
         self.addr
     }
 
-    /// `https://<addr>`.
+    /// The URL a client on this machine dials: `https://<addr>`, with a wildcard address
+    /// (`0.0.0.0`, `::`) replaced by loopback, which the serving certificate always covers.
+    /// The admin kubeconfig carries it.
     pub fn url(&self) -> String {
-        format!("https://{}", self.addr)
+        format!("https://{}", dialable(self.addr))
     }
 
     /// The cluster PKI.
@@ -287,5 +289,33 @@ impl SecureApi {
         self.tasks.wait().await;
         self.csr_controller.stopped().await;
         self.bootstrap_tokens.stopped().await;
+    }
+}
+
+/// `addr` with a wildcard IP replaced by the loopback address of its family.
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dialable;
+
+    #[test]
+    fn wildcard_addresses_are_dialed_on_loopback() {
+        let cases = [
+            ("0.0.0.0:6443", "127.0.0.1:6443"),
+            ("[::]:6443", "[::1]:6443"),
+            ("10.0.0.1:6443", "10.0.0.1:6443"),
+            ("[fd00::1]:6443", "[fd00::1]:6443"),
+        ];
+        for (bound, dialed) in cases {
+            let bound = bound.parse().expect("an address");
+            assert_eq!(dialable(bound).to_string(), dialed, "{bound}");
+        }
     }
 }
