@@ -13,8 +13,8 @@
 //! The object API: [`registry`] gives objects Kubernetes' semantics over any store (with a
 //! watch cache), and [`client`] is the interface components use (`Api<K>`, a watcher, a
 //! reflector cache). [`scheduler`] holds kube-scheduler's framework as pure decisions and,
-//! in [`scheduler::runtime`], the queue, cache and binding loop that drive it; controllers
-//! will live here too. See `docs/architecture.md`, `docs/objects.md` and
+//! in [`scheduler::runtime`], the queue, cache and binding loop that drive it; [`controllers`]
+//! holds the controllers. See `docs/architecture.md`, `docs/objects.md` and
 //! `docs/scheduler.md` in the repository.
 
 pub mod apply;
