@@ -47,9 +47,11 @@ pub(crate) enum AgentRuntime {
 /// Flags of `flotilla agent`.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct AgentArgs {
-    /// The API server, `https://host:port`.
-    #[arg(long, env = "FLOTILLA_SERVER")]
-    pub(crate) server: String,
+    /// The API server, `https://host:port`; or several servers of the cluster (repeated, or
+    /// comma-separated), failed over between in order when the current one cannot be
+    /// reached. The node joins through the first.
+    #[arg(long, env = "FLOTILLA_SERVER", value_delimiter = ',', required = true)]
+    pub(crate) server: Vec<String>,
     /// The bootstrap token from `flotilla token create` (not needed once the node has its
     /// certificates).
     #[arg(long, env = "FLOTILLA_TOKEN", default_value = "", hide_env_values = true)]
@@ -129,9 +131,14 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let signals = StopSignals::install()?;
     let dir = data_dir(args.data_dir.clone())?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let server =
-        url::Url::parse(&args.server).with_context(|| format!("--server {:?} is not a URL", args.server))?;
-    anyhow::ensure!(server.scheme() == "https", "--server must be an https:// URL");
+    let mut servers = Vec::with_capacity(args.server.len());
+    for s in &args.server {
+        let url = url::Url::parse(s).with_context(|| format!("--server {s:?} is not a URL"))?;
+        anyhow::ensure!(url.scheme() == "https", "--server {s:?} must be an https:// URL");
+        servers.push(url);
+    }
+    let (server, failover) = servers.split_first().context("--server is required")?;
+    let server = server.clone();
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let ca_pem = match &args.ca_file {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading --ca-file {}", p.display()))?),
@@ -149,8 +156,10 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let creds = join(&config).await.context("joining the cluster")?;
 
+    let mut client_config = creds.client_config(server.clone());
+    client_config.failover = failover.to_vec();
     let client: Arc<dyn Client> =
-        Arc::new(RemoteClient::new(creds.client_config(server.clone())).context("building the API client")?);
+        Arc::new(RemoteClient::new(client_config).context("building the API client")?);
     let runtime = runtime(args.runtime, &node_name, args.node_ip, &dir).await?;
     let runtime_name = runtime.name();
     let stop = CancellationToken::new();

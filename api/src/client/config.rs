@@ -52,6 +52,11 @@ pub struct ClientConfig {
     /// The server: `https://host:port` (or `http://` for tests), optionally with a path
     /// prefix the API is served under.
     pub server: Url,
+    /// Other servers of the same cluster (same CA, same credentials, same path prefix), in
+    /// the order to fail over to. Requests go to one server at a time: the client moves to
+    /// the next (after the last, back to `server`) when an attempt cannot connect, breaks off
+    /// or times out, and stays there while it answers.
+    pub failover: Vec<Url>,
     /// The PEM CA bundle the server's certificate must chain to (required for `https://`
     /// unless `insecure`).
     pub ca_pem: Option<Vec<u8>>,
@@ -78,6 +83,7 @@ impl std::fmt::Debug for ClientConfig {
         // Credentials stay out of logs.
         f.debug_struct("ClientConfig")
             .field("server", &self.server.as_str())
+            .field("failover", &self.failover.iter().map(Url::as_str).collect::<Vec<_>>())
             .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
             .field("tls_server_name", &self.tls_server_name)
             .field("insecure", &self.insecure)
@@ -96,6 +102,7 @@ impl ClientConfig {
     pub fn new(server: Url) -> Self {
         ClientConfig {
             server,
+            failover: Vec::new(),
             ca_pem: None,
             tls_server_name: None,
             insecure: false,
@@ -125,11 +132,27 @@ impl ClientConfig {
         if self.server.cannot_be_a_base() || self.server.host_str().is_none_or(str::is_empty) {
             return Err(unsupported());
         }
-        match self.server.scheme() {
-            "https" => Ok(true),
-            "http" => Ok(false),
-            _ => Err(unsupported()),
+        let tls = match self.server.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(unsupported()),
+        };
+        for other in &self.failover {
+            let refused = |reason: String| Error::Failover { server: other.to_string(), reason };
+            if other.cannot_be_a_base() || other.host_str().is_none_or(str::is_empty) {
+                return Err(refused("it must be an http:// or https:// URL with a host".into()));
+            }
+            if other.scheme() != self.server.scheme() {
+                return Err(refused(format!(
+                    "its scheme must be the first server's ({})",
+                    self.server.scheme()
+                )));
+            }
+            if other.path() != self.server.path() {
+                return Err(refused(format!("its path must be the first server's ({})", self.server.path())));
+            }
         }
+        Ok(tls)
     }
 
     /// The name the server's certificate is verified against, when it is not the URL's host.

@@ -22,6 +22,14 @@ pub enum Error {
         /// The URL as configured.
         server: String,
     },
+    /// A failover server cannot stand in for the first one.
+    #[error("failover server {server}: {reason}")]
+    Failover {
+        /// The failover URL as configured.
+        server: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An `https://` server without a CA to verify it against (and not `insecure`).
     #[error("no CA certificate to verify server {server} with: set a CA bundle or insecure")]
     NoTrustAnchors {

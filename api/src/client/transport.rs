@@ -2,6 +2,7 @@
 //! over TLS when the server speaks it, HTTP/1.1 keep-alive otherwise), credentials and user
 //! agent on every request, per-attempt timeouts and the retry policy.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,6 +85,10 @@ impl Reply {
 /// The client's connection pool and request settings.
 pub(crate) struct Transport {
     client: PooledClient<Connector, Full<Bytes>>,
+    /// The servers: the configured one, then its failover servers.
+    servers: Vec<Url>,
+    /// The index in `servers` requests go to.
+    current: AtomicUsize,
     authorization: Option<HeaderValue>,
     user_agent: HeaderValue,
     timeout: Option<Duration>,
@@ -124,7 +129,16 @@ impl Transport {
         };
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| super::Error::Header { what: "user agent" })?;
-        Ok(Transport { client, authorization, user_agent, timeout: config.timeout, retry: config.retry })
+        let servers = std::iter::once(&config.server).chain(&config.failover).cloned().collect();
+        Ok(Transport {
+            client,
+            servers,
+            current: AtomicUsize::new(0),
+            authorization,
+            user_agent,
+            timeout: config.timeout,
+            retry: config.retry,
+        })
     }
 
     fn request(&self, req: &Req, uri: &Uri) -> Result<Request<Full<Bytes>>> {
@@ -143,16 +157,56 @@ impl Transport {
             .map_err(|e| Error::BadRequest(format!("building {} {}: {e}", req.method, req.url)))
     }
 
+    /// Where the next attempt at `url` goes: the index of the current server and `url` with
+    /// that server's host and port (URLs are built on the first server's).
+    fn target(&self, url: &Url) -> Result<(usize, Uri), Failure> {
+        let at = self.current.load(Ordering::Acquire);
+        let Some(server) = self.servers.get(at).filter(|_| at > 0) else {
+            return Ok((0, parse_uri(url)?));
+        };
+        let mut url = url.clone();
+        let moved = url.set_host(server.host_str()).is_ok() && url.set_port(server.port()).is_ok();
+        if !moved {
+            return Err(Failure::Invalid(Error::BadRequest(format!("cannot address {url} to {server}"))));
+        }
+        Ok((at, parse_uri(&url)?))
+    }
+
+    /// After an attempt at server `at` failed without an answer: the next server takes over
+    /// (unless another request moved on already).
+    fn fail_over(&self, at: usize) {
+        let n = self.servers.len();
+        if n < 2 {
+            return;
+        }
+        let next = (at + 1) % n;
+        if self.current.compare_exchange(at, next, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            tracing::warn!(from = %self.servers[at], to = %self.servers[next], "API server unreachable, failing over");
+        }
+    }
+
+    /// What to do after an attempt at server `at` failed without a response.
+    fn attempt_failed<T>(&self, at: usize, what: &str, idempotent: bool, f: Failure) -> Attempt<Result<T>> {
+        if matches!(f, Failure::Request { .. } | Failure::Timeout) {
+            self.fail_over(at);
+        }
+        self.failed(what, idempotent, f)
+    }
+
     /// Sends `req` (retrying as the policy allows) and reads the whole response: the reply if
     /// it is a success, else the error it stands for. `t` is the resource the request is about.
     pub(crate) async fn send(&self, t: &ResourceType, req: Req) -> Result<Reply> {
         let what = format!("{} {}", req.method, req.url);
-        let uri = parse_uri(&req.url)?;
+        parse_uri(&req.url)?;
         let idempotent = req.idempotent();
-        let (req, uri, what) = (&req, &uri, what.as_str());
+        let (req, what) = (&req, what.as_str());
         retrying(self.retry, what, || async move {
+            let (at, uri) = match self.target(&req.url) {
+                Ok(target) => target,
+                Err(f) => return self.failed(what, idempotent, f),
+            };
             let outcome = self.bounded(async {
-                let resp = self.client.request(self.request(req, uri)?).await;
+                let resp = self.client.request(self.request(req, &uri)?).await;
                 let resp = resp.map_err(|e| failure(&e, e.is_connect()))?;
                 let (parts, body) = resp.into_parts();
                 let body = body.collect().await.map_err(|e| failure(&e, false))?.to_bytes();
@@ -161,7 +215,7 @@ impl Transport {
             match outcome.await {
                 Ok(reply) if reply.status.is_success() => Attempt::Done(Ok(reply)),
                 Ok(reply) => classify(t, idempotent, reply.status, &reply.headers, &reply.body),
-                Err(f) => self.failed(what, idempotent, f),
+                Err(f) => self.attempt_failed(at, what, idempotent, f),
             }
         })
         .await
@@ -172,22 +226,26 @@ impl Transport {
     pub(crate) async fn open(&self, t: &ResourceType, url: Url) -> Result<Incoming> {
         let req = Req::new(Method::GET, url);
         let what = format!("GET {}", req.url);
-        let uri = parse_uri(&req.url)?;
-        let (req, uri, what) = (&req, &uri, what.as_str());
+        parse_uri(&req.url)?;
+        let (req, what) = (&req, what.as_str());
         retrying(self.retry, what, || async move {
+            let (at, uri) = match self.target(&req.url) {
+                Ok(target) => target,
+                Err(f) => return self.failed(what, true, f),
+            };
             let head = self.bounded(async {
-                let resp = self.client.request(self.request(req, uri)?).await;
+                let resp = self.client.request(self.request(req, &uri)?).await;
                 resp.map_err(|e| failure(&e, e.is_connect()))
             });
             let resp = match head.await {
                 Ok(resp) if resp.status().is_success() => return Attempt::Done(Ok(resp.into_body())),
                 Ok(resp) => resp,
-                Err(f) => return self.failed(what, true, f),
+                Err(f) => return self.attempt_failed(at, what, true, f),
             };
             let (parts, body) = resp.into_parts();
             match self.bounded(async { body.collect().await.map_err(|e| failure(&e, false)) }).await {
                 Ok(body) => classify(t, true, parts.status, &parts.headers, &body.to_bytes()),
-                Err(f) => self.failed(what, true, f),
+                Err(f) => self.attempt_failed(at, what, true, f),
             }
         })
         .await

@@ -11,3 +11,4 @@ mod t10_crud;
 mod t20_errors;
 mod t30_watch;
 mod t40_transport;
+mod t45_failover;
