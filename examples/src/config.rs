@@ -121,6 +121,14 @@ impl Expanded {
     }
 }
 
+/// Parses this process's command line as `C`, with the flags of its config file added (see
+/// [`expand`]); a bad value exits with clap's message and, if the file set it, where.
+pub(crate) fn parse<C: clap::Parser>() -> Result<C> {
+    let args = std::env::args_os().collect();
+    let expanded = expand(C::command(), args, |v| std::env::var_os(v), |f| std::fs::read_to_string(f))?;
+    Ok(C::try_parse_from(&expanded.args).unwrap_or_else(|e| expanded.annotate(e).exit()))
+}
+
 /// Inserts into `args` (a whole command line, program name first) the flags of the config file
 /// of the subcommand `args` runs in `cmd`. `env` looks up environment variables and `read`
 /// reads the file. Returns `args` unchanged when that subcommand takes no `--config`, when no

@@ -24,7 +24,7 @@ mod up;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use config::WithConfig;
 use host::LogFormat;
 
@@ -110,13 +110,7 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let expanded = config::expand(
-        Cli::command(),
-        std::env::args_os().collect(),
-        |v| std::env::var_os(v),
-        |f| std::fs::read_to_string(f),
-    )?;
-    let cli = Cli::try_parse_from(&expanded.args).unwrap_or_else(|e| expanded.annotate(e).exit());
+    let cli: Cli = config::parse()?;
     host::init_logging(cli.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.cmd {

@@ -19,7 +19,7 @@ mod node;
 #[path = "../proxy.rs"]
 mod proxy;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use host::LogFormat;
 
@@ -34,13 +34,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    let expanded = config::expand(
-        Cli::command(),
-        std::env::args_os().collect(),
-        |v| std::env::var_os(v),
-        |f| std::fs::read_to_string(f),
-    )?;
-    let cli = Cli::try_parse_from(&expanded.args).unwrap_or_else(|e| expanded.annotate(e).exit());
+    let cli: Cli = config::parse()?;
     host::init_logging(cli.log_format);
     // One thread runs everything: the agent waits on the runtime and the API, it does not
     // compute, and one thread keeps one malloc arena instead of one per worker thread.
