@@ -7,18 +7,19 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use flotilla_core::client::{Client, LocalClient};
+use flotilla_core::client::{Api, Client, LocalClient};
 use flotilla_core::object::{DynamicObject, Resource};
 use flotilla_core::registry::{self, Registry, WriteOptions};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use ring::signature::KeyPair;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::authn::{BootstrapTokens, ServiceAccountVerifier};
+use crate::auth::authn::{BOOTSTRAP_TOKEN_NAMESPACE, BootstrapTokens, ServiceAccountVerifier};
 use crate::auth::{Authenticator, AuthenticatorConfig, RbacAuthorizer, StaticTokens, TokenIssuer, rbac};
 use crate::certificates::CsrController;
 use crate::client::ClientConfig;
@@ -210,7 +211,7 @@ impl SecureApi {
         bootstrap_tokens.wait_until(BootstrapTokens::is_ready).await;
         // Approves and signs node certificate requests: it needs the CA key, which is here.
         let csr_controller =
-            CsrController::start(client, pki.clone(), Arc::new(rbac.clone()), stop.child_token());
+            CsrController::start(client.clone(), pki.clone(), Arc::new(rbac.clone()), stop.child_token());
         let security = Security { authenticator: authenticator.clone(), authorizer: Arc::new(rbac) };
         let mut server_config = opts.server.clone();
         if server_config.kubelet.is_none() {
@@ -236,6 +237,7 @@ impl SecureApi {
                 tracing::error!(error = %e, "api server stopped");
             }
         });
+        tasks.spawn(clean_bootstrap_tokens(bootstrap_tokens.clone(), client, stop.clone()));
         tasks.close();
         Ok(SecureApi {
             addr,
@@ -289,6 +291,31 @@ impl SecureApi {
         self.tasks.wait().await;
         self.csr_controller.stopped().await;
         self.bootstrap_tokens.stopped().await;
+    }
+}
+
+/// How often expired bootstrap token Secrets are looked for.
+const TOKEN_CLEANUP_PERIOD: Duration = Duration::from_secs(15);
+
+/// Deletes expired bootstrap token Secrets (kube-controller-manager's `tokencleaner`), every
+/// [`TOKEN_CLEANUP_PERIOD`] until `stop`. Failures are logged and retried on the next pass.
+async fn clean_bootstrap_tokens(tokens: BootstrapTokens, client: Arc<dyn Client>, stop: CancellationToken) {
+    let secrets = Api::<Secret>::namespaced(client, BOOTSTRAP_TOKEN_NAMESPACE);
+    let start = tokio::time::Instant::now() + TOKEN_CLEANUP_PERIOD;
+    let mut ticks = tokio::time::interval_at(start, TOKEN_CLEANUP_PERIOD);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        for name in tokens.expired(k8s_openapi::jiff::Timestamp::now()) {
+            match secrets.delete(&name, &Default::default()).await {
+                Ok(_) => tracing::info!(secret = %name, "deleted expired bootstrap token"),
+                Err(error) => {
+                    tracing::debug!(secret = %name, %error, "deleting an expired bootstrap token failed")
+                }
+            }
+        }
     }
 }
 

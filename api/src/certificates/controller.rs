@@ -1,4 +1,4 @@
-//! [`CsrController`]: the approver and the signer run over the cluster's
+//! [`CsrController`]: the approver, the signer and the cleaner run over the cluster's
 //! CertificateSigningRequests, inside the process that holds the CA key.
 
 use std::sync::Arc;
@@ -11,10 +11,12 @@ use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::approver::{self, Approval};
+use super::cleaner;
 use super::signer::{self, SignPlan};
 use crate::auth::{Attributes, Authorizer, UserInfo};
 use crate::pki::{CertificateRequest, ClusterPki};
@@ -22,7 +24,7 @@ use crate::pki::{CertificateRequest, ClusterPki};
 /// How often every cached request is looked at again (a write that failed is retried then).
 const RESYNC: Duration = Duration::from_secs(15);
 
-/// Approves and signs CertificateSigningRequests until stopped.
+/// Approves and signs CertificateSigningRequests, and deletes expired ones, until stopped.
 #[derive(Clone, Debug)]
 pub struct CsrController {
     tasks: TaskTracker,
@@ -102,10 +104,17 @@ fn add_condition(csr: &mut CertificateSigningRequest, c: CertificateSigningReque
 }
 
 impl Shared {
-    /// Approves, then signs, `csr` as far as the rules allow. Failures are logged; the next
-    /// event or resync retries.
+    /// Deletes `csr` if it has expired; otherwise approves, then signs, it as far as the rules
+    /// allow. Failures are logged; the next event or resync retries.
     async fn process(&self, mut csr: CertificateSigningRequest) {
         let name = csr.metadata.name.clone().unwrap_or_default();
+        if let Some(why) = cleaner::expired(&csr, Timestamp::now()) {
+            match self.api.delete(&name, &Default::default()).await {
+                Ok(_) => tracing::info!(csr = %name, why, "deleted certificate signing request"),
+                Err(error) => tracing::debug!(csr = %name, %error, "deleting failed; will retry"),
+            }
+            return;
+        }
         if !approver::has_condition(&csr, "Approved") && !approver::has_condition(&csr, "Denied") {
             let Ok(request) = CertificateRequest::parse(&csr.spec.request.0) else {
                 return; // Not for the approver; the signer fails it only once approved.

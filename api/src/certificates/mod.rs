@@ -5,13 +5,15 @@
 //! for with a bootstrap token, renewals by the node itself, and a node's own serving
 //! certificate) and the [`signer`] (`csrsigning`: approved requests for
 //! `kubernetes.io/kube-apiserver-client-kubelet`, `kubernetes.io/kubelet-serving` and
-//! `kubernetes.io/kube-apiserver-client` get a certificate from the cluster CA).
+//! `kubernetes.io/kube-apiserver-client` get a certificate from the cluster CA), and
+//! deletes the requests the [`cleaner`] says are done with (`csrcleaner`).
 //! [`SecureApi`](crate::secure::SecureApi) starts it.
 //!
 //! On a joining node, [`join::join`] pins the CA, trades a bootstrap token for a node client
 //! certificate, asks for a serving certificate with it, and keeps both.
 
 pub mod approver;
+pub mod cleaner;
 mod controller;
 pub mod join;
 pub mod signer;

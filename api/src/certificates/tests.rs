@@ -10,7 +10,7 @@ use flotilla_core::registry::Registry;
 use flotilla_core::store::MemStore;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{Timestamp, ToSpan};
 
 use super::approver::{SIGNER_KUBELET_CLIENT, SIGNER_KUBELET_SERVING, has_condition};
@@ -86,10 +86,36 @@ async fn a_bootstrap_token_becomes_node_certificates() {
                 .expect(s)
         };
         let client_csr = by_signer(SIGNER_KUBELET_CLIENT);
+        let client_csr_name = &client_csr.metadata.name.clone().expect("a name");
         assert_eq!(client_csr.spec.username, Some(format!("system:bootstrap:{}", token.id)));
         assert!(client_csr.status.and_then(|s| s.certificate).is_some());
         let serving_csr = by_signer(SIGNER_KUBELET_SERVING);
         assert_eq!(serving_csr.spec.username.as_deref(), Some("system:node:n1"));
+
+        // An approved request is deleted an hour after its approval (csrcleaner's rule): with
+        // the serving request's approval made two hours old, it goes.
+        let csr_api = Api::<CertificateSigningRequest>::all(local.clone());
+        let name = serving_csr.metadata.name.clone().expect("a name");
+        let mut aged = serving_csr.clone();
+        for c in aged.status.as_mut().and_then(|s| s.conditions.as_mut()).expect("conditions") {
+            c.last_update_time = Some(Time(Timestamp::now() - 2.hours()));
+        }
+        csr_api.replace_status(&name, &aged).await.expect("aged status");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while csr_api.get_opt(&name).await.expect("get").is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "{name} was not deleted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(csr_api.get_opt(client_csr_name).await.expect("get").is_some(), "a fresh one stays");
+
+        // The expired bootstrap token's Secret is deleted (within a cleanup period of 15 s);
+        // the valid one stays.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while secrets.get_opt(&expired.secret_name()).await.expect("get").is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "the expired token was not deleted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(secrets.get_opt(&token.secret_name()).await.expect("get").is_some());
 
         // The node credential is a node: it may create its own Node, not another.
         let node_client: Arc<dyn Client> = Arc::new(

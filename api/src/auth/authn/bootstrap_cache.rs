@@ -90,6 +90,17 @@ impl BootstrapTokens {
         self.cache.get(&secret_key(id)).is_some()
     }
 
+    /// The names of the token Secrets expired at `now` (kube-controller-manager's
+    /// `tokencleaner` deletes them; a Secret whose fields do not parse is left alone).
+    pub fn expired(&self, now: Timestamp) -> Vec<String> {
+        self.cache
+            .list()
+            .iter()
+            .filter(|s| TokenSecret::from_secret(s).is_ok_and(|t| t.is_expired(now)))
+            .filter_map(|s| s.metadata.name.clone())
+            .collect()
+    }
+
     /// Who `token` identifies at `now`: `None` if it is not a bootstrap token or no Secret
     /// holds its id (other authenticators may know it), `Some(Err)` if the Secret refuses it
     /// (wrong secret, expired, not for authentication, or a malformed Secret).
@@ -146,6 +157,8 @@ mod tests {
             let later: Timestamp = "2030-01-01T02:00:00Z".parse().expect("time");
             let err = tokens.authenticate(&token.to_string(), later).expect("known").expect_err("expired");
             assert!(matches!(err, TokenError::Expired { .. }), "{err}");
+            assert!(tokens.expired(now).is_empty());
+            assert_eq!(tokens.expired(later), vec![token.secret_name()]);
 
             shutdown.cancel();
             tokens.stopped().await;
