@@ -41,7 +41,10 @@ async fn an_unchanged_container_is_not_inspected_again() {
             });
             let runtime = DockerRuntime::with_client(client, DockerConfig::new(env.node.clone()));
             let (_pod, sandbox) = env.pod("listing").await;
-            let id = env.run(&sandbox, &env.config(&sandbox.pod, "sleeper", &["sleep", "600"])).await;
+            // It exits with 3 on SIGTERM: a SIGKILL exit (137) is read again for a while, in
+            // case Docker reports an OOM kill late.
+            let script = "trap 'exit 3' TERM; while :; do sleep 1; done";
+            let id = env.run(&sandbox, &env.config(&sandbox.pod, "sleeper", &["sh", "-c", script])).await;
             env.wait_for(&id, "running", |s| matches!(s, ContainerState::Running { .. })).await;
 
             let first = runtime.containers().await.expect("listed");
@@ -51,11 +54,11 @@ async fn an_unchanged_container_is_not_inspected_again() {
             }
             assert_eq!(inspects.load(Ordering::SeqCst), 1, "a running container is not inspected again");
 
-            env.runtime.stop_container(&id, Duration::ZERO).await.expect("stopped");
+            env.runtime.stop_container(&id, Duration::from_secs(10)).await.expect("stopped");
             let exited = runtime.containers().await.expect("listed");
             match &exited[..] {
                 [c] => assert!(
-                    matches!(&c.state, ContainerState::Exited { exit_code: 137, finished_at: Some(_), .. }),
+                    matches!(&c.state, ContainerState::Exited { exit_code: 3, finished_at: Some(_), .. }),
                     "the exit is inspected: {:?}",
                     c.state
                 ),

@@ -137,7 +137,7 @@ impl DockerRuntime {
                     Ok(inspect) => {
                         let container = state::container_from_inspect(&inspect);
                         if let (Some(container), Some(state)) = (&container, state) {
-                            self.inspected.put(state, container);
+                            self.inspected.put(state, container, k8s_openapi::jiff::Timestamp::now());
                         }
                         Ok(container)
                     }
