@@ -146,6 +146,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let config = JoinConfig {
         server: server.clone(),
+        failover: failover.to_vec(),
         token: args.token.clone(),
         ca_hash: args.ca_hash.clone(),
         ca_pem,

@@ -143,6 +143,8 @@ pub type Result<T, E = JoinError> = std::result::Result<T, E>;
 pub struct JoinConfig {
     /// The API server, `https://host:port`.
     pub server: Url,
+    /// Other API servers of the cluster, tried in order when one cannot be reached.
+    pub failover: Vec<Url>,
     /// The bootstrap token (`<id>.<secret>`).
     pub token: String,
     /// The CA pin (`sha256:<hex>`), checked against what the server presents.
@@ -238,7 +240,7 @@ pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
         (Some(ca), _, _) => ca.clone(),
         (None, Some(ca), Some(pin)) if pem_matches_pin(ca, pin) => ca.clone(),
         (None, Some(ca), None) => ca.clone(),
-        (None, _, Some(pin)) => fetch_pinned_ca(&config.server, pin).await?.into_bytes(),
+        (None, _, Some(pin)) => fetch_ca(config, pin).await?.into_bytes(),
         (None, _, None) => return Err(JoinError::NoCa),
     };
     let ca_pem =
@@ -251,7 +253,7 @@ pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
         Some(pair) if cert_usable(&pair.cert_pem, &user, &[], RENEW_BEFORE) => pair,
         // Expiring soon but still valid: the node renews it itself (`selfnodeclient`).
         Some(old) if cert_usable(&old.cert_pem, &user, &[], STILL_VALID) => {
-            let remote = node_client(&config.server, &ca_pem, &old)?;
+            let remote = node_client(config, &ca_pem, &old)?;
             let pair = ask(remote, SIGNER_KUBELET_CLIENT, &user, &[], config.timeout).await?;
             write(dir, CLIENT_KEY, &pair.key_pem, pki::PRIVATE)?;
             write(dir, CLIENT_CERT, &pair.cert_pem, 0o644)?;
@@ -262,6 +264,7 @@ pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
         _ => {
             let token = BootstrapToken::parse(&config.token)?;
             let mut bootstrap = ClientConfig::new(config.server.clone());
+            bootstrap.failover = config.failover.clone();
             bootstrap.ca_pem = Some(ca_pem.as_bytes().to_vec());
             bootstrap.token = Some(config.token.clone());
             let remote = RemoteClient::new(bootstrap)
@@ -279,7 +282,7 @@ pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
     let serving = match load_pair(dir, SERVING_CERT, SERVING_KEY)? {
         Some(pair) if cert_usable(&pair.cert_pem, &user, &config.node_ips, RENEW_BEFORE) => pair,
         _ => {
-            let remote = node_client(&config.server, &ca_pem, &client)?;
+            let remote = node_client(config, &ca_pem, &client)?;
             let mut names: Vec<rcgen::SanType> =
                 config.node_ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)).collect();
             if let Ok(dns) = config.node_name.as_str().try_into() {
@@ -297,8 +300,9 @@ pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
 }
 
 /// A client of `server` authenticated by the node's certificate `cert`.
-fn node_client(server: &Url, ca_pem: &str, cert: &ClientCertificate) -> Result<Arc<dyn Client>> {
-    let mut node = ClientConfig::new(server.clone());
+fn node_client(config: &JoinConfig, ca_pem: &str, cert: &ClientCertificate) -> Result<Arc<dyn Client>> {
+    let mut node = ClientConfig::new(config.server.clone());
+    node.failover = config.failover.clone();
     node.ca_pem = Some(ca_pem.as_bytes().to_vec());
     node.client_certificate = Some(cert.clone());
     let remote = RemoteClient::new(node).map_err(|e| JoinError::Crypto(format!("node client: {e}")))?;
@@ -390,6 +394,18 @@ pub async fn ask(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// [`fetch_pinned_ca`] from the first of the config's servers that can be reached.
+async fn fetch_ca(config: &JoinConfig, pin: &str) -> Result<String> {
+    let mut fetched = fetch_pinned_ca(&config.server, pin).await;
+    for server in &config.failover {
+        if !matches!(fetched, Err(JoinError::FetchCa { .. })) {
+            break;
+        }
+        fetched = fetch_pinned_ca(server, pin).await;
+    }
+    fetched
 }
 
 /// Connects to `server` without trusting it, and returns (PEM) the certificate it presents

@@ -22,6 +22,7 @@ use crate::secure::{SecureApi, SecureOptions};
 fn config(api: &SecureApi, token: &str, dir: &std::path::Path) -> JoinConfig {
     JoinConfig {
         server: url::Url::parse(&api.url()).expect("url"),
+        failover: Vec::new(),
         token: token.to_string(),
         ca_hash: Some(api.pki().ca_hash()),
         ca_pem: None,

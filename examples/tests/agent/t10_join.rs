@@ -69,10 +69,12 @@ async fn an_agent_joins_with_a_bootstrap_token() -> Result<()> {
         kubectl(&kubeconfig, home.path(), &["apply", "-f", path.to_str().context("path")?]).await?;
 
         let kubelet = format!("127.0.0.1:{}", free_port()?);
+        // The first server named is down: the node joins, and talks, through the second.
+        let servers = format!("https://127.0.0.1:{},{server}", free_port()?);
         let agent_data = agent_dir.path().to_str().context("path")?;
         let agent_args = |token: &str| -> Vec<String> {
             [
-                "agent", "--server", &server, "--token", token, "--ca-hash", &ca_hash, "--data-dir", agent_data,
+                "agent", "--server", &servers, "--token", token, "--ca-hash", &ca_hash, "--data-dir", agent_data,
                 "--runtime", "process", "--node-name", "joined", "--kubelet-listen", &kubelet, "--proxy", "off",
                 "--bootstrap-timeout", "30s",
             ]
