@@ -319,8 +319,9 @@ async fn clean_bootstrap_tokens(tokens: BootstrapTokens, client: Arc<dyn Client>
     }
 }
 
-/// `addr` with a wildcard IP replaced by the loopback address of its family.
-fn dialable(addr: SocketAddr) -> SocketAddr {
+/// `addr` with a wildcard IP (`0.0.0.0`, `::`) replaced by the loopback address of its
+/// family: where a client on this machine dials a server bound to `addr`.
+pub fn dialable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
         IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),

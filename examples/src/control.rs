@@ -4,14 +4,14 @@
 //! and the endpoints file other commands read.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use flotilla_api::pki::ClusterPki;
-use flotilla_api::secure::{SecureApi, SecureOptions};
+use flotilla_api::secure::{SecureApi, SecureOptions, dialable};
 use flotilla_core::client::{Client, LocalClient};
 use flotilla_core::controllers::manager::ControllerManager;
 use flotilla_core::object::{KindRegistry, Resource};
@@ -164,15 +164,6 @@ pub(crate) struct ControlPlane {
     compactor: Option<JoinHandle<()>>,
 }
 
-/// `addr` with an unspecified IP replaced by loopback, for URLs clients dial.
-fn dialable(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-    } else {
-        addr
-    }
-}
-
 /// The address other members dial: `--advertise`, or the transport's bound address.
 pub(crate) fn advertise_address(flag: Option<&str>, bound: SocketAddr) -> anyhow::Result<String> {
     match flag {
@@ -303,7 +294,7 @@ impl ControlPlane {
         api.admin_kubeconfig("flotilla").write(&dir.join(KUBECONFIG_FILE))?;
         let endpoints = Endpoints {
             id: member.id,
-            api: format!("https://{}", dialable(api.addr())),
+            api: api.url(),
             etcd: store.etcd_addr().map(|a| format!("http://{}", dialable(a))).unwrap_or_default(),
             raft: member.advertise.clone(),
         };

@@ -197,7 +197,6 @@ impl Transport {
     /// it is a success, else the error it stands for. `t` is the resource the request is about.
     pub(crate) async fn send(&self, t: &ResourceType, req: Req) -> Result<Reply> {
         let what = format!("{} {}", req.method, req.url);
-        parse_uri(&req.url)?;
         let idempotent = req.idempotent();
         let (req, what) = (&req, what.as_str());
         retrying(self.retry, what, || async move {
@@ -226,7 +225,6 @@ impl Transport {
     pub(crate) async fn open(&self, t: &ResourceType, url: Url) -> Result<Incoming> {
         let req = Req::new(Method::GET, url);
         let what = format!("GET {}", req.url);
-        parse_uri(&req.url)?;
         let (req, what) = (&req, what.as_str());
         retrying(self.retry, what, || async move {
             let (at, uri) = match self.target(&req.url) {
