@@ -21,6 +21,7 @@ use flotilla_core::store::{Compactor, CompactorConfig, Retention};
 use flotilla_raft_store::{RaftStore, RaftStoreConfig};
 use k8s_openapi::api::core::v1::ResourceQuota;
 use serde::{Deserialize, Serialize};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +78,21 @@ pub(crate) struct ControlArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub(crate) compaction_retain_revisions: Option<u64>,
+    /// Applied log entries after which the store builds a snapshot of its state and purges
+    /// the log behind it (etcd's --snapshot-count). Smaller means shorter restarts and
+    /// catch-ups from the log, at the cost of copying the whole state more often.
+    #[arg(
+        long,
+        env = "FLOTILLA_SNAPSHOT_EVERY",
+        value_name = "N",
+        default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) snapshot_every: u64,
+    /// Log entries kept behind each snapshot, so members that lag only a little catch up from
+    /// the log instead of receiving the whole snapshot.
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_KEEP_LOGS", value_name = "N", default_value_t = 1_000)]
+    pub(crate) snapshot_keep_logs: u64,
 }
 
 impl ControlArgs {
@@ -105,6 +121,8 @@ impl ControlArgs {
             allow_anonymous: self.allow_anonymous,
             join,
             compaction,
+            snapshot_every: self.snapshot_every,
+            snapshot_keep_logs: self.snapshot_keep_logs,
         })
     }
 }
@@ -125,6 +143,10 @@ pub(crate) struct ControlOptions {
     pub(crate) join: Option<(String, String)>,
     /// How the store is compacted; `None` never compacts it.
     pub(crate) compaction: Option<CompactorConfig>,
+    /// Applied entries between store snapshots.
+    pub(crate) snapshot_every: u64,
+    /// Log entries kept behind a snapshot.
+    pub(crate) snapshot_keep_logs: u64,
 }
 
 /// Where a running member serves, as `<data-dir>/endpoints.json` records it.
@@ -162,6 +184,8 @@ pub(crate) struct ControlPlane {
     scheduler: JoinHandle<()>,
     controllers: JoinHandle<()>,
     compactor: Option<JoinHandle<()>>,
+    /// Builds a snapshot on SIGUSR1.
+    compact_on_signal: JoinHandle<()>,
 }
 
 /// The address other members dial: `--advertise`, or the transport's bound address.
@@ -193,6 +217,8 @@ fn token_for_first_member(dir: &Path, pki_dir: &Path, hosts: &[String]) -> anyho
 impl ControlPlane {
     /// Starts (or resumes, or joins) a member and its control-plane components.
     pub(crate) async fn start(o: ControlOptions) -> anyhow::Result<ControlPlane> {
+        // Listened for from the start, so a SIGUSR1 never kills a member that is up.
+        let usr1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
         let dir = o.data_dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let pki_dir = dir.join("pki");
@@ -218,6 +244,8 @@ impl ControlPlane {
         let mut config = RaftStoreConfig::new(member.id, dir.join("store"), o.raft_listen);
         config.etcd_listen = Some(o.etcd_listen);
         config.join_key = Some(token.join_key());
+        config.snapshot_every = o.snapshot_every;
+        config.keep_logs_behind_snapshot = o.snapshot_keep_logs;
         let store = Arc::new(
             RaftStore::open(config)
                 .await
@@ -291,6 +319,7 @@ impl ControlPlane {
         let scheduler = tokio::spawn(scheduler.run(stop.clone()));
         let controllers = tokio::spawn(controllers.run(store.leadership(), stop.clone()));
         let compactor = compactor.map(|c| tokio::spawn(c.run(stop.clone())));
+        let compact_on_signal = tokio::spawn(compact_log_on_sigusr1(usr1, store.clone(), stop.clone()));
         api.admin_kubeconfig("flotilla").write(&dir.join(KUBECONFIG_FILE))?;
         let endpoints = Endpoints {
             id: member.id,
@@ -299,7 +328,18 @@ impl ControlPlane {
             raft: member.advertise.clone(),
         };
         token::write_private(&dir.join(ENDPOINTS_FILE), &serde_json::to_vec_pretty(&endpoints)?, 0o644)?;
-        Ok(ControlPlane { dir, store, registry, api, member, stop, scheduler, controllers, compactor })
+        Ok(ControlPlane {
+            dir,
+            store,
+            registry,
+            api,
+            member,
+            stop,
+            scheduler,
+            controllers,
+            compactor,
+            compact_on_signal,
+        })
     }
 
     /// Initializes a new cluster, or finishes a join, as the member file says.
@@ -370,9 +410,36 @@ impl ControlPlane {
         if let Some(compactor) = self.compactor {
             stop_stage("the store compactor", async { drop(compactor.await) }).await;
         }
+        stop_stage("the SIGUSR1 listener", async { drop(self.compact_on_signal.await) }).await;
         stop_stage("the API server", self.api.stop()).await;
         stop_stage("the registry", self.registry.shutdown()).await;
         stop_stage("the store", self.store.shutdown()).await;
+    }
+}
+
+/// How long a snapshot asked for by SIGUSR1 may take to build.
+const SIGNALLED_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Listens for SIGUSR1 until `stop`: each one makes the store build a snapshot now and purge
+/// its log up to it ([`RaftStore::compact_log`]), so members lagging behind must catch up from
+/// the snapshot. The failure-testing harness sends it; the outcome is logged.
+async fn compact_log_on_sigusr1(mut usr1: Signal, store: Arc<RaftStore>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            got = usr1.recv() => if got.is_none() { return },
+        }
+        tracing::info!("SIGUSR1: building a snapshot and purging the log");
+        let compacted = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = store.compact_log(SIGNALLED_SNAPSHOT_TIMEOUT) => r,
+        };
+        match compacted {
+            Ok(Some(index)) => tracing::info!(index, "SIGUSR1: snapshot built, log purged up to it"),
+            Ok(None) => tracing::info!("SIGUSR1: nothing applied yet, no snapshot"),
+            Err(e) => tracing::warn!(error = %e, "SIGUSR1: snapshot failed"),
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod backup;
 mod codec;
+mod compact;
 mod config;
 mod db;
 mod error;
