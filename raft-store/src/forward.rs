@@ -97,18 +97,39 @@ impl Inner {
                     None => ForwardResponse::Failed(Error::Unavailable { reason: "raft stopped".into() }),
                 },
             },
-            ForwardRequest::ReadIndex => match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
-                Ok(lin) => ForwardResponse::ReadIndex(lin.read_log_id().index()),
-                Err(e) => match e.into_api_error() {
-                    Some(LinearizableReadError::ForwardToLeader(_)) => ForwardResponse::NotLeader,
-                    Some(LinearizableReadError::QuorumNotEnough(q)) => {
-                        ForwardResponse::Failed(Error::Unavailable { reason: q.to_string() })
-                    }
-                    None => ForwardResponse::Failed(Error::Unavailable { reason: "raft stopped".into() }),
-                },
+            ForwardRequest::ReadIndex => match self.read_index().await {
+                Ok(index) => ForwardResponse::ReadIndex(index),
+                Err(refused) => refused,
             },
-            ForwardRequest::LeaseKeepAlive(id) => self.with_lessor(id, |l, now| l.keep_alive(id, now)),
-            ForwardRequest::LeaseTimeToLive(id) => self.with_lessor(id, |l, now| l.remaining_secs(id, now)),
+            // Only a leader a quorum still follows may touch lease deadlines. A deposed leader
+            // cut off from the others would otherwise renew a lease in its own lessor, which
+            // no one reads, while the real leader lets it expire: the client would be told
+            // its lease lives on after it was revoked. Confirming first means any later
+            // leader took over after this renewal, and it gives every lease a full TTL from
+            // its takeover (see `run_lease_expiry`).
+            ForwardRequest::LeaseKeepAlive(id) => match self.read_index().await {
+                Ok(_) => self.with_lessor(id, |l, now| l.keep_alive(id, now)),
+                Err(refused) => refused,
+            },
+            ForwardRequest::LeaseTimeToLive(id) => match self.read_index().await {
+                Ok(_) => self.with_lessor(id, |l, now| l.remaining_secs(id, now)),
+                Err(refused) => refused,
+            },
+        }
+    }
+
+    /// Confirms with a quorum that this member leads (a heartbeat round) and returns the
+    /// log index a linearizable read must wait for; `Err` is the answer to give instead.
+    async fn read_index(&self) -> Result<u64, ForwardResponse> {
+        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(lin) => Ok(lin.read_log_id().index()),
+            Err(e) => Err(match e.into_api_error() {
+                Some(LinearizableReadError::ForwardToLeader(_)) => ForwardResponse::NotLeader,
+                Some(LinearizableReadError::QuorumNotEnough(q)) => {
+                    ForwardResponse::Failed(Error::Unavailable { reason: q.to_string() })
+                }
+                None => ForwardResponse::Failed(Error::Unavailable { reason: "raft stopped".into() }),
+            }),
         }
     }
 

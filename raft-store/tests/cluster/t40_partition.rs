@@ -68,3 +68,30 @@ async fn drops_and_delays_do_not_break_agreement() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cut_off_renews_no_lease() -> anyhow::Result<()> {
+    within("keep-alive on a deposed leader", 90, async {
+        let c = Cluster::start(3).await?;
+        let old = c.wait_leader(Duration::from_secs(10)).await?;
+        let lease = c.member(old).lease_grant(0, 60).await?.id;
+        assert_eq!(c.member(old).lease_keep_alive(lease).await?.ttl, 60, "renewed while leading");
+        let majority: Vec<u64> = c.running().into_iter().filter(|id| *id != old).collect();
+        c.filter.partition(&[old], &majority);
+        // The cut-off member may still believe it leads; it must not renew without a quorum,
+        // since the leader the majority elects keeps the deadlines that count.
+        let renewed = c.member(old).lease_keep_alive(lease).await;
+        assert!(
+            matches!(renewed, Err(Error::Unavailable { .. })),
+            "a keep-alive on the cut-off member must fail: {renewed:?}"
+        );
+        let ttl = c.member(old).lease_time_to_live(lease, false).await;
+        assert!(matches!(ttl, Err(Error::Unavailable { .. })), "nor answer a time-to-live: {ttl:?}");
+        let new = c.wait_leader_among(&majority, Duration::from_secs(10)).await?;
+        assert_eq!(c.member(new).lease_keep_alive(lease).await?.ttl, 60, "the new leader renews");
+        c.filter.heal();
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
