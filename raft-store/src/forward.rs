@@ -206,10 +206,7 @@ impl Inner {
             Ok(resp) => codec::decode(&resp.into_inner().data)
                 .map_err(|e| (false, format!("bad reply from {to}: {e}"))),
             Err(status) => {
-                // A refused connection never carried the request.
-                let not_sent =
-                    status.code() == tonic::Code::Unavailable && status.message().contains("connect");
-                Err((not_sent, format!("forwarding to {to} failed: {}", status.message())))
+                Err((never_sent(&status), format!("forwarding to {to} failed: {}", status.message())))
             }
         }
     }
@@ -217,3 +214,44 @@ impl Inner {
 
 /// The pause between attempts while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Whether a failed call surely never reached the leader: only when the connection could not
+/// be made (refused, unreachable, connect timeout), which tonic reports with a
+/// [`tonic::ConnectError`] in the status's source chain. A connection reset or closed while
+/// the request was in flight may have delivered it: a write then has an unknown outcome and
+/// must not be sent again, or it could be applied twice (a compare-and-set would apply, then
+/// fail its own comparison and be reported as failed).
+fn never_sent(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::never_sent;
+
+    fn io_error(kind: io::ErrorKind) -> Box<dyn std::error::Error + Send + Sync> {
+        Box::new(io::Error::new(kind, format!("{kind:?}")))
+    }
+
+    #[test]
+    fn only_a_connection_never_made_counts_as_never_sent() {
+        let refused = tonic::ConnectError(io_error(io::ErrorKind::ConnectionRefused));
+        assert!(never_sent(&tonic::Status::from_error(Box::new(refused))));
+        // The messages of a reset or closed connection mention "connection" too.
+        for kind in
+            [io::ErrorKind::ConnectionReset, io::ErrorKind::ConnectionAborted, io::ErrorKind::BrokenPipe]
+        {
+            assert!(!never_sent(&tonic::Status::from_error(io_error(kind))), "{kind:?}");
+        }
+        assert!(!never_sent(&tonic::Status::unavailable("error trying to connect: connection reset")));
+    }
+}

@@ -394,10 +394,21 @@ impl RaftStore {
                 lessor.expired(now)
             };
             for id in expired {
-                match self.write(Command::LeaseRevoke { id }).await {
-                    Ok(_) | Err(Error::LeaseNotFound(_)) => self.inner.lessor.lock().revoke(id),
-                    Err(e) => {
-                        tracing::warn!(lease = id, error = %e, "revoking expired lease failed; will retry")
+                // Proposed here and never forwarded: only the leader whose lessor saw the
+                // lease expire may revoke it. Forwarded, a revoke this member decided while
+                // cut off, believing it still led, reached the next leader, which had been
+                // renewing the lease all along (found by the Jepsen lease workload).
+                let revoke = ForwardRequest::Write(Command::LeaseRevoke { id });
+                match self.inner.serve_as_leader_within(revoke, self.inner.request_timeout).await {
+                    ForwardResponse::Write(Ok(_) | Err(Error::LeaseNotFound(_)), _) => {
+                        self.inner.lessor.lock().revoke(id)
+                    }
+                    ForwardResponse::NotLeader => {
+                        tracing::info!(lease = id, "no longer leading; leaving the lease to the next leader");
+                        break;
+                    }
+                    other => {
+                        tracing::warn!(lease = id, outcome = ?other, "revoking expired lease failed; will retry")
                     }
                 }
             }

@@ -95,3 +95,37 @@ async fn a_deposed_leader_cut_off_renews_no_lease() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_does_not_revoke_a_lease_the_new_leader_keeps() -> anyhow::Result<()> {
+    within("revoke by a deposed leader", 90, async {
+        let c = Cluster::start(3).await?;
+        let old = c.wait_leader(Duration::from_secs(10)).await?;
+        let lease = c.member(old).lease_grant(0, 2).await?.id;
+        c.member(old).put(PutRequest { lease, ..PutRequest::new("l/kept", "v") }).await?;
+        let majority: Vec<u64> = c.running().into_iter().filter(|id| *id != old).collect();
+        c.filter.partition(&[old], &majority);
+        let new = c.wait_leader_among(&majority, Duration::from_secs(10)).await?;
+        // The cut-off member's lessor sees the lease expire (nobody renews it there) and
+        // proposes a revoke it cannot commit; the new leader keeps the lease alive.
+        let cluster = &c;
+        let keep = |n: usize| async move {
+            for _ in 0..n {
+                cluster.member(new).lease_keep_alive(lease).await?;
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            anyhow::Ok(())
+        };
+        keep(10).await?;
+        c.filter.heal();
+        // Once healed, the old leader steps down; its revoke must die with its leadership.
+        keep(10).await?;
+        let ttl = c.member(majority[0]).lease_time_to_live(lease, true).await?;
+        assert!(ttl.ttl > 0, "the lease lives on: {ttl:?}");
+        let kept = read_prefix(c.member(majority[0]), "l/").await?;
+        assert_eq!(kept.get("l/kept").map(String::as_str), Some("v"));
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
