@@ -22,7 +22,13 @@ use tokio::time::Instant;
 
 use crate::net::Network;
 
+mod clock;
+mod etcd;
 mod membership;
+
+pub use clock::{FAKETIME_LIB, faketime_unavailable, offset_spec};
+pub(crate) use etcd::connect;
+use etcd::{majority, members, status};
 
 /// The API server's port on every host.
 pub const API_PORT: u16 = 6443;
@@ -46,6 +52,12 @@ pub const MEMBER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REJOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one etcd status or member-list request may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Members snapshot every this many applied entries (the server's default is 100 000), so
+/// snapshots, log purges and catch-ups from snapshots happen in every run, not only in
+/// [`FaultKind::Snapshot`](crate::nemesis::FaultKind::Snapshot) faults.
+pub const SNAPSHOT_EVERY: u64 = 2_000;
+/// Log entries members keep behind a snapshot (the server's default is 1 000).
+pub const SNAPSHOT_KEEP_LOGS: u64 = 100;
 /// How many lines of a member's log an error quotes.
 const LOG_TAIL_LINES: usize = 40;
 
@@ -60,6 +72,12 @@ pub struct ClusterSpec {
     pub dir: PathBuf,
     /// The run tag the network's names derive from (see [`Network::create`]).
     pub tag: String,
+    /// Start members under libfaketime so that [`Cluster::skew_clock`] can shift their wall
+    /// clocks (see [`FAKETIME_LIB`]; monotonic clocks are never shifted).
+    pub clock_skew: bool,
+    /// Spare hosts after the members (indexes `members..members + spares`): not started, and
+    /// counted as removed, until [`Cluster::rejoin`] adds one as a new member.
+    pub spares: usize,
 }
 
 /// What one member's etcd Maintenance.Status said.
@@ -82,6 +100,8 @@ struct Member {
     paused: bool,
     /// Removed from the membership by [`Cluster::remove_member`] and not rejoined yet.
     removed: bool,
+    /// Wall-clock offset in seconds set by [`Cluster::skew_clock`].
+    clock_offset: i64,
 }
 
 /// Running `flotilla server` members. Dropping it kills them and destroys the network.
@@ -103,15 +123,15 @@ impl Cluster {
         anyhow::ensure!(spec.members >= 1, "a cluster needs at least one member");
         anyhow::ensure!(spec.flotilla.is_file(), "no flotilla binary at {}", spec.flotilla.display());
         std::fs::create_dir_all(&spec.dir).with_context(|| format!("creating {}", spec.dir.display()))?;
-        let net = Network::create(&spec.tag, spec.members)
+        let net = Network::create(&spec.tag, spec.members + spec.spares)
             .await
             .with_context(|| format!("creating the network of run {}", spec.tag))?;
-        let n = spec.members;
+        let (n, hosts) = (spec.members, spec.members + spec.spares);
         let mut cluster = Cluster {
             spec,
             net,
-            members: (0..n).map(|_| Member::default()).collect(),
-            raft_ids: vec![0; n],
+            members: (0..hosts).map(|i| Member { removed: i >= n, ..Member::default() }).collect(),
+            raft_ids: vec![0; hosts],
             token: String::new(),
         };
         cluster.members[0].child = Some(cluster.spawn(0, None).await?);
@@ -148,6 +168,11 @@ impl Cluster {
         cmd.args(["--api-listen", &format!("{ip}:{API_PORT}")]);
         cmd.args(["--etcd-listen", &format!("{ip}:{ETCD_PORT}")]);
         cmd.args(["--raft-listen", &format!("{ip}:{RAFT_PORT}")]);
+        if self.spec.clock_skew {
+            self.faketime_env(i, &mut cmd)?;
+        }
+        cmd.args(["--snapshot-every", &SNAPSHOT_EVERY.to_string()]);
+        cmd.args(["--snapshot-keep-logs", &SNAPSHOT_KEEP_LOGS.to_string()]);
         if let Some((seed, token)) = join {
             cmd.args(["--join", seed, "--token", token]);
         }
@@ -248,6 +273,7 @@ impl Cluster {
         let endpoints = self.etcd_endpoints();
         let listed = members(&endpoints[0]).await.map_err(|e| format!("member n0: member list: {e:#}"))?;
         let mut ids = vec![0; self.len()];
+        let spare = |i: usize| i >= self.spec.members;
         for (id, addr, voter) in listed {
             let i = self
                 .net
@@ -260,11 +286,11 @@ impl Cluster {
             }
             ids[i] = id;
         }
-        if let Some(i) = ids.iter().position(|id| *id == 0) {
+        if let Some(i) = ids.iter().enumerate().position(|(i, id)| *id == 0 && !spare(i)) {
             return Err(format!("member n{i} is not in n0's member list yet"));
         }
         let mut leaders = Vec::new();
-        for (i, endpoint) in endpoints.iter().enumerate() {
+        for (i, endpoint) in endpoints.iter().enumerate().filter(|(i, _)| !spare(*i)) {
             let st = status(endpoint).await.map_err(|e| format!("member n{i}: status: {e:#}"))?;
             if st.raft_id != 0 && st.raft_id != ids[i] {
                 return Err(format!(
@@ -296,8 +322,22 @@ impl Cluster {
     }
 
     /// The etcd endpoints of all members, by index (`http://10.A.B.<i+1>:2379`).
+    /// (Spare hosts included: see [`Cluster::member_endpoints`] for the members alone.)
     pub fn etcd_endpoints(&self) -> Vec<String> {
         self.net.hosts().iter().map(|h| format!("http://{}:{ETCD_PORT}", h.ip)).collect()
+    }
+
+    /// The etcd endpoints of the members the cluster started with (no spares): what clients
+    /// are given.
+    pub fn member_endpoints(&self) -> Vec<String> {
+        let mut all = self.etcd_endpoints();
+        all.truncate(self.spec.members);
+        all
+    }
+
+    /// Whether host `i` is a spare ([`ClusterSpec::spares`]), member or not at the moment.
+    pub fn is_spare(&self, i: usize) -> bool {
+        i >= self.spec.members && i < self.len()
     }
 
     /// Member `i`'s data directory (`<dir>/n<i>`).
@@ -400,6 +440,12 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sends member `i` SIGUSR1: it builds a snapshot and purges its log up to it (the
+    /// server logs the outcome).
+    pub async fn compact_log(&self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "USR1").await
+    }
+
     /// Pauses running member `i` with SIGSTOP.
     pub async fn pause(&mut self, i: usize) -> anyhow::Result<()> {
         anyhow::ensure!(!self.member_mut(i)?.paused, "member n{i} is already paused");
@@ -486,56 +532,6 @@ impl Drop for Cluster {
     }
 }
 
-/// The value more than half of `answers` hold (`None` entries count as answers for nobody).
-fn majority(answers: &[Option<u64>]) -> Option<u64> {
-    let mut counts = std::collections::BTreeMap::new();
-    for a in answers.iter().flatten() {
-        *counts.entry(*a).or_insert(0usize) += 1;
-    }
-    counts.into_iter().find(|(_, c)| c * 2 > answers.len()).map(|(v, _)| v)
-}
-
-async fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<etcd_client::Client> {
-    let options =
-        etcd_client::ConnectOptions::new().with_connect_timeout(STATUS_TIMEOUT).with_timeout(timeout);
-    Ok(etcd_client::Client::connect([endpoint], Some(options)).await?)
-}
-
-/// Maintenance.Status of the member at `endpoint`, within [`STATUS_TIMEOUT`] overall.
-async fn status(endpoint: &str) -> anyhow::Result<MemberStatus> {
-    let ask = async {
-        let st = connect(endpoint, STATUS_TIMEOUT).await?.status().await?;
-        anyhow::Ok(MemberStatus {
-            raft_id: st.header().map(|h| h.member_id()).unwrap_or_default(),
-            leader: Some(st.leader()).filter(|l| *l != 0),
-            raft_term: st.raft_term(),
-            applied_index: st.raft_applied_index(),
-        })
-    };
-    tokio::time::timeout(STATUS_TIMEOUT, ask)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {STATUS_TIMEOUT:?}"))?
-}
-
-/// `(raft id, transport address, voter)` of every member in the member list of `endpoint`.
-async fn members(endpoint: &str) -> anyhow::Result<Vec<(u64, String, bool)>> {
-    let ask = async {
-        let list = connect(endpoint, STATUS_TIMEOUT).await?.member_list().await?;
-        anyhow::Ok(
-            list.members()
-                .iter()
-                .map(|m| {
-                    let addr = m.peer_urls().first().map(|u| u.trim_start_matches("http://").to_string());
-                    (m.id(), addr.unwrap_or_default(), !m.is_learner())
-                })
-                .collect(),
-        )
-    };
-    tokio::time::timeout(STATUS_TIMEOUT, ask)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {STATUS_TIMEOUT:?}"))?
-}
-
 /// The last lines of a member's log, for an error message.
 fn log_tail(log: &Path) -> String {
     match std::fs::read_to_string(log) {
@@ -545,33 +541,5 @@ fn log_tail(log: &Path) -> String {
             format!("last {} lines of {}:\n{}", tail.len(), log.display(), tail.join("\n"))
         }
         Err(e) => format!("(cannot read {}: {e})", log.display()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_leader_is_what_more_than_half_of_the_answers_name() {
-        assert_eq!(majority(&[Some(2), Some(2), Some(1)]), Some(2));
-        assert_eq!(majority(&[Some(2), Some(2)]), Some(2));
-        assert_eq!(majority(&[Some(2), Some(1)]), None, "a tie has no majority");
-        assert_eq!(majority(&[Some(3), None, None]), None, "members without a leader count");
-        assert_eq!(majority(&[Some(3), Some(3), None]), Some(3));
-        assert_eq!(majority(&[]), None);
-    }
-
-    #[test]
-    fn a_log_tail_quotes_the_last_lines() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let log = dir.path().join("server.log");
-        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
-        std::fs::write(&log, text)?;
-        let tail = log_tail(&log);
-        assert!(tail.contains("last 40 lines") && tail.contains("line 99") && tail.contains("line 60"));
-        assert!(!tail.contains("line 59"), "{tail}");
-        assert!(log_tail(&dir.path().join("missing")).contains("cannot read"));
-        Ok(())
     }
 }

@@ -7,11 +7,14 @@
 //! history for linearizability ([`checker`]). [`run`] ties them together and writes a report
 //! per run.
 
+pub mod append;
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod lease;
 pub mod nemesis;
 pub mod net;
+pub mod objects;
 pub mod run;
 pub mod watch;
 pub mod workload;

@@ -20,6 +20,8 @@ use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 
+use crate::net::Degradation;
+
 #[cfg(test)]
 mod integration;
 mod membership;
@@ -59,11 +61,31 @@ pub enum FaultKind {
     /// starts it on a fresh data directory (the old one kept as `n<i>.removed-<k>`) that joins
     /// the cluster again as a new member with a new raft id, and waits until it is a voter.
     Membership,
+    /// Cuts `targets[0]` off from every other member; halfway through, every other running
+    /// member is sent SIGUSR1, which makes it build a snapshot and purge its whole log up to
+    /// it; healing reconnects `targets[0]`, which can then catch up only by installing a
+    /// leader's snapshot.
+    Snapshot,
+    /// Shifts `targets[0]`'s wall clock (not its monotonic clock) by
+    /// [`Step::clock_offset_secs`], up to an hour either way, through libfaketime; healing
+    /// sets it right. Raft and leases run on monotonic time, so nothing may notice.
+    Clock,
+    /// Every link of `targets[0]` loses packets at random, both ways, with the probability
+    /// [`Step::degradation`] gives (10–60 %); healing restores them.
+    Lossy,
+    /// Every link of `targets[0]` passes only the packets a second [`Step::degradation`]
+    /// gives (20–200, each way); healing restores them.
+    Slow,
+    /// Adds a new member on the spare host `targets[0]` (index `members`, see
+    /// [`ClusterSpec::spares`](crate::cluster::ClusterSpec::spares)): it joins as a learner
+    /// through another member and becomes a voter, growing the cluster by one; healing removes
+    /// it again and stops it.
+    Grow,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::PartitionMajority,
         FaultKind::PartitionLeader,
         FaultKind::PartitionBridge,
@@ -71,6 +93,11 @@ impl FaultKind {
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Membership,
+        FaultKind::Snapshot,
+        FaultKind::Clock,
+        FaultKind::Lossy,
+        FaultKind::Slow,
+        FaultKind::Grow,
     ];
 
     /// Every kind (the same as [`FaultKind::ALL`]).
@@ -79,7 +106,7 @@ impl FaultKind {
     }
 
     /// The kind's name on command lines and in reports (`partition-majority`, …, `pause`,
-    /// `membership`).
+    /// `membership`, `snapshot`, `clock`, `lossy`, `slow`, `grow`).
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::PartitionMajority => "partition-majority",
@@ -89,12 +116,27 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
             FaultKind::Membership => "membership",
+            FaultKind::Snapshot => "snapshot",
+            FaultKind::Clock => "clock",
+            FaultKind::Lossy => "lossy",
+            FaultKind::Slow => "slow",
+            FaultKind::Grow => "grow",
         }
     }
 
-    /// Whether the kind cuts links (rather than stopping a process).
+    /// Whether the kind cuts links (rather than stopping a process); [`FaultKind::Snapshot`]
+    /// does both.
     pub fn is_partition(self) -> bool {
-        !matches!(self, FaultKind::Kill | FaultKind::Pause | FaultKind::Membership)
+        !matches!(
+            self,
+            FaultKind::Kill
+                | FaultKind::Pause
+                | FaultKind::Membership
+                | FaultKind::Clock
+                | FaultKind::Lossy
+                | FaultKind::Slow
+                | FaultKind::Grow
+        )
     }
 
     /// The fewest members the kind makes sense for: a majority/minority split and a bridge
@@ -102,10 +144,13 @@ impl FaultKind {
     /// member needs 3 (two voters must remain to take the removal and the rejoin).
     pub fn min_members(self) -> usize {
         match self {
-            FaultKind::PartitionMajority | FaultKind::PartitionBridge | FaultKind::Membership => 3,
+            FaultKind::PartitionMajority
+            | FaultKind::PartitionBridge
+            | FaultKind::Membership
+            | FaultKind::Snapshot => 3,
             FaultKind::PartitionRing => 4,
-            FaultKind::PartitionLeader => 2,
-            FaultKind::Kill | FaultKind::Pause => 1,
+            FaultKind::PartitionLeader | FaultKind::Lossy | FaultKind::Slow => 2,
+            FaultKind::Kill | FaultKind::Pause | FaultKind::Clock | FaultKind::Grow => 1,
         }
     }
 
@@ -153,17 +198,67 @@ impl Step {
         self.at + self.duration
     }
 
+    /// How far a [`FaultKind::Clock`] step shifts its target's wall clock: 1 s to an hour,
+    /// ahead or behind, a fixed function of the step's start and target (so a schedule's
+    /// seed fixes it, and reports need no extra field).
+    pub fn clock_offset_secs(&self) -> i64 {
+        let x = self.mix();
+        let magnitude = 1 + (x % 3600) as i64;
+        if (x >> 40) & 1 == 1 { -magnitude } else { magnitude }
+    }
+
+    /// How a [`FaultKind::Lossy`] or [`FaultKind::Slow`] step degrades its target's links
+    /// (`None` for other kinds), a fixed function of the step's start and target like
+    /// [`Step::clock_offset_secs`].
+    pub fn degradation(&self) -> Option<Degradation> {
+        let x = self.mix();
+        match self.kind {
+            FaultKind::Lossy => Some(Degradation::Loss { per_mille: 100 + (x % 501) as u16 }),
+            FaultKind::Slow => Some(Degradation::RateLimit { packets_per_sec: 20 + (x % 181) as u32 }),
+            _ => None,
+        }
+    }
+
+    /// A hash of (start, target): splitmix64's finalizer spreads their bits.
+    fn mix(&self) -> u64 {
+        let at = u64::try_from(self.at.as_millis()).unwrap_or(u64::MAX);
+        let target = self.targets.first().map_or(0, |&t| t as u64);
+        let mut x = at ^ target.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+
+    /// The links a [`FaultKind::Lossy`] or [`FaultKind::Slow`] step degrades (every link of
+    /// its target), as `(lower, higher)` pairs; empty for other kinds.
+    pub fn links_to_degrade(&self, members: usize) -> BTreeSet<(usize, usize)> {
+        match (self.kind, self.targets.first()) {
+            (FaultKind::Lossy | FaultKind::Slow, Some(&t)) => between(&[t], &others(members, &[t])),
+            _ => BTreeSet::new(),
+        }
+    }
+
     /// The links a partition of `members` members cuts, as `(lower, higher)` index pairs
     /// (empty for [`FaultKind::Kill`], [`FaultKind::Pause`] and [`FaultKind::Membership`], and for
     /// [`FaultKind::PartitionLeader`] without a `leader`).
     pub fn links_to_cut(&self, members: usize, leader: Option<usize>) -> BTreeSet<(usize, usize)> {
         match self.kind {
-            FaultKind::Kill | FaultKind::Pause | FaultKind::Membership => BTreeSet::new(),
+            FaultKind::Kill
+            | FaultKind::Pause
+            | FaultKind::Membership
+            | FaultKind::Clock
+            | FaultKind::Lossy
+            | FaultKind::Slow
+            | FaultKind::Grow => BTreeSet::new(),
             FaultKind::PartitionLeader => match leader {
                 Some(l) => between(&[l], &others(members, &[l])),
                 None => BTreeSet::new(),
             },
             FaultKind::PartitionMajority => between(&self.targets, &others(members, &self.targets)),
+            FaultKind::Snapshot => match self.targets.first() {
+                Some(&t) => between(&[t], &others(members, &[t])),
+                None => BTreeSet::new(),
+            },
             FaultKind::PartitionBridge => {
                 let half = self.targets.get(1..).unwrap_or_default();
                 between(half, &others(members, &self.targets))
@@ -211,6 +306,19 @@ impl Step {
             FaultKind::Kill => format!("kill {}", target()),
             FaultKind::Pause => format!("pause {}", target()),
             FaultKind::Membership => format!("remove {}", target()),
+            FaultKind::Grow => format!("add {}", target()),
+            FaultKind::Lossy | FaultKind::Slow => format!(
+                "{} links of {}",
+                self.degradation().map_or_else(String::new, Degradation::describe),
+                target()
+            ),
+            FaultKind::Clock => {
+                format!("skew {} clock {}", target(), crate::cluster::offset_spec(self.clock_offset_secs()))
+            }
+            FaultKind::Snapshot => {
+                let isolated: Vec<usize> = self.targets.first().copied().into_iter().collect();
+                format!("cut {} | {} (to snapshot)", group(&isolated), group(&others(members, &isolated)))
+            }
         }
     }
 }
@@ -301,7 +409,15 @@ fn targets(rng: &mut StdRng, kind: FaultKind, members: usize) -> Vec<usize> {
             std::iter::once(perm[0]).chain(half).collect()
         }
         FaultKind::PartitionRing => perm,
-        FaultKind::Kill | FaultKind::Pause | FaultKind::Membership => vec![perm[0]],
+        FaultKind::Kill
+        | FaultKind::Pause
+        | FaultKind::Membership
+        | FaultKind::Snapshot
+        | FaultKind::Clock
+        | FaultKind::Lossy
+        | FaultKind::Slow => vec![perm[0]],
+        // The spare host comes after the members.
+        FaultKind::Grow => vec![members],
     }
 }
 
@@ -321,182 +437,4 @@ mod millis {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    const S: fn(u64) -> Duration = Duration::from_secs;
-
-    fn schedule(seed: u64, members: usize) -> Schedule {
-        Schedule::generate(seed, S(300), members, &FaultKind::ALL, (S(1), S(5)), (S(2), S(10)))
-    }
-
-    /// Who member `m` still reaches when `cut` is cut.
-    fn sees(m: usize, members: usize, cut: &BTreeSet<(usize, usize)>) -> BTreeSet<usize> {
-        (0..members).filter(|&o| o != m && !cut.contains(&(m.min(o), m.max(o)))).collect()
-    }
-
-    #[test]
-    fn kinds_print_and_parse_by_their_flag_names() -> Result<(), NemesisError> {
-        for k in FaultKind::ALL {
-            assert_eq!(k.to_string().parse::<FaultKind>()?, k);
-            assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::Value::from(k.as_str())));
-        }
-        assert_eq!("partition-bridge".parse::<FaultKind>()?, FaultKind::PartitionBridge);
-        assert_eq!("membership".parse::<FaultKind>()?, FaultKind::Membership);
-        let err = "partition".parse::<FaultKind>().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("\"partition\"") && err.contains("partition-ring"), "{err}");
-        Ok(())
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_schedule() {
-        let a = schedule(7, 5);
-        assert_eq!(a, schedule(7, 5));
-        assert!(a.steps.len() > 10, "300 s of 3..15 s cycles: {} steps", a.steps.len());
-        assert_ne!(a, schedule(8, 5), "another seed, another schedule");
-        let kinds: BTreeSet<FaultKind> = a.steps.iter().map(|s| s.kind).collect();
-        assert!(kinds.len() >= 4, "kinds are drawn at random: {kinds:?}");
-    }
-
-    #[test]
-    fn partitions_are_well_formed() {
-        for members in [3, 4, 5, 7] {
-            for seed in 0..40 {
-                for step in schedule(seed, members).steps {
-                    let cut = step.links_to_cut(members, Some(seed as usize % members));
-                    check_partition(&step, members, seed as usize % members, &cut);
-                }
-            }
-        }
-    }
-
-    fn check_partition(step: &Step, members: usize, leader: usize, cut: &BTreeSet<(usize, usize)>) {
-        let t = &step.targets;
-        match step.kind {
-            FaultKind::PartitionMajority => {
-                let majority = others(members, t);
-                assert!(!t.is_empty() && t.len() < majority.len(), "{step:?}");
-                for m in &majority {
-                    assert_eq!(sees(*m, members, cut), majority.iter().copied().filter(|o| o != m).collect());
-                }
-                for m in t {
-                    assert_eq!(sees(*m, members, cut), t.iter().copied().filter(|o| o != m).collect());
-                }
-            }
-            FaultKind::PartitionLeader => {
-                assert!(t.is_empty() && sees(leader, members, cut).is_empty(), "{step:?}");
-                assert_eq!(cut.len(), members - 1);
-            }
-            FaultKind::PartitionBridge => {
-                let (bridge, a, b) = (t[0], &t[1..], others(members, t));
-                assert!(!a.is_empty() && !b.is_empty() && a.len().abs_diff(b.len()) <= 1, "{step:?}");
-                assert_eq!(sees(bridge, members, cut), others(members, &[bridge]).into_iter().collect());
-                for m in a {
-                    assert!(sees(*m, members, cut).iter().all(|o| !b.contains(o)), "{step:?} {cut:?}");
-                    assert!(sees(*m, members, cut).contains(&bridge));
-                }
-                assert_eq!(cut.len(), a.len() * b.len());
-            }
-            FaultKind::PartitionRing => {
-                let mut order = t.clone();
-                order.sort_unstable();
-                assert_eq!(order, (0..members).collect::<Vec<_>>(), "every member once: {step:?}");
-                for (k, m) in t.iter().enumerate() {
-                    let neighbours = BTreeSet::from([t[(k + 1) % members], t[(k + members - 1) % members]]);
-                    assert_eq!(sees(*m, members, cut), neighbours, "{step:?}");
-                }
-            }
-            FaultKind::Kill | FaultKind::Pause | FaultKind::Membership => {
-                assert!(t.len() == 1 && t[0] < members && cut.is_empty(), "{step:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn kinds_too_big_for_the_cluster_are_left_out() {
-        let three = Schedule::generate(1, S(600), 3, &FaultKind::ALL, (S(1), S(2)), (S(1), S(2)));
-        assert!(!three.steps.is_empty());
-        assert!(three.steps.iter().all(|s| s.kind != FaultKind::PartitionRing));
-        let one = Schedule::generate(1, S(600), 1, &FaultKind::ALL, (S(1), S(2)), (S(1), S(2)));
-        assert!(one.steps.iter().all(|s| matches!(s.kind, FaultKind::Kill | FaultKind::Pause)));
-        let none = Schedule::generate(1, S(600), 2, &[FaultKind::PartitionRing], (S(1), S(2)), (S(1), S(2)));
-        assert!(none.steps.is_empty());
-    }
-
-    #[test]
-    fn membership_faults_are_drawn_deterministically_for_three_members_or_more() {
-        let kinds = [FaultKind::Membership, FaultKind::Kill];
-        for members in [3, 4, 5] {
-            for seed in 0..20 {
-                let s = Schedule::generate(seed, S(300), members, &kinds, (S(1), S(5)), (S(2), S(10)));
-                assert_eq!(s, Schedule::generate(seed, S(300), members, &kinds, (S(1), S(5)), (S(2), S(10))));
-                let removals: Vec<&Step> =
-                    s.steps.iter().filter(|st| st.kind == FaultKind::Membership).collect();
-                assert!(!removals.is_empty(), "seed {seed}: {s:?}");
-                for st in removals {
-                    assert!(st.targets.len() == 1 && st.targets[0] < members, "{st:?}");
-                    assert!(st.links_to_cut(members, Some(0)).is_empty() && !st.kind.is_partition());
-                    assert_eq!(st.describe(members, None), format!("remove n{}", st.targets[0]));
-                }
-            }
-        }
-        let targets: BTreeSet<usize> = (0..20)
-            .flat_map(|seed| Schedule::generate(seed, S(300), 3, &kinds, (S(1), S(5)), (S(2), S(10))).steps)
-            .filter(|st| st.kind == FaultKind::Membership)
-            .map(|st| st.targets[0])
-            .collect();
-        assert_eq!(targets, BTreeSet::from([0, 1, 2]), "every member gets removed some time");
-        let two = Schedule::generate(1, S(600), 2, &[FaultKind::Membership], (S(1), S(2)), (S(1), S(2)));
-        assert!(two.steps.is_empty(), "two members cannot lose one: {two:?}");
-        assert_eq!(FaultKind::Membership.as_str(), "membership");
-        assert_eq!(serde_json::to_value(FaultKind::Membership).ok(), Some("membership".into()));
-    }
-
-    #[test]
-    fn a_schedule_serializes_with_millisecond_times() -> Result<(), serde_json::Error> {
-        let s = Schedule {
-            seed: 3,
-            steps: vec![Step { at: S(2), kind: FaultKind::Kill, targets: vec![1], duration: S(5) }],
-        };
-        let json = serde_json::to_string(&s)?;
-        assert_eq!(
-            json,
-            r#"{"seed":3,"steps":[{"at_ms":2000,"kind":"kill","targets":[1],"duration_ms":5000}]}"#
-        );
-        assert_eq!(serde_json::from_str::<Schedule>(&json)?, s);
-        assert_eq!(s.steps[0].describe(3, None), "kill n1");
-        let cut = Step { at: S(0), kind: FaultKind::PartitionMajority, targets: vec![1], duration: S(1) };
-        assert_eq!(cut.describe(3, None), "cut [n0,n2] | [n1]");
-        Ok(())
-    }
-
-    proptest! {
-        #[test]
-        fn faults_never_overlap_and_end_within_the_run(
-            seed: u64,
-            members in 1usize..9,
-            run_s in 0u64..400,
-            gap in (0u64..5000, 0u64..5000),
-            len in (0u64..8000, 0u64..8000),
-        ) {
-            let ms = Duration::from_millis;
-            let s = Schedule::generate(seed, S(run_s), members, &FaultKind::ALL, (ms(gap.0), ms(gap.1)),
-                (ms(len.0), ms(len.1)));
-            let (gap_lo, gap_hi) = (gap.0.min(gap.1), gap.0.max(gap.1));
-            let (len_lo, len_hi) = (len.0.min(len.1).max(1), len.0.max(len.1).max(1));
-            let mut end = Duration::ZERO;
-            for step in &s.steps {
-                prop_assert!(step.at >= end, "overlap: {:?}", s.steps);
-                let quiet = step.at - end;
-                prop_assert!(ms(gap_lo) <= quiet && quiet <= ms(gap_hi), "gap {quiet:?}");
-                prop_assert!(ms(len_lo) <= step.duration && step.duration <= ms(len_hi));
-                prop_assert!(members >= step.kind.min_members());
-                prop_assert!(step.targets.iter().all(|t| *t < members));
-                end = step.end();
-            }
-            prop_assert!(end <= S(run_s));
-        }
-    }
-}
+mod tests;

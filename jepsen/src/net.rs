@@ -25,6 +25,10 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod degrade;
+
+pub use degrade::Degradation;
+
 /// The longest run tag: interface names (at most 15 bytes) are `fj<tag>br` and `fj<tag>v<i>`.
 pub const MAX_TAG_LEN: usize = 8;
 /// The most hosts one network has (two-digit host indexes in interface names).
@@ -60,6 +64,9 @@ pub enum NetError {
         /// How many hosts there are.
         hosts: usize,
     },
+    /// A link degradation's parameters are out of range.
+    #[error("link degradation: {0}")]
+    Degradation(String),
     /// A link from a host to itself was named.
     #[error("host {0} has no link to itself")]
     SameHost(usize),
@@ -130,6 +137,8 @@ pub struct Network {
     bridge_ip: Ipv4Addr,
     hosts: Vec<Host>,
     cuts: Mutex<BTreeSet<(usize, usize)>>,
+    /// Links with [`Degradation`] rules.
+    degraded: Mutex<BTreeSet<(usize, usize)>>,
     destroyed: bool,
 }
 
@@ -156,6 +165,7 @@ impl Network {
             bridge_ip: Ipv4Addr::new(10, a, b, 254),
             hosts,
             cuts: Mutex::new(BTreeSet::new()),
+            degraded: Mutex::new(BTreeSet::new()),
             destroyed: false,
         };
         net.build().await?;
@@ -234,7 +244,8 @@ impl Network {
         Ok(())
     }
 
-    /// Restores every link: flushes the cut chain in every namespace. Tries all namespaces and
+    /// Restores every link: flushes the cut chain in every namespace (cuts and
+    /// [degradations](Network::degrade)). Tries all namespaces and
     /// returns the first error.
     pub async fn heal(&self) -> Result<(), NetError> {
         let mut first = None;
@@ -246,6 +257,7 @@ impl Network {
         match first {
             None => {
                 self.lock_cuts().clear();
+                self.lock_degraded().clear();
                 Ok(())
             }
             Some(e) => Err(e),
@@ -259,6 +271,15 @@ impl Network {
 
     fn lock_cuts(&self) -> std::sync::MutexGuard<'_, BTreeSet<(usize, usize)>> {
         self.cuts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The links currently degraded ([`Network::degrade`]), as `(lower index, higher index)`.
+    pub fn degraded(&self) -> BTreeSet<(usize, usize)> {
+        self.lock_degraded().clone()
+    }
+
+    fn lock_degraded(&self) -> std::sync::MutexGuard<'_, BTreeSet<(usize, usize)>> {
+        self.degraded.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Deletes the namespaces, veth pairs, bridge and FORWARD rule of this run's tag

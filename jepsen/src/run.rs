@@ -18,12 +18,19 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::append::{self, AppendRecorder, AppendSpec, AppendStats, AppendVerdict};
 use crate::checker::{self, CheckLimits, Validity, Verdict};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::history::Recorder;
+use crate::lease::{self, LeaseRecorder, LeaseSpec, LeaseStats, LeaseVerdict};
 use crate::nemesis::{self, FaultKind, NemesisRecord, Schedule};
-use crate::watch::{self, WatchLog, WatchVerdict};
+use crate::objects::{self, ObjectRecorder, ObjectSpec, ObjectStats, ObjectVerdict};
+use crate::watch::{self, WatchVerdict};
 use crate::workload::{self, WorkloadSpec, WorkloadStats};
+
+mod results;
+
+pub use results::{Recheck, ResultLine, recheck};
 
 /// What a run does.
 #[derive(Clone, Debug, Serialize)]
@@ -45,6 +52,12 @@ pub struct RunSpec {
     pub fault_len: (Duration, Duration),
     /// The clients.
     pub workload: WorkloadSpec,
+    /// The lease clients (`None`: none), on keys outside the watched prefix.
+    pub lease: Option<LeaseSpec>,
+    /// The list-append clients (`None`: none), on keys outside the watched prefix.
+    pub append: Option<AppendSpec>,
+    /// The object clients and watchers, through the API servers (`None`: none).
+    pub objects: Option<ObjectSpec>,
     /// The `flotilla` binary.
     #[serde(skip)]
     pub flotilla: PathBuf,
@@ -66,6 +79,9 @@ impl RunSpec {
             interval: (Duration::from_secs(5), Duration::from_secs(10)),
             fault_len: (Duration::from_secs(3), Duration::from_secs(8)),
             workload: WorkloadSpec::new(&format!("jepsen/{seed}"), seed),
+            lease: Some(LeaseSpec::new(&format!("jepsen/{seed}-lease"), seed)),
+            append: Some(AppendSpec::new(&format!("jepsen/{seed}-append"), seed)),
+            objects: Some(ObjectSpec::new(&format!("jepsen-{seed}"), seed)),
             flotilla,
             dir,
         }
@@ -89,6 +105,18 @@ pub struct RunReport {
     pub watch: Option<WatchVerdict>,
     /// Why the watches were not checked.
     pub watch_error: Option<String>,
+    /// What the lease clients did (`None` without them).
+    pub lease_ops: Option<LeaseStats>,
+    /// The lease checker's verdict (`None` without lease clients).
+    pub lease: Option<LeaseVerdict>,
+    /// What the list-append clients did (`None` without them).
+    pub append_ops: Option<AppendStats>,
+    /// The list-append checker's verdict (`None` without list-append clients).
+    pub append: Option<AppendVerdict>,
+    /// What the object clients and watchers did (`None` without them).
+    pub object_ops: Option<ObjectStats>,
+    /// The object checker's verdict (`None` without object clients).
+    pub objects: Option<ObjectVerdict>,
     /// Members that exited on their own during the run (a crash is a finding too).
     pub crashes: Vec<String>,
     /// Problems stopping the cluster at the end.
@@ -99,10 +127,16 @@ pub struct RunReport {
 
 impl RunReport {
     /// Whether the history was found linearizable, every watcher saw the same complete stream
-    /// of changes agreeing with it, and no member crashed on its own.
+    /// of changes agreeing with it, the list-append transactions were strictly serializable,
+    /// leases expired neither early nor never, no acknowledged object update was lost and
+    /// every object watcher replayed exactly the committed versions to the end, and no member
+    /// crashed on its own.
     pub fn valid(&self) -> bool {
         self.verdict.valid == Validity::Valid
             && self.watch.as_ref().is_some_and(|w| w.valid && w.complete)
+            && self.lease.as_ref().is_none_or(|l| l.valid)
+            && self.append.as_ref().is_none_or(|a| a.valid)
+            && self.objects.as_ref().is_none_or(|o| o.valid && o.complete)
             && self.crashes.is_empty()
     }
 
@@ -115,7 +149,7 @@ impl RunReport {
             .filter(|k| matches!(k.outcome, checker::KeyOutcome::NotLinearizable(_)))
             .count();
         format!(
-            "seed {} members {} time {:?}: {:?}; {} ops ({} ok, {} fail, {} info) on {} keys, {} anomalies; watches: {}; {} nemesis actions ({} failed); {} crashes; {:.1} s",
+            "seed {} members {} time {:?}: {:?}; {} ops ({} ok, {} fail, {} info) on {} keys, {} anomalies; watches: {}; append: {}; {}; objects: {}; {} nemesis actions ({} failed); {} crashes; {:.1} s",
             self.spec.seed,
             self.spec.members,
             self.spec.time,
@@ -127,6 +161,9 @@ impl RunReport {
             self.verdict.keys.len(),
             anomalies,
             self.watch_summary(),
+            self.append.as_ref().map_or_else(|| "not run".to_string(), AppendVerdict::summary),
+            self.lease.as_ref().map_or_else(|| "leases: not run".to_string(), LeaseVerdict::summary),
+            self.objects_summary(),
             self.nemesis.len(),
             self.nemesis.iter().filter(|r| r.error.is_some()).count(),
             self.crashes.len(),
@@ -136,6 +173,24 @@ impl RunReport {
 }
 
 impl RunReport {
+    /// The object verdict in a few words.
+    fn objects_summary(&self) -> String {
+        match (&self.objects, &self.object_ops) {
+            (Some(v), Some(ops)) => format!(
+                "{}{} ({} updates: {} ok, {} conflicts, {} unknown; {} watch events; {} anomalies)",
+                if v.valid { "valid" } else { "INVALID" },
+                if v.complete { "" } else { ", a watcher fell short of the end" },
+                ops.updates,
+                ops.ok,
+                ops.fail,
+                ops.info,
+                ops.watch_events,
+                v.anomaly_count
+            ),
+            _ => "not run".to_string(),
+        }
+    }
+
     /// The watch verdict in a few words.
     fn watch_summary(&self) -> String {
         match (&self.watch, &self.watch_error) {
@@ -155,6 +210,12 @@ impl RunReport {
 
 /// The file the watch logs are saved in.
 pub const WATCHES_FILE: &str = "watches.json";
+/// The file the list-append clients' history is saved in.
+pub const APPEND_FILE: &str = "append.jsonl";
+/// The file the object clients' and watchers' history is saved in.
+pub const OBJECTS_FILE: &str = "objects.jsonl";
+/// The file the lease clients' history is saved in.
+pub const LEASES_FILE: &str = "leases.jsonl";
 
 /// How long the watchers may take, after the clients stop, to reach the final revision.
 const WATCH_TAIL: Duration = Duration::from_secs(60);
@@ -177,11 +238,13 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunReport> {
         members: spec.members,
         dir: spec.dir.clone(),
         tag,
+        clock_skew: spec.faults.contains(&FaultKind::Clock),
+        spares: usize::from(spec.faults.contains(&FaultKind::Grow)),
     })
     .await
     .context("starting the cluster")?;
 
-    let endpoints = cluster.etcd_endpoints();
+    let endpoints = cluster.member_endpoints();
     // The trailing slash keeps `jepsen/1/` from matching `jepsen/12/...`.
     let watch_prefix = format!("{}/", spec.workload.prefix);
     let op_timeout = spec.workload.op_timeout;
@@ -197,20 +260,47 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunReport> {
     let recorder = Recorder::new();
     let start = Instant::now();
     let until = start + spec.time + spec.quiet;
+    let lease_recorder = spec.lease.as_ref().map(|l| LeaseRecorder::new(l, start));
+    // Joined beside the rest: its final phase may take a lease's TTL and slack past `until`,
+    // which must not hold up the final revision the watchers wait for.
+    let leases = async {
+        match (&spec.lease, &lease_recorder) {
+            (Some(l), Some(r)) => Some(lease::run(&endpoints, l, r, until).await),
+            _ => None,
+        }
+    };
     let (final_tx, final_rx) = tokio::sync::watch::channel(None);
     let watchers =
         watch::watch(&endpoints, &watch_prefix, start_revision, until, op_timeout, WATCH_TAIL, final_rx);
     let clients = workload::run(&endpoints, &spec.workload, &recorder, until);
+    let kubeconfigs: Vec<PathBuf> =
+        (0..spec.members).map(|i| cluster.member_dir(i).join("kubeconfig")).collect();
+    let object_recorder = ObjectRecorder::new();
+    // Beside the rest too: its final reads and watchers may go on past `until`.
+    let object_run = async {
+        match &spec.objects {
+            Some(o) => Some(objects::run(&kubeconfigs, o, &object_recorder, until).await),
+            None => None,
+        }
+    };
+    let append_recorder = AppendRecorder::new();
+    let appends = async {
+        match &spec.append {
+            Some(a) => append::run(&endpoints, a, &append_recorder, until).await.map(Some),
+            None => Ok(None),
+        }
+    };
     let faults = nemesis::run(&mut cluster, &schedule, start);
     let rest = async {
-        let (ops, records) = tokio::join!(clients, faults);
+        let (ops, append_ops, records) = tokio::join!(clients, appends, faults);
         let deadline = Instant::now() + WATCH_TAIL;
         let final_revision = watch::current_revision(&endpoints, &watch_prefix, op_timeout, deadline).await;
         final_tx.send_replace(final_revision.as_ref().ok().copied());
         drop(final_tx);
-        (ops, records, final_revision)
+        (ops, append_ops, records, final_revision)
     };
-    let (logs, (ops, records, final_revision)) = tokio::join!(watchers, rest);
+    let (logs, (ops, append_ops, records, final_revision), lease_run, object_run) =
+        tokio::join!(watchers, rest, leases, object_run);
     let crashes = cluster.reap_exited().into_iter().map(|(i, why)| format!("n{i}: {why}")).collect();
     let stop_problems = cluster.stop().await;
     let ops = ops.context("running the clients")?;
@@ -218,6 +308,33 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunReport> {
     let history = recorder.history();
     history.save(&spec.dir.join("history.jsonl"))?;
     let verdict = checker::check_registers(&history, &CheckLimits::default())?;
+    let append_ops = append_ops.context("running the list-append clients")?;
+    let append = match &spec.append {
+        Some(_) => {
+            let h = append_recorder.history();
+            h.save(&spec.dir.join(APPEND_FILE))?;
+            Some(append::check(&h))
+        }
+        None => None,
+    };
+    let (object_ops, objects) = match object_run {
+        Some(stats) => {
+            let stats = stats.context("running the object clients")?;
+            let h = object_recorder.history();
+            h.save(&spec.dir.join(OBJECTS_FILE))?;
+            (Some(stats), Some(objects::check(&h)))
+        }
+        None => (None, None),
+    };
+    let (lease_ops, lease) = match (lease_run, lease_recorder) {
+        (Some(stats), Some(rec)) => {
+            let stats = stats.context("running the lease clients")?;
+            let h = rec.history();
+            h.save(&spec.dir.join(LEASES_FILE))?;
+            (Some(stats), Some(lease::check(&h)))
+        }
+        _ => (None, None),
+    };
     let logs = logs.context("running the watchers")?;
     let watches_path = spec.dir.join(WATCHES_FILE);
     std::fs::write(&watches_path, serde_json::to_vec(&logs)?)
@@ -235,6 +352,12 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunReport> {
         verdict,
         watch,
         watch_error,
+        lease_ops,
+        lease,
+        append_ops,
+        append,
+        object_ops,
+        objects,
         crashes,
         stop_problems,
         elapsed_secs,
@@ -248,84 +371,4 @@ fn write_report(dir: &Path, report: &RunReport) -> anyhow::Result<()> {
     let path = dir.join("report.json");
     std::fs::write(&path, serde_json::to_vec_pretty(report)?)
         .with_context(|| format!("writing {}", path.display()))
-}
-
-/// One line of a campaign's results file.
-#[derive(Clone, Debug, Serialize)]
-pub struct ResultLine {
-    /// When the run finished (seconds since the Unix epoch).
-    pub finished_unix: u64,
-    /// The seed.
-    pub seed: u64,
-    /// Members.
-    pub members: usize,
-    /// Seconds of faults.
-    pub time_secs: u64,
-    /// The fault kinds in use.
-    pub faults: Vec<FaultKind>,
-    /// Nemesis actions taken.
-    pub nemesis_actions: usize,
-    /// Operations invoked / ok / fail / info.
-    pub ops: WorkloadStats,
-    /// The register checker's verdict.
-    pub valid: Validity,
-    /// Whether the watchers' streams were valid and complete (`None`: not checked).
-    pub watch_valid: Option<bool>,
-    /// Members that exited on their own.
-    pub crashes: usize,
-    /// Where the run's files were.
-    pub dir: String,
-}
-
-impl ResultLine {
-    /// The results-file line for `report`.
-    pub fn of(report: &RunReport) -> Self {
-        let finished_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        ResultLine {
-            finished_unix,
-            seed: report.spec.seed,
-            members: report.spec.members,
-            time_secs: report.spec.time.as_secs(),
-            faults: report.spec.faults.clone(),
-            nemesis_actions: report.nemesis.len(),
-            ops: report.ops.clone(),
-            valid: report.verdict.valid,
-            watch_valid: report.watch.as_ref().map(|w| w.valid && w.complete),
-            crashes: report.crashes.len(),
-            dir: report.spec.dir.display().to_string(),
-        }
-    }
-
-    /// Appends the line to `path` (JSON lines).
-    pub fn append(&self, path: &Path) -> anyhow::Result<()> {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        writeln!(f, "{}", serde_json::to_string(self)?)
-            .with_context(|| format!("appending to {}", path.display()))
-    }
-}
-
-/// Re-checks a saved history with the default limits, and the watch logs saved next to it
-/// (if any).
-pub fn recheck(history: &Path) -> anyhow::Result<(Verdict, Option<WatchVerdict>)> {
-    let h = crate::history::History::load(history)?;
-    let verdict = checker::check_registers(&h, &CheckLimits::default())?;
-    let watches = history.with_file_name(WATCHES_FILE);
-    let watch = match std::fs::read(&watches) {
-        Ok(bytes) => {
-            let logs: Vec<WatchLog> =
-                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", watches.display()))?;
-            logs.iter().find_map(|l| l.final_revision).map(|r| watch::check_watches(&logs, &h, r))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", watches.display())),
-    };
-    Ok((verdict, watch))
 }

@@ -1,8 +1,10 @@
 //! Live tests (as root with `ip`/`iptables`; skipped with the reason printed otherwise): a
 //! network whose links are cut and healed, and, when `FLOTILLA_BIN` names a `flotilla` binary,
 //! a real three-member cluster in network namespaces: links cut and healed, a member killed
-//! and restarted, one paused and resumed, a short nemesis schedule, a clean stop; and a
-//! follower, then the leader, removed from the membership and rejoined as new members.
+//! and restarted, one paused and resumed, a short nemesis schedule, a member catching up from a
+//! snapshot after a snapshot fault, one with its wall clock skewed, a clean stop; and a
+//! follower, then the leader, removed from the membership and rejoined as new members, and a
+//! spare host added as a fourth member and removed again.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -14,7 +16,7 @@ use tokio::time::Instant;
 
 use super::{FaultKind, Schedule, Step};
 use crate::cluster::{Cluster, ClusterSpec, ETCD_PORT};
-use crate::net::{self, NetError, Network};
+use crate::net::{self, Degradation, NetError, Network};
 
 const TAG: &str = "nemtest";
 
@@ -113,6 +115,28 @@ async fn a_cut_link_drops_traffic_both_ways_and_heal_restores_it() -> anyhow::Re
         net.heal().await?;
         assert!(net.cuts().is_empty());
         assert!(connects_from(&hosts[2].ns, &addr).await?, "n2 -> n0 after heal");
+
+        // Degraded links: 99.9 % loss stops connections (each SYN and answer must pass);
+        // a rate limit is a hashlimit rule in each namespace; heal removes both.
+        net.degrade(2, 0, Degradation::Loss { per_mille: 999 }).await?;
+        net.degrade(1, 2, Degradation::RateLimit { packets_per_sec: 50 }).await?;
+        assert_eq!(net.degraded(), BTreeSet::from([(0, 2), (1, 2)]));
+        assert!(net.cuts().is_empty());
+        assert!(!connects_from(&hosts[2].ns, &addr).await?, "n2 -> n0 loses everything");
+        assert!(connects_from(&hosts[0].ns, &n1).await?, "n0 -> n1 is not degraded");
+        let rules = ns_rules(&hosts[1].ns).await?;
+        assert!(
+            rules.contains("--hashlimit-above 50/sec") && rules.contains(&hosts[2].ip.to_string()),
+            "{rules}"
+        );
+        assert!(matches!(
+            net.degrade(0, 1, Degradation::Loss { per_mille: 0 }).await,
+            Err(NetError::Degradation(_))
+        ));
+        net.heal().await?;
+        assert!(net.degraded().is_empty());
+        assert!(!ns_rules(&hosts[1].ns).await?.contains("hashlimit"));
+        assert!(connects_from(&hosts[2].ns, &addr).await?, "n2 -> n0 after heal");
         for mut l in listeners {
             l.kill().await?;
         }
@@ -123,6 +147,16 @@ async fn a_cut_link_drops_traffic_both_ways_and_heal_restores_it() -> anyhow::Re
     drop(net);
     assert_nothing_left("nettest")?;
     scenario.map_err(|_| anyhow::anyhow!("the network scenario ran past its timeout"))?
+}
+
+/// The iptables rules of the cut chain inside namespace `ns`.
+async fn ns_rules(ns: &str) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("ip")
+        .args(["netns", "exec", ns, "iptables", "-w", "10", "-S", net::CUT_CHAIN])
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "iptables -S in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Fails if a namespace or interface of run `tag` exists.
@@ -143,7 +177,14 @@ fn assert_nothing_left(tag: &str) -> anyhow::Result<()> {
 async fn a_three_member_cluster_survives_cuts_kills_pauses_and_a_nemesis() -> anyhow::Result<()> {
     let Some(flotilla) = flotilla_bin() else { return Ok(()) };
     let dir = tempfile::tempdir()?;
-    let spec = ClusterSpec { flotilla, members: 3, dir: dir.path().to_path_buf(), tag: TAG.into() };
+    let spec = ClusterSpec {
+        flotilla,
+        members: 3,
+        dir: dir.path().to_path_buf(),
+        tag: TAG.into(),
+        clock_skew: true,
+        spares: 0,
+    };
     let scenario = tokio::time::timeout(Duration::from_secs(600), async {
         let started = Instant::now();
         let mut c = Cluster::start(spec).await?;
@@ -233,6 +274,65 @@ async fn a_three_member_cluster_survives_cuts_kills_pauses_and_a_nemesis() -> an
         assert!((0..3).all(|i| c.is_running(i) && !c.is_paused(i)));
         leader_where(&c, |_| true).await?;
 
+        // A snapshot fault: a follower is cut off while keys are written, the others build
+        // snapshots and purge their logs, and once healed it catches up from a snapshot.
+        let leader = leader_where(&c, |_| true).await?;
+        let isolated = (leader + 1) % 3;
+        let schedule =
+            Schedule { seed: 0, steps: vec![step(100, FaultKind::Snapshot, vec![isolated], 3000)] };
+        let writer = write_keys(c.etcd_endpoints()[leader].clone(), "snapfault/", 40, ms(40));
+        let (records, written) = tokio::join!(super::run(&mut c, &schedule, Instant::now()), writer);
+        let written = written?;
+        let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+        assert!(records.iter().all(|r| r.error.is_none()), "{records:#?}");
+        let others: Vec<usize> = (0..3).filter(|&m| m != isolated).collect();
+        let cut = format!("cut [n{isolated}] | [n{},n{}] (to snapshot)", others[0], others[1]);
+        let snapshots = others.iter().map(|m| format!("snapshot n{m}"));
+        let expected: Vec<String> =
+            std::iter::once(cut).chain(snapshots).chain(std::iter::once("heal".into())).collect();
+        assert_eq!(actions, expected);
+        let isolated_endpoint = c.etcd_endpoints()[isolated].clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count_keys(&isolated_endpoint, "snapfault/").await.unwrap_or(0) < written {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "n{isolated} did not catch up after the snapshot fault"
+            );
+            tokio::time::sleep(ms(200)).await;
+        }
+        let log = std::fs::read_to_string(c.member_dir(isolated).join("server.log"))?;
+        assert!(log.contains("installed snapshot"), "n{isolated} caught up from a snapshot");
+        for m in others {
+            let log = std::fs::read_to_string(c.member_dir(m).join("server.log"))?;
+            assert!(log.contains("purged the log up to it"), "n{m} compacted on SIGUSR1");
+        }
+
+        // Clock faults: the runner skews a member's wall clock and sets it right; a member two
+        // days ahead logs that date and still serves reads and writes.
+        let clock_step = step(100, FaultKind::Clock, vec![2], 500);
+        let records =
+            super::run(&mut c, &Schedule { seed: 0, steps: vec![clock_step.clone()] }, Instant::now()).await;
+        let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(actions, [clock_step.describe(3, None).as_str(), "unskew n2"], "{records:#?}");
+        assert!(records.iter().all(|r| r.error.is_none()), "{records:#?}");
+        assert_eq!(std::fs::read_to_string(c.clock_file(2))?, "+0s\n");
+        let two_days = 2 * 24 * 3600;
+        c.skew_clock(2, two_days)?;
+        let ahead = utc_date(two_days).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            c.compact_log(2).await?;
+            tokio::time::sleep(ms(500)).await;
+            let log = std::fs::read_to_string(c.member_dir(2).join("server.log"))?;
+            if log.lines().any(|l| l.contains("SIGUSR1: building") && l.contains(&ahead)) {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "n2 never logged a line dated {ahead}");
+        }
+        write_keys(c.etcd_endpoints()[2].clone(), "clockfault/", 3, ms(1)).await?;
+        assert_eq!(count_keys(&c.etcd_endpoints()[2], "clockfault/").await?, 3);
+        c.skew_clock(2, 0)?;
+
         // A stop that is already requested applies nothing.
         let (_tx, stopped) = tokio::sync::watch::channel(true);
         assert!(super::run_until(&mut c, &schedule, Instant::now(), stopped).await.is_empty());
@@ -244,6 +344,41 @@ async fn a_three_member_cluster_survives_cuts_kills_pauses_and_a_nemesis() -> an
     .await;
     assert_nothing_left(TAG)?;
     scenario.map_err(|_| anyhow::anyhow!("the cluster scenario ran past its outer timeout"))?
+}
+
+/// Today's UTC date `offset_secs` from now, as `YYYY-MM-DD` (by date(1)).
+async fn utc_date(offset_secs: i64) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let at = i64::try_from(now)? + offset_secs;
+    let out = tokio::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{at}"), "+%Y-%m-%d"])
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "date: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// Puts `count` keys `<prefix><i>` through `endpoint`, one every `every`; returns how many.
+async fn write_keys(endpoint: String, prefix: &str, count: usize, every: Duration) -> anyhow::Result<usize> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(10));
+    let mut client = etcd_client::Client::connect([endpoint.as_str()], Some(options)).await?;
+    for i in 0..count {
+        client.put(format!("{prefix}{i:03}"), "v", None).await?;
+        tokio::time::sleep(every).await;
+    }
+    Ok(count)
+}
+
+/// How many keys under `prefix` member `endpoint` has applied (a serializable read: its own copy).
+async fn count_keys(endpoint: &str, prefix: &str) -> anyhow::Result<usize> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(2));
+    let mut client = etcd_client::Client::connect([endpoint], Some(options)).await?;
+    let opts = etcd_client::GetOptions::new().with_prefix().with_serializable().with_count_only();
+    Ok(usize::try_from(client.get(prefix, Some(opts)).await?.count())?)
 }
 
 /// Checks a three-member cluster after a membership fault was healed: a leader, three voters
@@ -280,7 +415,14 @@ async fn check_rejoined(c: &Cluster, i: usize, old_id: u64, key: &str) -> anyhow
 async fn a_removed_follower_and_a_removed_leader_rejoin_as_new_voters() -> anyhow::Result<()> {
     let Some(flotilla) = flotilla_bin() else { return Ok(()) };
     let dir = tempfile::tempdir()?;
-    let spec = ClusterSpec { flotilla, members: 3, dir: dir.path().to_path_buf(), tag: "mbtest".into() };
+    let spec = ClusterSpec {
+        flotilla,
+        members: 3,
+        dir: dir.path().to_path_buf(),
+        tag: "mbtest".into(),
+        clock_skew: false,
+        spares: 1,
+    };
     let scenario = tokio::time::timeout(Duration::from_secs(600), async {
         let mut c = Cluster::start(spec).await?;
         let ms = Duration::from_millis;
@@ -316,6 +458,23 @@ async fn a_removed_follower_and_a_removed_leader_rejoin_as_new_voters() -> anyho
             assert!(aside.join("server.log").is_file(), "the old data directory kept at {}", aside.display());
             check_rejoined(&c, target, old_id, &format!("mb-{round}")).await?;
         }
+
+        // The spare host grows the cluster to four voters, then leaves it again.
+        assert!(c.is_spare(3) && c.is_removed(3) && !c.is_running(3) && c.member_endpoints().len() == 3);
+        let grow = Step { at: ms(100), kind: FaultKind::Grow, targets: vec![3], duration: ms(2000) };
+        let records = super::run(&mut c, &Schedule { seed: 0, steps: vec![grow] }, Instant::now()).await;
+        eprintln!("grow: {records:#?}");
+        assert!(records.iter().all(|r| r.error.is_none()), "{records:#?}");
+        let id = c.raft_id(3).context("the spare's raft id")?;
+        let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(actions, [format!("add n3 (id {id})"), format!("remove n3 (id {id})")]);
+        assert!(c.is_removed(3) && !c.is_running(3));
+        let endpoint = c.etcd_endpoints()[0].clone();
+        let voters = crate::cluster::connect(&endpoint, Duration::from_secs(5)).await?.member_list().await?;
+        let ids: Vec<u64> = voters.members().iter().map(|m| m.id()).collect();
+        assert_eq!(ids.len(), 3, "back to three members: {ids:?}");
+        assert!(!ids.contains(&id), "the spare's id {id} is gone: {ids:?}");
+        check_rejoined(&c, 0, 0, "mb-grown").await?;
         let problems = c.stop().await;
         assert!(problems.is_empty(), "{problems:?}");
         anyhow::Ok(())

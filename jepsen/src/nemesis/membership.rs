@@ -1,7 +1,9 @@
 //! The [`FaultKind::Membership`] fault: a member removed from the membership and stopped,
-//! then brought back on a fresh data directory as a new member.
+//! then brought back on a fresh data directory as a new member; and the [`FaultKind::Grow`]
+//! fault: a spare host added as a new member, then removed again.
 //!
 //! [`FaultKind::Membership`]: super::FaultKind::Membership
+//! [`FaultKind::Grow`]: super::FaultKind::Grow
 
 use tokio::time::Instant;
 
@@ -41,6 +43,21 @@ pub(super) async fn remove(cluster: &mut Cluster, i: usize) -> (String, Result<(
             (action, Ok(()))
         }
         Err(e) => (action, Err(format!("removed, but stopping it failed: {e:#}"))),
+    }
+}
+
+/// Adds spare host `i` as a new member through another member (see [`Cluster::rejoin`]): the
+/// cluster grows by one. The action to record (`add n3 (id 7)`) and its outcome.
+pub(super) async fn add(cluster: &mut Cluster, i: usize) -> (String, Result<(), String>) {
+    let Some(seed) = peer(cluster, i).await else {
+        return (format!("add n{i}"), Err("no running member to join through".to_string()));
+    };
+    if !cluster.is_spare(i) || !cluster.is_removed(i) {
+        return (format!("add n{i}"), Err(format!("n{i} is not a spare host out of the cluster")));
+    }
+    match cluster.rejoin(i, seed).await {
+        Ok(id) => (format!("add n{i} (id {id})"), Ok(())),
+        Err(e) => (format!("add n{i}"), Err(format!("{e:#}"))),
     }
 }
 

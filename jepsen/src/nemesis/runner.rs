@@ -20,7 +20,9 @@ pub struct NemesisRecord {
     pub time_ns: u64,
     /// What it did: `cut [n0,n1] | [n2]`, `cut [n1] | [n0,n2] (leader n1)`,
     /// `cut [n0] | [n2] (bridge n1)`, `cut to ring [n0,n2,n1,n3]`, `kill n2`, `restart n2`,
-    /// `pause n1`, `resume n1`, `remove n1 (id 2)`, `rejoin n1 (id 31)` or `heal`.
+    /// `pause n1`, `resume n1`, `remove n1 (id 2)`, `rejoin n1 (id 31)`,
+    /// `cut [n1] | [n0,n2] (to snapshot)`, `snapshot n0`, `skew n2 clock -1234s`, `unskew n2`,
+    /// `lose 25.0% links of n1`, `throttle to 80 packets/s links of n0` or `heal`.
     pub action: String,
     /// Why it failed, if it did.
     pub error: Option<String>,
@@ -33,6 +35,8 @@ enum Applied {
     Killed(usize),
     Paused(usize),
     Removed(usize),
+    Skewed(usize),
+    Added(usize),
 }
 
 struct Recorder {
@@ -79,7 +83,14 @@ pub async fn run_until(
             break;
         }
         let applied = apply(cluster, step, &mut rec, &mut killed).await;
-        let stopped = !wait_until(start + step.end(), &mut stop).await;
+        let mut stopped = false;
+        if let (FaultKind::Snapshot, Some(&isolated)) = (step.kind, step.targets.first()) {
+            stopped = !wait_until(start + step.at + step.duration / 2, &mut stop).await;
+            if !stopped {
+                snapshot_others(cluster, isolated, &mut rec).await;
+            }
+        }
+        let stopped = stopped || !wait_until(start + step.end(), &mut stop).await;
         undo(cluster, applied, &mut rec, &mut killed).await;
         if stopped {
             break;
@@ -143,6 +154,30 @@ async fn apply(
         rec.record(step.describe(members, None), Err("the step names no member".to_string()));
         return Applied::Nothing;
     };
+    if let Some(how) = step.degradation() {
+        let mut result = Ok(());
+        for (a, b) in step.links_to_degrade(members) {
+            if let Err(e) = cluster.network().degrade(a, b, how).await {
+                result = Err(e.to_string());
+                break;
+            }
+        }
+        rec.record(step.describe(members, None), result);
+        // Even a failed degradation may have left rules behind: always heal.
+        return Applied::Cuts;
+    }
+    if step.kind == FaultKind::Clock {
+        let result = cluster.skew_clock(target, step.clock_offset_secs()).map_err(|e| format!("{e:#}"));
+        let applied = if result.is_ok() { Applied::Skewed(target) } else { Applied::Nothing };
+        rec.record(step.describe(members, None), result);
+        return applied;
+    }
+    if step.kind == FaultKind::Grow {
+        let (action, result) = membership::add(cluster, target).await;
+        rec.record(action, result);
+        // A failed add may still have joined it: heal_all removes whatever spare is a member.
+        return if cluster.is_removed(target) { Applied::Nothing } else { Applied::Added(target) };
+    }
     if step.kind == FaultKind::Membership {
         let (action, result) = membership::remove(cluster, target).await;
         rec.record(action, result);
@@ -163,6 +198,17 @@ async fn apply(
     };
     rec.record(step.describe(members, None), result);
     applied
+}
+
+/// Sends SIGUSR1 to every running, unpaused member but `isolated`: each builds a snapshot and
+/// purges its log up to it (see [`FaultKind::Snapshot`]).
+async fn snapshot_others(cluster: &Cluster, isolated: usize, rec: &mut Recorder) {
+    for i in (0..cluster.len()).filter(|&i| i != isolated) {
+        if cluster.is_running(i) && !cluster.is_paused(i) {
+            let result = cluster.compact_log(i).await.map_err(|e| format!("{e:#}"));
+            rec.record(format!("snapshot n{i}"), result);
+        }
+    }
 }
 
 /// Polls [`Cluster::leader`] for up to [`LEADER_WAIT`] (members may be mid-election, e.g.
@@ -193,7 +239,21 @@ async fn undo(cluster: &mut Cluster, applied: Applied, rec: &mut Recorder, kille
             rec.record(format!("resume n{i}"), result);
         }
         Applied::Removed(i) => rejoin(cluster, i, rec, killed).await,
+        Applied::Skewed(i) => unskew(cluster, i, rec),
+        Applied::Added(i) => shrink(cluster, i, rec).await,
     }
+}
+
+/// Removes spare host `i` from the membership again and stops it.
+async fn shrink(cluster: &mut Cluster, i: usize, rec: &mut Recorder) {
+    let (action, result) = membership::remove(cluster, i).await;
+    rec.record(action, result);
+}
+
+/// Sets member `i`'s wall clock right again.
+fn unskew(cluster: &mut Cluster, i: usize, rec: &mut Recorder) {
+    let result = cluster.skew_clock(i, 0).map_err(|e| format!("{e:#}"));
+    rec.record(format!("unskew n{i}"), result);
 }
 
 async fn rejoin(cluster: &mut Cluster, i: usize, rec: &mut Recorder, killed: &mut BTreeSet<usize>) {
@@ -213,13 +273,17 @@ async fn restart(cluster: &mut Cluster, i: usize, rec: &mut Recorder, killed: &m
 }
 
 /// Heals whatever an earlier failure left: cut links, paused members, killed members, removed
-/// members (rejoined last: they join through running members).
+/// members (rejoined last: they join through running members), spare hosts still members
+/// (removed again).
 async fn heal_all(cluster: &mut Cluster, rec: &mut Recorder, killed: &mut BTreeSet<usize>) {
-    if !cluster.network().cuts().is_empty() {
+    if !cluster.network().cuts().is_empty() || !cluster.network().degraded().is_empty() {
         let result = cluster.network().heal().await.map_err(|e| e.to_string());
         rec.record("heal".to_string(), result);
     }
     for i in 0..cluster.len() {
+        if cluster.clock_offset(i) != 0 {
+            unskew(cluster, i, rec);
+        }
         if cluster.is_paused(i) {
             let result = cluster.resume(i).await.map_err(|e| format!("{e:#}"));
             rec.record(format!("resume n{i}"), result);
@@ -231,8 +295,13 @@ async fn heal_all(cluster: &mut Cluster, rec: &mut Recorder, killed: &mut BTreeS
         }
     }
     for i in 0..cluster.len() {
-        if cluster.is_removed(i) {
+        if cluster.is_removed(i) && !cluster.is_spare(i) {
             rejoin(cluster, i, rec, killed).await;
+        }
+    }
+    for i in 0..cluster.len() {
+        if cluster.is_spare(i) && !cluster.is_removed(i) {
+            shrink(cluster, i, rec).await;
         }
     }
 }

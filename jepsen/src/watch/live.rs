@@ -101,7 +101,14 @@ async fn watchers_on_every_member_agree_through_a_kill_and_restart() -> anyhow::
     let Some(flotilla) = flotilla_copy()? else { return Ok(()) };
     let dir = tempfile::tempdir()?;
     let tag = format!("wt{}", std::process::id() % 1_000_000);
-    let spec = ClusterSpec { flotilla, members: 3, dir: dir.path().to_path_buf(), tag: tag.clone() };
+    let spec = ClusterSpec {
+        flotilla,
+        members: 3,
+        dir: dir.path().to_path_buf(),
+        tag: tag.clone(),
+        clock_skew: false,
+        spares: 0,
+    };
     // Dropping the cluster (on a timeout or an error) kills its members and removes the network.
     let scenario = tokio::time::timeout(Duration::from_secs(600), async {
         let mut cluster = Cluster::start(spec).await?;

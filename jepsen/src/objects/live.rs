@@ -1,0 +1,196 @@
+//! A live test (with `FLOTILLA_BIN` naming a `flotilla` binary; skipped with the reason
+//! printed otherwise): the object workload against one `flotilla server` on loopback, four
+//! clients on three objects for about 6 s with two watchers whose streams the server ends
+//! every 2 s, then the checker over the recorded (and saved and reloaded) history.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::time::Instant;
+
+use super::{AnomalyKind, ObjectHistory, ObjectRecorder, ObjectSpec, check, run};
+
+/// The `flotilla` binary, or `None` (with the reason printed) when the test cannot run.
+fn flotilla() -> Option<PathBuf> {
+    let Some(bin) = std::env::var_os("FLOTILLA_BIN").map(PathBuf::from) else {
+        eprintln!("skipping: FLOTILLA_BIN does not name a flotilla binary");
+        return None;
+    };
+    if !bin.is_file() {
+        eprintln!("skipping: FLOTILLA_BIN={} does not exist", bin.display());
+        return None;
+    }
+    Some(bin)
+}
+
+/// Three distinct free loopback ports (bound together, then released).
+fn free_ports() -> anyhow::Result<[u16; 3]> {
+    let listeners = [
+        std::net::TcpListener::bind("127.0.0.1:0")?,
+        std::net::TcpListener::bind("127.0.0.1:0")?,
+        std::net::TcpListener::bind("127.0.0.1:0")?,
+    ];
+    let mut ports = [0; 3];
+    for (p, l) in ports.iter_mut().zip(&listeners) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_and_watches_against_a_server_are_valid() -> anyhow::Result<()> {
+    let Some(bin) = flotilla() else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let [api, etcd, raft] = free_ports()?;
+    let log_path = dir.path().join("server.log");
+    let mut log = std::fs::File::create(&log_path)?;
+    let mut server = tokio::process::Command::new(&bin)
+        .arg("server")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--api-listen", &format!("127.0.0.1:{api}")])
+        .args(["--etcd-listen", &format!("127.0.0.1:{etcd}")])
+        .args(["--raft-listen", &format!("127.0.0.1:{raft}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log.try_clone()?))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("running {} server", bin.display()))?;
+    let stdout = server.stdout.take().context("no stdout pipe")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let up = async {
+        while let Some(line) = lines.next_line().await? {
+            writeln!(log, "{line}")?;
+            if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+                return Ok(PathBuf::from(path.trim()));
+            }
+        }
+        anyhow::bail!("the server exited before printing `export KUBECONFIG=`")
+    };
+    let kubeconfig = tokio::time::timeout(Duration::from_secs(120), up)
+        .await
+        .map_err(|_| anyhow::anyhow!("no `export KUBECONFIG=` line within 120 s"))?
+        .with_context(|| format!("starting the server; its log is {}", log_path.display()))?;
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if writeln!(log, "{line}").is_err() {
+                break;
+            }
+        }
+    });
+
+    let spec = ObjectSpec {
+        clients: 4,
+        objects: 3,
+        watchers: 2,
+        watch_timeout: Duration::from_secs(2),
+        tail: Duration::from_secs(30),
+        ..ObjectSpec::new("Objects/Live", 7)
+    };
+    let recorder = ObjectRecorder::new();
+    let until = Instant::now() + Duration::from_secs(6);
+    let stats = tokio::time::timeout(Duration::from_secs(120), run(&[kubeconfig], &spec, &recorder, until))
+        .await
+        .context("the workload ran past 120 s")??;
+    let history = recorder.history();
+    let path = dir.path().join("objects.jsonl");
+    history.save(&path)?;
+    let reloaded = ObjectHistory::load(&path)?;
+    assert!(reloaded == history, "the saved history reads back differently");
+    let verdict = check(&reloaded);
+    eprintln!("{stats:?}");
+    eprintln!("{}", serde_json::to_string_pretty(&verdict)?);
+    if !(verdict.valid && verdict.complete) {
+        let _ = server.start_kill();
+        let kept = dir.keep();
+        anyhow::bail!("{verdict:#?}\nhistory and server log kept in {}", kept.display());
+    }
+    assert!(verdict.counts.ok > 0 && verdict.counts.fail > 0, "no ok or no conflicting update: {stats:?}");
+    assert!(verdict.counts.watch_events_checked > 0, "no watch event checked: {verdict:#?}");
+    assert_eq!(verdict.counts.watchers, 2);
+    assert!(history.watchers.iter().all(|w| w.streams >= 2), "no watcher resumed: {:#?}", history.watchers);
+    assert!(
+        history.updates.iter().all(|u| u.object.starts_with("objects-live-")),
+        "objects not named by the sanitized prefix"
+    );
+    // The checker notices one event taken out of the middle of a real stream.
+    let mut broken = reloaded;
+    let middle = broken.events.iter().position(|e| e.watcher == 0 && e.elements.len() == 5);
+    broken.events.remove(middle.context("watcher 0 saw no version with 5 elements")?);
+    let v = check(&broken);
+    assert!(!v.valid && v.by_kind.contains_key(&AnomalyKind::WatchGap), "{:#?}", v.anomalies);
+    server.start_kill()?;
+    tokio::time::timeout(Duration::from_secs(30), server.wait()).await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_and_watches_stay_valid_through_a_leader_kill() -> anyhow::Result<()> {
+    if let Err(why) = crate::net::check_available() {
+        eprintln!("skipping: {why}");
+        return Ok(());
+    }
+    let Some(bin) = flotilla() else { return Ok(()) };
+    let dir = tempfile::tempdir()?;
+    let tag = format!("ob{}", std::process::id() % 1_000_000);
+    let spec = crate::cluster::ClusterSpec {
+        flotilla: bin,
+        members: 3,
+        dir: dir.path().to_path_buf(),
+        tag,
+        clock_skew: false,
+        spares: 0,
+    };
+    // Dropping the cluster (on a timeout or an error) kills its members and removes the network.
+    let scenario = tokio::time::timeout(Duration::from_secs(600), async {
+        let mut cluster = crate::cluster::Cluster::start(spec).await?;
+        let kubeconfigs: Vec<PathBuf> = (0..3).map(|i| cluster.member_dir(i).join("kubeconfig")).collect();
+        let spec = ObjectSpec {
+            clients: 6,
+            watchers: 3,
+            watch_timeout: Duration::from_secs(5),
+            ..ObjectSpec::new("jepsen/objects-kill", 11)
+        };
+        let recorder = ObjectRecorder::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        let faults = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let victim = cluster.leader().await.unwrap_or(2);
+            cluster.kill(victim).await?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            cluster.restart(victim).await?;
+            anyhow::Ok(victim)
+        };
+        let (stats, victim) = tokio::join!(run(&kubeconfigs, &spec, &recorder, until), faults);
+        let (stats, victim) = (stats?, victim?);
+        let history = recorder.history();
+        let verdict = check(&history);
+        eprintln!("killed n{victim}; {stats:?}");
+        eprintln!("{}", serde_json::to_string_pretty(&verdict.watchers)?);
+        if !(verdict.valid && verdict.complete) {
+            history.save(&dir.path().join("objects.jsonl"))?;
+            let problems = cluster.stop().await;
+            anyhow::bail!("{verdict:#?}\nstopping the cluster: {problems:?}");
+        }
+        assert!(verdict.counts.ok > 0 && verdict.counts.fail > 0, "{stats:?}");
+        let resumed = &history.watchers[victim];
+        assert!(resumed.streams >= 2 && !resumed.failures.is_empty(), "{resumed:#?}");
+        let problems = cluster.stop().await;
+        anyhow::ensure!(problems.is_empty(), "stopping the cluster: {problems:?}");
+        anyhow::Ok(())
+    })
+    .await;
+    let outcome = scenario.map_err(|_| anyhow::anyhow!("the scenario ran past its outer timeout"));
+    if let Ok(Err(e)) | Err(e) = outcome {
+        // The history (if any) and the members' logs, for a post-mortem.
+        let kept = dir.keep();
+        anyhow::bail!("{e:#}\nkept {}", kept.display());
+    }
+    Ok(())
+}
