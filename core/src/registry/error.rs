@@ -174,10 +174,27 @@ impl From<store::Error> for Error {
             store::Error::Compacted { .. } => Error::Expired(format!("too old resource version: {e}")),
             store::Error::FutureRevision { .. } => Error::Timeout(format!("Too large resource version: {e}")),
             store::Error::InvalidArgument { .. } => Error::BadRequest(e.to_string()),
-            store::Error::Unavailable { .. } | store::Error::Indeterminate { .. } => {
-                Error::Unavailable(e.to_string())
-            }
+            store::Error::Unavailable { .. } => Error::Unavailable(e.to_string()),
+            // Not 503: clients retry a 503 (kube-rs does by default, PUTs included), and a
+            // write that may have been applied must not be sent again as if it had not: the
+            // retry would fail its own precondition and answer 409 for an applied update.
+            // kube-apiserver answers such etcd errors with 500 too.
+            store::Error::Indeterminate { .. } => Error::Internal(e.to_string()),
             _ => Error::Internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_store_that_did_nothing_answers_503() {
+        let unavailable = Error::from(store::Error::Unavailable { reason: "no leader".into() });
+        assert_eq!(unavailable.code(), 503, "{unavailable:?}");
+        let unknown = Error::from(store::Error::Indeterminate { reason: "leader lost".into() });
+        assert_eq!((unknown.code(), unknown.reason()), (500, "InternalError"), "{unknown:?}");
+        assert!(unknown.to_string().contains("request outcome unknown"), "{unknown}");
     }
 }
