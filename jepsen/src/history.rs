@@ -3,7 +3,6 @@
 //! harness observed them. A history is written as JSON lines and read back for checking, so a
 //! failing run's history can be re-checked without re-running it.
 
-use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,6 +31,8 @@ pub enum HistoryError {
         source: serde_json::Error,
     },
 }
+
+crate::jsonl::from_jsonl_error!(HistoryError);
 
 /// What an operation does to one key's register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,32 +102,12 @@ pub struct History {
 impl History {
     /// Writes the history as JSON lines.
     pub fn save(&self, path: &Path) -> Result<(), HistoryError> {
-        let io = |source| HistoryError::Io { path: path.display().to_string(), source };
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-        for e in &self.events {
-            let line = serde_json::to_string(e).map_err(|e| io(std::io::Error::other(e)))?;
-            writeln!(out, "{line}").map_err(io)?;
-        }
-        out.flush().map_err(io)
+        Ok(crate::jsonl::save(path, &self.events)?)
     }
 
     /// Reads a history written by [`History::save`].
     pub fn load(path: &Path) -> Result<History, HistoryError> {
-        let io = |source| HistoryError::Io { path: path.display().to_string(), source };
-        let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-        let mut events = Vec::new();
-        for (i, line) in file.lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let e = serde_json::from_str(&line).map_err(|source| HistoryError::Parse {
-                path: path.display().to_string(),
-                line: i + 1,
-                source,
-            })?;
-            events.push(e);
-        }
+        let events = crate::jsonl::load(path)?.into_iter().map(|(_, e)| e).collect();
         Ok(History { events })
     }
 }

@@ -11,10 +11,13 @@ pub mod append;
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod jsonl;
 pub mod lease;
 pub mod nemesis;
 pub mod net;
 pub mod objects;
 pub mod run;
+#[cfg(test)]
+mod testing;
 pub mod watch;
 pub mod workload;

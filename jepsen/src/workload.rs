@@ -123,12 +123,13 @@ impl Keys {
     }
 }
 
+/// Operations invoked and completed by outcome, shared by a workload's client tasks.
 #[derive(Debug, Default)]
-struct Counters {
-    invoked: AtomicU64,
-    ok: AtomicU64,
-    fail: AtomicU64,
-    info: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) invoked: AtomicU64,
+    pub(crate) ok: AtomicU64,
+    pub(crate) fail: AtomicU64,
+    pub(crate) info: AtomicU64,
 }
 
 /// Runs the clients against `endpoints` until `until`, recording into `recorder`.

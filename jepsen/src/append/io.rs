@@ -1,6 +1,5 @@
 //! Append histories as JSON lines: one transaction per line, in invocation order.
 
-use std::io::{BufRead, Write};
 use std::path::Path;
 
 use super::{AppendError, AppendHistory};
@@ -8,35 +7,17 @@ use super::{AppendError, AppendHistory};
 impl AppendHistory {
     /// Writes the history as JSON lines.
     pub fn save(&self, path: &Path) -> Result<(), AppendError> {
-        let io = |source| AppendError::Io { path: path.display().to_string(), source };
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-        for t in &self.txns {
-            let line = serde_json::to_string(t).map_err(|e| io(std::io::Error::other(e)))?;
-            writeln!(out, "{line}").map_err(io)?;
-        }
-        out.flush().map_err(io)
+        Ok(crate::jsonl::save(path, &self.txns)?)
     }
 
     /// Reads a history written by [`AppendHistory::save`].
     pub fn load(path: &Path) -> Result<AppendHistory, AppendError> {
-        let io = |source| AppendError::Io { path: path.display().to_string(), source };
-        let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-        let mut txns = Vec::new();
-        for (i, line) in file.lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let t = serde_json::from_str(&line).map_err(|source| AppendError::Parse {
-                path: path.display().to_string(),
-                line: i + 1,
-                source,
-            })?;
-            txns.push(t);
-        }
+        let txns = crate::jsonl::load(path)?.into_iter().map(|(_, t)| t).collect();
         Ok(AppendHistory { txns })
     }
 }
+
+crate::jsonl::from_jsonl_error!(AppendError);
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{AppendError, AppendRecorder, Completion, MicroOp, Outcome, Undecodable};
+use crate::workload::Counters;
 
 /// What the append clients do.
 #[derive(Clone, Debug, Serialize)]
@@ -147,14 +148,6 @@ impl Pool {
     fn used(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).next
     }
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    invoked: AtomicU64,
-    ok: AtomicU64,
-    fail: AtomicU64,
-    info: AtomicU64,
 }
 
 /// Runs the append clients against `endpoints` until `until`, recording into `recorder`.

@@ -1,7 +1,6 @@
 //! Lease histories: one record per request with its invocation and completion times, written
 //! as JSON lines after a first line holding the settings the checker needs.
 
-use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,40 +113,23 @@ enum Line {
 impl LeaseHistory {
     /// Writes the history as JSON lines: `{"config":…}` first, then one `{"op":…}` a line.
     pub fn save(&self, path: &Path) -> Result<(), LeaseError> {
-        let io = |source| LeaseError::Io { path: path.display().to_string(), source };
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
         let config = std::iter::once(Line::Config(self.config));
-        for line in config.chain(self.ops.iter().cloned().map(Line::Op)) {
-            let text = serde_json::to_string(&line).map_err(|e| io(std::io::Error::other(e)))?;
-            writeln!(out, "{text}").map_err(io)?;
-        }
-        out.flush().map_err(io)
+        Ok(crate::jsonl::save(path, config.chain(self.ops.iter().cloned().map(Line::Op)))?)
     }
 
     /// Reads a history written by [`LeaseHistory::save`].
     pub fn load(path: &Path) -> Result<LeaseHistory, LeaseError> {
         let name = || path.display().to_string();
-        let io = |source| LeaseError::Io { path: name(), source };
-        let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
         let mut config = None;
         let mut ops = Vec::new();
-        for (i, line) in file.lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed = serde_json::from_str(&line).map_err(|source| LeaseError::Parse {
-                path: name(),
-                line: i + 1,
-                source,
-            })?;
+        for (line, parsed) in crate::jsonl::load(path)? {
             match parsed {
                 Line::Op(op) => ops.push(op),
                 Line::Config(c) if config.is_none() => config = Some(c),
                 Line::Config(_) => {
                     return Err(LeaseError::Config {
                         path: name(),
-                        why: format!("line {} is a second settings line", i + 1),
+                        why: format!("line {line} is a second settings line"),
                     });
                 }
             }

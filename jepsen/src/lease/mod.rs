@@ -83,6 +83,8 @@ pub enum LeaseError {
     },
 }
 
+crate::jsonl::from_jsonl_error!(LeaseError);
+
 /// What the lease clients do.
 #[derive(Clone, Debug, Serialize)]
 pub struct LeaseSpec {

@@ -43,20 +43,14 @@ async fn leader_where(cluster: &Cluster, ok: impl Fn(usize) -> bool) -> anyhow::
     }
 }
 
+/// `FLOTILLA_BIN` when network namespaces can be made here; `None` (the reason printed)
+/// otherwise.
 fn flotilla_bin() -> Option<PathBuf> {
     if let Err(why) = net::check_available() {
         eprintln!("skipping: {why}");
         return None;
     }
-    let Some(bin) = std::env::var_os("FLOTILLA_BIN").map(PathBuf::from) else {
-        eprintln!("skipping: FLOTILLA_BIN does not name a flotilla binary");
-        return None;
-    };
-    if !bin.is_file() {
-        eprintln!("skipping: FLOTILLA_BIN={} does not exist", bin.display());
-        return None;
-    }
-    Some(bin)
+    crate::testing::flotilla_bin()
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! `type`) and read back for checking.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -246,8 +245,6 @@ impl ObjectHistory {
     /// Writes the history as JSON lines: creates, updates, reads, final reads, watchers, then
     /// the watch events in the order received.
     pub fn save(&self, path: &Path) -> Result<(), ObjectError> {
-        let io = |source| ObjectError::Io { path: path.display().to_string(), source };
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
         let mut lines: Vec<LineOut<'_>> = Vec::new();
         lines.extend(self.creates.iter().map(LineOut::Create));
         lines.extend(self.updates.iter().map(LineOut::Update));
@@ -255,41 +252,25 @@ impl ObjectHistory {
         lines.extend(self.finals.iter().map(LineOut::Final));
         lines.extend(self.watchers.iter().map(LineOut::Watcher));
         lines.extend(self.events.iter().map(LineOut::WatchEvent));
-        for line in lines {
-            let text = serde_json::to_string(&line).map_err(|e| io(std::io::Error::other(e)))?;
-            writeln!(out, "{text}").map_err(io)?;
-        }
-        out.flush().map_err(io)
+        Ok(crate::jsonl::save(path, lines)?)
     }
 
     /// Reads a history written by [`ObjectHistory::save`]. Errors name the file and the
     /// 1-based line.
     pub fn load(path: &Path) -> Result<ObjectHistory, ObjectError> {
         let name = path.display().to_string();
-        let io = |source| ObjectError::Io { path: name.clone(), source };
-        let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
         let mut h = ObjectHistory::default();
         let mut watcher_lines = BTreeMap::new();
-        for (i, line) in file.lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed = serde_json::from_str(&line).map_err(|source| ObjectError::Parse {
-                path: name.clone(),
-                line: i + 1,
-                source,
-            })?;
+        for (line, parsed) in crate::jsonl::load(path)? {
             match parsed {
                 LineIn::Create(c) => h.creates.push(c),
                 LineIn::Update(u) => h.updates.push(u),
                 LineIn::Read(r) => h.reads.push(r),
                 LineIn::Final(f) => h.finals.push(f),
                 LineIn::Watcher(w) => {
-                    if let Some(first) = watcher_lines.insert(w.watcher, i + 1) {
+                    if let Some(first) = watcher_lines.insert(w.watcher, line) {
                         return Err(ObjectError::Invalid(format!(
-                            "history file {name} line {}: watcher {} was already described on line {first}",
-                            i + 1,
+                            "history file {name} line {line}: watcher {} was already described on line {first}",
                             w.watcher
                         )));
                     }

@@ -3,87 +3,20 @@
 //! clients on three objects for about 6 s with two watchers whose streams the server ends
 //! every 2 s, then the checker over the recorded (and saved and reloaded) history.
 
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::time::Instant;
 
 use super::{AnomalyKind, ObjectHistory, ObjectRecorder, ObjectSpec, check, run};
-
-/// The `flotilla` binary, or `None` (with the reason printed) when the test cannot run.
-fn flotilla() -> Option<PathBuf> {
-    let Some(bin) = std::env::var_os("FLOTILLA_BIN").map(PathBuf::from) else {
-        eprintln!("skipping: FLOTILLA_BIN does not name a flotilla binary");
-        return None;
-    };
-    if !bin.is_file() {
-        eprintln!("skipping: FLOTILLA_BIN={} does not exist", bin.display());
-        return None;
-    }
-    Some(bin)
-}
-
-/// Three distinct free loopback ports (bound together, then released).
-fn free_ports() -> anyhow::Result<[u16; 3]> {
-    let listeners = [
-        std::net::TcpListener::bind("127.0.0.1:0")?,
-        std::net::TcpListener::bind("127.0.0.1:0")?,
-        std::net::TcpListener::bind("127.0.0.1:0")?,
-    ];
-    let mut ports = [0; 3];
-    for (p, l) in ports.iter_mut().zip(&listeners) {
-        *p = l.local_addr()?.port();
-    }
-    Ok(ports)
-}
+use crate::testing::{LoopbackServer, flotilla_bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_and_watches_against_a_server_are_valid() -> anyhow::Result<()> {
-    let Some(bin) = flotilla() else { return Ok(()) };
+    let Some(bin) = flotilla_bin() else { return Ok(()) };
     let dir = tempfile::tempdir()?;
-    let [api, etcd, raft] = free_ports()?;
-    let log_path = dir.path().join("server.log");
-    let mut log = std::fs::File::create(&log_path)?;
-    let mut server = tokio::process::Command::new(&bin)
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--api-listen", &format!("127.0.0.1:{api}")])
-        .args(["--etcd-listen", &format!("127.0.0.1:{etcd}")])
-        .args(["--raft-listen", &format!("127.0.0.1:{raft}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log.try_clone()?))
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("running {} server", bin.display()))?;
-    let stdout = server.stdout.take().context("no stdout pipe")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let up = async {
-        while let Some(line) = lines.next_line().await? {
-            writeln!(log, "{line}")?;
-            if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
-                return Ok(PathBuf::from(path.trim()));
-            }
-        }
-        anyhow::bail!("the server exited before printing `export KUBECONFIG=`")
-    };
-    let kubeconfig = tokio::time::timeout(Duration::from_secs(120), up)
-        .await
-        .map_err(|_| anyhow::anyhow!("no `export KUBECONFIG=` line within 120 s"))?
-        .with_context(|| format!("starting the server; its log is {}", log_path.display()))?;
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if writeln!(log, "{line}").is_err() {
-                break;
-            }
-        }
-    });
+    let server = LoopbackServer::start(&bin, dir.path()).await?;
 
     let spec = ObjectSpec {
         clients: 4,
@@ -95,9 +28,12 @@ async fn concurrent_updates_and_watches_against_a_server_are_valid() -> anyhow::
     };
     let recorder = ObjectRecorder::new();
     let until = Instant::now() + Duration::from_secs(6);
-    let stats = tokio::time::timeout(Duration::from_secs(120), run(&[kubeconfig], &spec, &recorder, until))
-        .await
-        .context("the workload ran past 120 s")??;
+    let stats = tokio::time::timeout(
+        Duration::from_secs(120),
+        run(std::slice::from_ref(&server.kubeconfig), &spec, &recorder, until),
+    )
+    .await
+    .context("the workload ran past 120 s")??;
     let history = recorder.history();
     let path = dir.path().join("objects.jsonl");
     history.save(&path)?;
@@ -107,7 +43,7 @@ async fn concurrent_updates_and_watches_against_a_server_are_valid() -> anyhow::
     eprintln!("{stats:?}");
     eprintln!("{}", serde_json::to_string_pretty(&verdict)?);
     if !(verdict.valid && verdict.complete) {
-        let _ = server.start_kill();
+        server.stop().await?;
         let kept = dir.keep();
         anyhow::bail!("{verdict:#?}\nhistory and server log kept in {}", kept.display());
     }
@@ -125,9 +61,7 @@ async fn concurrent_updates_and_watches_against_a_server_are_valid() -> anyhow::
     broken.events.remove(middle.context("watcher 0 saw no version with 5 elements")?);
     let v = check(&broken);
     assert!(!v.valid && v.by_kind.contains_key(&AnomalyKind::WatchGap), "{:#?}", v.anomalies);
-    server.start_kill()?;
-    tokio::time::timeout(Duration::from_secs(30), server.wait()).await??;
-    Ok(())
+    server.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -136,7 +70,7 @@ async fn updates_and_watches_stay_valid_through_a_leader_kill() -> anyhow::Resul
         eprintln!("skipping: {why}");
         return Ok(());
     }
-    let Some(bin) = flotilla() else { return Ok(()) };
+    let Some(bin) = flotilla_bin() else { return Ok(()) };
     let dir = tempfile::tempdir()?;
     let tag = format!("ob{}", std::process::id() % 1_000_000);
     let spec = crate::cluster::ClusterSpec {

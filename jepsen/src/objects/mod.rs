@@ -114,6 +114,8 @@ pub enum ObjectError {
     },
 }
 
+crate::jsonl::from_jsonl_error!(ObjectError);
+
 /// What the object workload does.
 #[derive(Clone, Debug, Serialize)]
 pub struct ObjectSpec {
