@@ -1,11 +1,16 @@
 //! Jepsen-style failure testing for Flotilla.
 //!
 //! A run starts a cluster of real `flotilla server` processes, each in its own network
-//! namespace ([`net`], [`cluster`]), lets clients issue register operations through the etcd
-//! API while a seeded [`nemesis`] schedule partitions links, kills, restarts and pauses
-//! members, records every operation as invoke / ok / fail / info ([`history`]) and checks the
-//! history for linearizability ([`checker`]). [`run`] ties them together and writes a report
-//! per run.
+//! namespace ([`net`], [`cluster`]), and lets several workloads run side by side while a
+//! seeded [`nemesis`] schedule partitions, degrades and heals links, kills, restarts and
+//! pauses members, removes and adds them, forces snapshots and skews wall clocks:
+//! register operations through the etcd API ([`workload`], checked for linearizability by
+//! [`checker`]) and watchers of their keys ([`watch`]); list-append transactions ([`append`],
+//! checked for strict serializability, Elle-style); leases ([`lease`], expiring neither early
+//! nor never); and Kubernetes objects through the API servers ([`objects`], no lost
+//! resourceVersion-guarded update, exact watch replay). Every operation is recorded with its
+//! invocation and completion ([`history`], [`jsonl`]); [`run`] ties it together and writes a
+//! report per run.
 
 pub mod append;
 pub mod checker;

@@ -63,8 +63,8 @@ struct Common {
     #[arg(long, default_value_t = 60)]
     time: u64,
     /// Fault kinds, comma-separated: partition-majority, partition-leader, partition-bridge,
-    /// partition-ring, kill, pause, membership, snapshot, clock (default: all, leaving out clock
-    /// where Debian's faketime package is missing; "none" for none).
+    /// partition-ring, kill, pause, membership, snapshot, clock, lossy, slow, grow (default: all,
+    /// leaving out clock where Debian's faketime package is missing; "none" for none).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Concurrent clients.
@@ -154,7 +154,10 @@ async fn commands() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // kube's client logs every failed request at ERROR; under a nemesis that is
+            // most of them, and the object history records each one anyway.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client=off".into()),
         )
         .init();
     match Cli::parse().command {
