@@ -55,6 +55,26 @@ pub(crate) struct MemberRow {
     pub(crate) address: String,
     /// Whether it votes (else a learner).
     pub(crate) voter: bool,
+    /// Its etcd endpoint, when the member list gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_url: Option<String>,
+    /// Its own applied index, raft term and known leader, asked of it (`status` only).
+    #[serde(flatten)]
+    pub(crate) progress: Option<Progress>,
+    /// Why its progress is missing (`status` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status_error: Option<String>,
+}
+
+/// What one member's Maintenance.Status says of its own progress.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Progress {
+    /// Its applied index.
+    pub(crate) applied_index: u64,
+    /// Its raft term.
+    pub(crate) raft_term: u64,
+    /// The leader it knows (`None` during an election).
+    pub(crate) sees_leader: Option<u64>,
 }
 
 /// The rows of an etcd member list, by id.
@@ -69,6 +89,9 @@ pub(crate) fn member_rows(members: &[etcd_client::Member]) -> Vec<MemberRow> {
                 .map(|u| u.trim_start_matches("http://").to_string())
                 .unwrap_or_default(),
             voter: !m.is_learner(),
+            client_url: m.client_urls().first().cloned(),
+            progress: None,
+            status_error: None,
         })
         .collect();
     rows.sort_by_key(|m| m.id);
@@ -154,6 +177,22 @@ async fn bounded<T>(
     }
 }
 
+/// Asks the member at `url` (its etcd endpoint) for its own progress, within `limit`.
+async fn member_progress(url: Option<String>, limit: Duration) -> anyhow::Result<Progress> {
+    let url = url.context("the member list gives no etcd endpoint for it")?;
+    bounded(limit, || format!("asking {url} for its status"), async {
+        let options = etcd_client::ConnectOptions::new().with_connect_timeout(limit).with_timeout(limit);
+        let mut etcd = etcd_client::Client::connect([url.as_str()], Some(options)).await?;
+        let st = etcd.status().await?;
+        Ok(Progress {
+            applied_index: st.raft_applied_index(),
+            raft_term: st.raft_term(),
+            sees_leader: Some(st.leader()).filter(|l| *l != 0),
+        })
+    })
+    .await
+}
+
 async fn report(endpoint: &str, kubeconfig: Option<PathBuf>, limit: Duration) -> anyhow::Result<Report> {
     let options = etcd_client::ConnectOptions::new().with_connect_timeout(limit).with_timeout(limit);
     let (status, list) = bounded(limit, || format!("asking {endpoint} for its status"), async {
@@ -165,7 +204,14 @@ async fn report(endpoint: &str, kubeconfig: Option<PathBuf>, limit: Duration) ->
         Ok((status, list))
     })
     .await?;
-    let members = member_rows(list.members());
+    let mut members = member_rows(list.members());
+    let asked: Vec<_> = members.iter().map(|m| member_progress(m.client_url.clone(), limit)).collect();
+    for (m, progress) in members.iter_mut().zip(futures::future::join_all(asked).await) {
+        match progress {
+            Ok(p) => m.progress = Some(p),
+            Err(e) => m.status_error = Some(format!("{e:#}")),
+        }
+    }
     let (nodes, nodes_error) = match kubeconfig {
         None => (None, Some("no kubeconfig given".to_string())),
         Some(k) => match bounded(limit, || "listing nodes".to_string(), nodes(&k)).await {
@@ -194,11 +240,15 @@ fn print_text(r: &Report) {
         r.raft_term, r.raft_index, r.applied_index
     );
     println!("members:");
-    println!("  {:<6} {:<24} ROLE", "ID", "ADDRESS");
+    println!("  {:<6} {:<24} {:<18} {:>8} {:>6}", "ID", "ADDRESS", "ROLE", "APPLIED", "TERM");
     for m in &r.members {
         let role = if m.voter { "voter" } else { "learner" };
         let lead = if r.leader == Some(m.id) { " (leader)" } else { "" };
-        println!("  {:<6} {:<24} {role}{lead}", m.id, m.address);
+        let (applied, term) = match &m.progress {
+            Some(p) => (p.applied_index.to_string(), p.raft_term.to_string()),
+            None => ("?".to_string(), "?".to_string()),
+        };
+        println!("  {:<6} {:<24} {:<18} {applied:>8} {term:>6}", m.id, m.address, format!("{role}{lead}"));
     }
     match (&r.nodes, &r.nodes_error) {
         (Some(nodes), _) => {

@@ -19,6 +19,7 @@ mod codec;
 mod compact;
 mod config;
 mod db;
+mod describe;
 mod error;
 mod etcd;
 mod forward;

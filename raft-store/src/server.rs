@@ -89,6 +89,10 @@ impl RaftTransport for Service {
         reply(&res)
     }
 
+    async fn describe(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        reply(&crate::describe::MemberInfo { id: self.inner.id, etcd: self.inner.etcd_addr })
+    }
+
     async fn join(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let join: crate::join::JoinRequest = decode(&req.into_inner().data)?;
         reply(&self.inner.serve_join(join).await)

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     /// when raft stops.
     db: std::sync::Weak<crate::db::Handle>,
     db_path: std::path::PathBuf,
+    /// Where this member serves the etcd API, if it does.
+    pub(crate) etcd_addr: Option<SocketAddr>,
 }
 
 impl Inner {
@@ -170,6 +172,7 @@ impl RaftStore {
             join_lock: tokio::sync::Mutex::new(()),
             db: db_handle,
             db_path,
+            etcd_addr: etcd_listener.as_ref().map(|(_, addr)| *addr),
         });
         Ok((inner, listener, local_addr, etcd_listener))
     }
@@ -188,6 +191,11 @@ impl RaftStore {
     /// [`etcd_listen`](RaftStoreConfig::etcd_listen) was set.
     pub fn etcd_addr(&self) -> Option<SocketAddr> {
         self.etcd_addr
+    }
+
+    /// The state shared with the member's server and tasks.
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// The raft handle, for metrics and membership operations not wrapped here.

@@ -169,6 +169,9 @@ struct Member {
     id: u64,
     address: String,
     voter: bool,
+    client_url: Option<String>,
+    applied_index: Option<u64>,
+    raft_term: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +273,10 @@ async fn three_servers_survive_losing_the_leader() -> Result<()> {
         assert!(st.members.iter().all(|m| m.voter), "{st:?}");
         for (m, a) in st.members.iter().zip(&addrs) {
             assert_eq!(m.address, a.raft(), "{st:?}");
+            // Each member's own progress, asked of it at the etcd endpoint the list gives.
+            let etcd = format!("http://{}:{}", a.ip, a.etcd);
+            assert_eq!(m.client_url.as_deref(), Some(etcd.as_str()), "{st:?}");
+            assert!(m.applied_index.is_some_and(|i| i > 0) && m.raft_term.is_some_and(|t| t > 0), "{st:?}");
         }
         let ca = std::fs::read(dirs[0].join("pki/ca.crt"))?;
         for d in &dirs[1..] {

@@ -15,6 +15,9 @@ use crate::membership::{Change, ChangeError, Changed, MemberView, views};
 
 pub(crate) struct ClusterService(pub(crate) Ctx);
 
+/// How long MemberList waits for each member to say where its etcd endpoint is.
+const DESCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The transport address (`host:port`) of MemberAdd's `peerURLs`: exactly one, as
 /// `http://host:port` or `host:port`.
 fn peer_addr(urls: &[String]) -> Result<String, String> {
@@ -64,8 +67,9 @@ fn status(e: ChangeError) -> Status {
 }
 
 impl ClusterService {
-    /// A member as etcd describes it. Client URLs are known only for the answering member
-    /// (the membership records member transport addresses alone).
+    /// A member as etcd describes it. Client URLs are known here only for the answering
+    /// member (the membership records member transport addresses alone); MemberList asks the
+    /// others ([`ClusterService::members_with_urls`]).
     fn member(&self, m: &MemberView) -> pb::Member {
         pb::Member {
             id: m.id,
@@ -81,6 +85,22 @@ impl ClusterService {
 
     fn members(&self, views: &[MemberView]) -> Vec<pb::Member> {
         views.iter().map(|m| self.member(m)).collect()
+    }
+
+    /// The members with every one's client URL, asked of each member over the member
+    /// transport (at most [`DESCRIBE_TIMEOUT`], all at once); a member that does not answer
+    /// is listed without one, as etcd lists a member that has not started.
+    async fn members_with_urls(&self, views: &[MemberView]) -> Vec<pb::Member> {
+        let inner = self.0.store.inner();
+        let urls = futures::future::join_all(
+            views.iter().map(|m| inner.etcd_url_of(m.id, &m.addr, DESCRIBE_TIMEOUT)),
+        )
+        .await;
+        views
+            .iter()
+            .zip(urls)
+            .map(|(m, url)| pb::Member { client_ur_ls: url.into_iter().collect(), ..self.member(m) })
+            .collect()
     }
 
     /// Has the leader make `change`.
@@ -149,7 +169,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let members = views(metrics.membership_config.membership());
         Ok(Response::new(pb::MemberListResponse {
             header: Some(self.0.header_now()),
-            members: self.members(&members),
+            members: self.members_with_urls(&members).await,
         }))
     }
 

@@ -70,9 +70,11 @@ async fn member_list_and_status() -> anyhow::Result<()> {
             assert_eq!(m.name(), format!("member-{}", m.id()));
             assert_eq!(m.peer_urls(), &[format!("http://{}", c.member(m.id()).local_addr())]);
         }
-        let me = list.members().iter().find(|m| m.id() == 2).expect("member 2 listed");
-        let etcd = c.member(2).etcd_addr().expect("etcd endpoint");
-        assert_eq!(me.client_urls(), &[format!("http://{etcd}")]);
+        // Every member's client URL, asked of each over the member transport.
+        for m in list.members() {
+            let etcd = c.member(m.id()).etcd_addr().expect("etcd endpoint");
+            assert_eq!(m.client_urls(), &[format!("http://{etcd}")], "member {}", m.id());
+        }
 
         cl.put("s", "1", None).await?;
         let status = cl.status().await?;
