@@ -239,7 +239,7 @@ impl Step {
     }
 
     /// The links a partition of `members` members cuts, as `(lower, higher)` index pairs
-    /// (empty for [`FaultKind::Kill`], [`FaultKind::Pause`] and [`FaultKind::Membership`], and for
+    /// (empty for the kinds that cut nothing, see [`FaultKind::is_partition`], and for
     /// [`FaultKind::PartitionLeader`] without a `leader`).
     pub fn links_to_cut(&self, members: usize, leader: Option<usize>) -> BTreeSet<(usize, usize)> {
         match self.kind {

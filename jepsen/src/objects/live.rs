@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::time::Instant;
 
-use super::{AnomalyKind, ObjectHistory, ObjectRecorder, ObjectSpec, check, run};
+use super::{AnomalyKind, ObjectHistory, ObjectRecorder, ObjectSpec, Outcome, check, run};
 use crate::testing::{LoopbackServer, flotilla_bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -94,10 +94,22 @@ async fn updates_and_watches_stay_valid_through_a_leader_kill() -> anyhow::Resul
         let recorder = ObjectRecorder::new();
         let until = Instant::now() + Duration::from_secs(20);
         let faults = async {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            // The leader is killed once the clients are under way (updates acknowledged), and
+            // restarted once the others have elected a new one.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let acknowledged =
+                || recorder.history().updates.iter().filter(|u| u.outcome == Outcome::Ok).count();
+            while acknowledged() < 50 {
+                anyhow::ensure!(Instant::now() < deadline, "fewer than 50 updates acknowledged in 60 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let victim = cluster.leader().await.unwrap_or(2);
             cluster.kill(victim).await?;
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while cluster.leader().await.is_none_or(|l| l == victim) {
+                anyhow::ensure!(Instant::now() < deadline, "no new leader within 60 s of killing n{victim}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             cluster.restart(victim).await?;
             anyhow::Ok(victim)
         };

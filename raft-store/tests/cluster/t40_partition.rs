@@ -107,7 +107,9 @@ async fn a_deposed_leader_does_not_revoke_a_lease_the_new_leader_keeps() -> anyh
         c.filter.partition(&[old], &majority);
         let new = c.wait_leader_among(&majority, Duration::from_secs(10)).await?;
         // The cut-off member's lessor sees the lease expire (nobody renews it there) and
-        // proposes a revoke it cannot commit; the new leader keeps the lease alive.
+        // proposes a revoke it cannot commit; the new leader keeps the lease alive. The pause
+        // is the client's keep-alive period (a fifth of the TTL), not a wait for a condition:
+        // the old leader's lessor must see a TTL pass, and nothing outside it shows when.
         let cluster = &c;
         let keep = |n: usize| async move {
             for _ in 0..n {
