@@ -41,6 +41,11 @@ pub struct RaftStoreConfig {
     /// The key join requests must be signed with ([`crate::register_member`]); `None`, the
     /// default, refuses every join request.
     pub join_key: Option<crate::JoinKey>,
+    /// The simulated network to join instead of serving on `listen` (deterministic
+    /// simulation only, see [`crate::SimNet`]): `listen` is then only this member's address
+    /// on that network, no socket is bound, and the log completes appends without `fsync`.
+    /// `None`, the default, is a real member.
+    pub sim_net: Option<Arc<crate::SimNet>>,
 }
 
 impl RaftStoreConfig {
@@ -60,6 +65,7 @@ impl RaftStoreConfig {
             filter: Arc::default(),
             etcd_listen: None,
             join_key: None,
+            sim_net: None,
         }
     }
 

@@ -40,6 +40,7 @@ use tonic::transport::Endpoint;
 
 use crate::codec;
 use crate::membership::{Change, ChangeError, Changed, MAX_PROMOTE_LAG, MemberView, caught_up};
+use crate::network::MemberChannel;
 use crate::pb::Blob;
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::store::Inner;
@@ -402,7 +403,7 @@ impl Inner {
 /// Sends one join request. On a transport failure, says whether the request may have been
 /// delivered (a refused connection never carried it).
 async fn call(
-    client: &mut RaftTransportClient<tonic::transport::Channel>,
+    client: &mut RaftTransportClient<MemberChannel>,
     req: &JoinRequest,
     timeout: Duration,
 ) -> Result<JoinAnswer, (bool, String)> {
@@ -412,8 +413,7 @@ async fn call(
     let resp = match tokio::time::timeout(timeout, client.join(request)).await {
         Err(_) => return Err((true, format!("no answer within {timeout:?}"))),
         Ok(Err(s)) => {
-            let not_sent = s.code() == tonic::Code::Unavailable && s.message().contains("connect");
-            return Err((!not_sent, format!("join RPC failed: {}", s.message())));
+            return Err((!crate::forward::never_sent(&s), format!("join RPC failed: {}", s.message())));
         }
         Ok(Ok(resp)) => resp,
     };
@@ -432,8 +432,8 @@ pub(crate) async fn request_change(local: SocketAddr, change: Change) -> Result<
     }
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| ChangeError::Unavailable(format!("bad member address {addr}: {e}")))?;
-    let mut client =
-        RaftTransportClient::new(endpoint.connect_timeout(Duration::from_secs(2)).connect_lazy());
+    let channel = endpoint.connect_timeout(Duration::from_secs(2)).connect_lazy();
+    let mut client = RaftTransportClient::new(MemberChannel::Tcp(channel));
     let req = JoinRequest::signed(local_key(), "", JoinStep::Change(change));
     match call(&mut client, &req, LOCAL_RPC_TIMEOUT).await {
         Ok(JoinAnswer::Changed(r)) => r,
@@ -455,14 +455,14 @@ async fn run_step(
 ) -> Result<JoinAnswer, JoinError> {
     let start = Instant::now();
     let mut last = String::from("no seed address given");
-    let mut clients: BTreeMap<&str, RaftTransportClient<tonic::transport::Channel>> = BTreeMap::new();
+    let mut clients: BTreeMap<&str, RaftTransportClient<MemberChannel>> = BTreeMap::new();
     loop {
         for seed in seeds {
             if !clients.contains_key(seed.as_str()) {
                 match Endpoint::from_shared(format!("http://{seed}")) {
                     Ok(e) => {
                         let channel = e.connect_timeout(Duration::from_secs(2)).connect_lazy();
-                        clients.insert(seed.as_str(), RaftTransportClient::new(channel));
+                        clients.insert(seed.as_str(), RaftTransportClient::new(MemberChannel::Tcp(channel)));
                     }
                     Err(e) => {
                         last = format!("bad seed address {seed:?}: {e}");

@@ -27,18 +27,24 @@ const KEY_COMMITTED: &[u8] = b"committed";
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Db,
-    syncer: std_mpsc::Sender<IOFlushed>,
+    /// The syncer thread's queue; `None` completes appends at once, unsynced (simulation).
+    syncer: Option<std_mpsc::Sender<IOFlushed>>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Db) -> Self {
+    /// The log in `db`; with `sync` false (a simulated member, see [`crate::sim`]) appends
+    /// complete as soon as they are written, without `fsync` and without the syncer thread.
+    pub(crate) fn new(db: Db, sync: bool) -> Self {
+        if !sync {
+            return LogStore { db, syncer: None };
+        }
         let (tx, rx) = std_mpsc::channel::<IOFlushed>();
         let sync_db = db.clone();
         std::thread::Builder::new()
             .name("raft-wal-sync".into())
             .spawn(move || run_syncer(sync_db, rx))
             .expect("spawning the WAL sync thread");
-        LogStore { db, syncer: tx }
+        LogStore { db, syncer: Some(tx) }
     }
 
     /// Checks every log entry decodes: a corrupt log refuses to start.
@@ -158,7 +164,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, u64_key(entry.index()), bytes);
         }
         self.db.db.write(batch).map_err(io::Error::other)?;
-        self.syncer.send(callback).map_err(|_| io::Error::other("the WAL sync thread has stopped"))
+        match &self.syncer {
+            Some(syncer) => {
+                syncer.send(callback).map_err(|_| io::Error::other("the WAL sync thread has stopped"))
+            }
+            None => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+        }
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {

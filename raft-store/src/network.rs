@@ -4,12 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use openraft::errors::{NetworkError, ReplicationClosed, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::{BasicNode, OptionalSend};
 use parking_lot::{Mutex, RwLock};
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::codegen::{BoxFuture, Service, StdError};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
@@ -92,17 +96,51 @@ impl NetworkFilter {
     }
 }
 
+/// A channel to one member: a TCP connection, or a simulated link ([`crate::sim`]).
+#[derive(Clone, Debug)]
+pub(crate) enum MemberChannel {
+    /// A tonic channel over TCP.
+    Tcp(Channel),
+    /// A link of a simulated network.
+    Sim(crate::sim::SimChannel),
+}
+
+impl Service<Request<Body>> for MemberChannel {
+    type Response = Response<Body>;
+    type Error = StdError;
+    type Future = BoxFuture<Response<Body>, StdError>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StdError>> {
+        match self {
+            MemberChannel::Tcp(c) => c.poll_ready(cx).map_err(Into::into),
+            MemberChannel::Sim(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match self {
+            MemberChannel::Tcp(c) => {
+                let fut = c.call(req);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+            MemberChannel::Sim(s) => s.call(req),
+        }
+    }
+}
+
 /// Connections to the other members, shared by raft replication and request forwarding.
 #[derive(Clone)]
 pub(crate) struct Transport {
     id: NodeId,
     filter: Arc<NetworkFilter>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The simulated network this member is on, if it is simulated.
+    sim: Option<Arc<crate::sim::SimNet>>,
 }
 
 impl Transport {
-    pub(crate) fn new(id: NodeId, filter: Arc<NetworkFilter>) -> Self {
-        Transport { id, filter, channels: Arc::default() }
+    pub(crate) fn new(id: NodeId, filter: Arc<NetworkFilter>, sim: Option<Arc<crate::sim::SimNet>>) -> Self {
+        Transport { id, filter, channels: Arc::default(), sim }
     }
 
     /// A client for `addr`, after the filter let a message from this member to `to` pass.
@@ -110,20 +148,28 @@ impl Transport {
         &self,
         to: NodeId,
         addr: &str,
-    ) -> Result<RaftTransportClient<Channel>, String> {
+    ) -> Result<RaftTransportClient<MemberChannel>, String> {
         self.filter.pass(self.id, to).await?;
-        let channel = {
-            let mut channels = self.channels.lock();
-            match channels.get(addr) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Endpoint::from_shared(format!("http://{addr}"))
-                        .map_err(|e| format!("bad member address {addr:?}: {e}"))?
-                        .connect_timeout(CONNECT_TIMEOUT)
-                        .tcp_nodelay(true)
-                        .connect_lazy();
-                    channels.insert(addr.to_string(), c.clone());
-                    c
+        let channel = match &self.sim {
+            Some(net) => MemberChannel::Sim(crate::sim::SimChannel {
+                net: net.clone(),
+                from: self.id,
+                to,
+                addr: addr.to_string(),
+            }),
+            None => {
+                let mut channels = self.channels.lock();
+                match channels.get(addr) {
+                    Some(c) => MemberChannel::Tcp(c.clone()),
+                    None => {
+                        let c = Endpoint::from_shared(format!("http://{addr}"))
+                            .map_err(|e| format!("bad member address {addr:?}: {e}"))?
+                            .connect_timeout(CONNECT_TIMEOUT)
+                            .tcp_nodelay(true)
+                            .connect_lazy();
+                        channels.insert(addr.to_string(), c.clone());
+                        MemberChannel::Tcp(c)
+                    }
                 }
             }
         };

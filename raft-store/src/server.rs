@@ -15,8 +15,16 @@ use crate::pb::{Blob, SnapshotChunk};
 use crate::store::Inner;
 use crate::typ::{AppendEntriesRequest, Snapshot, SnapshotData, SnapshotMeta, Vote, VoteRequest};
 
-struct Service {
+/// The member transport service of one member.
+pub(crate) struct Service {
     inner: Arc<Inner>,
+}
+
+/// The member transport service of `inner`'s member, with the message size limits.
+pub(crate) fn service(inner: Arc<Inner>) -> RaftTransportServer<Service> {
+    RaftTransportServer::new(Service { inner })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// The connections `listener` accepts, with TCP_NODELAY set. tonic's builder setting only
@@ -35,9 +43,7 @@ pub(crate) fn nodelay_incoming(
 
 /// Serves the member transport on `listener` until `cancel` fires.
 pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener, cancel: CancellationToken) {
-    let svc = RaftTransportServer::new(Service { inner: inner.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let svc = service(inner.clone());
     let res = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(svc)

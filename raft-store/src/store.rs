@@ -32,7 +32,7 @@ use crate::typ::{NodeId, Raft};
 const DB_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `RaftStore::assemble` hands to `open`.
-type Assembled = (Arc<Inner>, TcpListener, SocketAddr, Option<(TcpListener, SocketAddr)>);
+type Assembled = (Arc<Inner>, Option<TcpListener>, SocketAddr, Option<(TcpListener, SocketAddr)>);
 
 /// Waits (up to [`DB_CLOSE_TIMEOUT`]) until member `id`'s database is closed.
 async fn wait_closed(id: NodeId, closed: crate::db::Closed) {
@@ -88,6 +88,8 @@ pub struct RaftStore {
     etcd_addr: Option<SocketAddr>,
     /// Resolves when the database is closed; taken by the first `shutdown`.
     closed: Arc<Mutex<Option<crate::db::Closed>>>,
+    /// The simulated network the member is on, if it is simulated.
+    sim_net: Option<Arc<crate::sim::SimNet>>,
 }
 
 impl RaftStore {
@@ -116,9 +118,18 @@ impl RaftStore {
             local_addr,
             etcd_addr: etcd_listener.as_ref().map(|(_, a)| *a),
             closed: Arc::new(Mutex::new(Some(closed))),
+            sim_net: config.sim_net.clone(),
         };
-        let server = crate::server::serve(store.inner.clone(), listener, store.cancel.clone());
-        store.tasks.spawn(server);
+        match (listener, &store.sim_net) {
+            (Some(listener), _) => {
+                let server = crate::server::serve(store.inner.clone(), listener, store.cancel.clone());
+                store.tasks.spawn(server);
+            }
+            (None, Some(net)) => {
+                net.register(local_addr.to_string(), crate::server::service(store.inner.clone()))
+            }
+            (None, None) => {}
+        }
         if let Some((listener, _)) = etcd_listener {
             let etcd = crate::etcd::serve_etcd(store.clone(), listener, store.cancel.clone());
             store.tasks.spawn(etcd);
@@ -133,18 +144,23 @@ impl RaftStore {
     async fn assemble(config: &RaftStoreConfig, db: Db) -> std::result::Result<Assembled, OpenError> {
         let db_handle = Arc::downgrade(&db.db);
         let db_path = db.path.clone();
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::new(db.clone(), config.sim_net.is_none());
         log_store.verify()?;
         let progress = config.progress_interval;
         let sm = StateMachine::open(db, config.data_dir.clone(), |state: MvccState| {
             KvEngine::with_progress_interval(state, progress)
         })?;
         let engine = sm.engine().clone();
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| OpenError::Listen { addr: config.listen, source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| OpenError::Listen { addr: config.listen, source })?;
+        let (listener, local_addr) = if config.sim_net.is_some() {
+            (None, config.listen)
+        } else {
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| OpenError::Listen { addr: config.listen, source })?;
+            let local_addr =
+                listener.local_addr().map_err(|source| OpenError::Listen { addr: config.listen, source })?;
+            (Some(listener), local_addr)
+        };
         let etcd_listener = match config.etcd_listen {
             Some(addr) => {
                 let l = TcpListener::bind(addr).await.map_err(|source| OpenError::Listen { addr, source })?;
@@ -153,7 +169,7 @@ impl RaftStore {
             }
             None => None,
         };
-        let transport = Transport::new(config.id, config.filter.clone());
+        let transport = Transport::new(config.id, config.filter.clone(), config.sim_net.clone());
         let raft_config =
             Arc::new(config.raft_config().validate().map_err(|e| OpenError::Config(e.to_string()))?);
         let network = NetworkFactory { transport: transport.clone() };
@@ -297,6 +313,9 @@ impl RaftStore {
 
     /// Stops serving, stops raft and every watch, and waits for all of it.
     pub async fn shutdown(&self) {
+        if let Some(net) = &self.sim_net {
+            net.unregister(&self.local_addr.to_string());
+        }
         self.cancel.cancel();
         self.tasks.close();
         if let Err(e) = self.inner.raft.shutdown().await {
