@@ -94,7 +94,13 @@ impl Inner {
                         })
                     }
                     Some(other) => ForwardResponse::Failed(Error::Storage(other.to_string())),
-                    None => ForwardResponse::Failed(Error::Unavailable { reason: "raft stopped".into() }),
+                    // Raft stopped (the member is shutting down) with the write maybe in its
+                    // log already: a leader restarted with its vote, or the next leader, may
+                    // still commit it. Found by the simulation (`flotilla-jepsen sim`): a CAS
+                    // answered "unavailable" was applied, and its retry failed its compare.
+                    None => ForwardResponse::Failed(Error::Indeterminate {
+                        reason: "raft stopped while the write was in flight".into(),
+                    }),
                 },
             },
             ForwardRequest::ReadIndex => match self.read_index().await {
@@ -221,7 +227,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// the request was in flight may have delivered it: a write then has an unknown outcome and
 /// must not be sent again, or it could be applied twice (a compare-and-set would apply, then
 /// fail its own comparison and be reported as failed).
-fn never_sent(status: &tonic::Status) -> bool {
+pub(crate) fn never_sent(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(e) = source {
         if e.is::<tonic::ConnectError>() {

@@ -337,8 +337,14 @@ impl RaftStore {
         match self.inner.execute(ForwardRequest::Write(cmd)).await? {
             ForwardResponse::Write(r, index) => {
                 // Read-your-writes on this member: reads and watches here see the write once
-                // it returns, wherever it was applied first.
-                self.wait_applied(index).await?;
+                // it returns, wherever it was applied first. The write is committed whatever
+                // happens here, so failing to wait is no "unavailable" (which promises that
+                // nothing was done and invites a retry).
+                if let Err(e) = self.wait_applied(index).await {
+                    return Err(Error::Indeterminate {
+                        reason: format!("the write was committed at index {index}, but {e}"),
+                    });
+                }
                 r
             }
             ForwardResponse::Failed(e) => Err(e),

@@ -6,6 +6,7 @@ mod t10_conformance;
 mod t20_failover;
 mod t30_snapshot;
 mod t40_partition;
+mod t45_outcomes;
 mod t50_membership;
 mod t60_durability;
 mod t70_model;
