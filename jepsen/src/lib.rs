@@ -11,6 +11,10 @@
 //! resourceVersion-guarded update, exact watch replay). Every operation is recorded with its
 //! invocation and completion ([`history`], [`jsonl`]); [`run`] ties it together and writes a
 //! report per run.
+//!
+//! [`sim`] is the deterministic counterpart: whole clusters of real members in one process,
+//! on a simulated network under a virtual clock, many seeds a minute, checked for
+//! linearizability and Raft invariants.
 
 pub mod append;
 pub mod checker;
@@ -22,6 +26,7 @@ pub mod nemesis;
 pub mod net;
 pub mod objects;
 pub mod run;
+pub mod sim;
 #[cfg(test)]
 mod testing;
 pub mod watch;
