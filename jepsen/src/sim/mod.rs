@@ -18,9 +18,10 @@
 //! and at the end, once healed, that every member applied the same log to the same state
 //! (equal state digests at equal applied index).
 //!
-//! What a seed does not fix: tokio picks at random among ready branches of a `select!`, and
-//! openraft uses `select!`; so the same seed replays the same faults and client requests, but
-//! the interleaving can differ from one replay to the next. A failing seed is re-run with
+//! What a seed does not fix: tokio picks at random among ready branches of a `select!`, which
+//! openraft uses, and openraft draws election timeouts from the thread's random generator; so
+//! the same seed replays the same faults and client requests, but the interleaving can differ
+//! from one replay to the next. A failing seed is re-run with
 //! `flotilla-jepsen sim --first-seed N --seeds 1` and its history kept.
 
 mod client;
