@@ -48,13 +48,7 @@ struct FilterState {
 impl NetworkFilter {
     /// Blocks traffic between every member of `a` and every member of `b`, both ways.
     pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
-        let mut s = self.state.write();
-        for &x in a {
-            for &y in b {
-                s.blocked.insert((x, y));
-                s.blocked.insert((y, x));
-            }
-        }
+        self.state.write().blocked.extend(links_between(a, b));
     }
 
     /// Blocks traffic from `from` to `to` only.
@@ -94,6 +88,14 @@ impl NetworkFilter {
         }
         Ok(())
     }
+}
+
+/// Every link between a member of `a` and a member of `b`, both ways.
+pub(crate) fn links_between<'a>(
+    a: &'a [NodeId],
+    b: &'a [NodeId],
+) -> impl Iterator<Item = (NodeId, NodeId)> + 'a {
+    a.iter().flat_map(move |&x| b.iter().flat_map(move |&y| [(x, y), (y, x)]))
 }
 
 /// A channel to one member: a TCP connection, or a simulated link ([`crate::sim`]).

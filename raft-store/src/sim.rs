@@ -99,13 +99,7 @@ impl SimNet {
 
     /// Cuts every link between a member of `a` and a member of `b`, both ways.
     pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
-        let mut s = self.state.lock();
-        for &x in a {
-            for &y in b {
-                s.blocked.insert((x, y));
-                s.blocked.insert((y, x));
-            }
-        }
+        self.state.lock().blocked.extend(crate::network::links_between(a, b));
     }
 
     /// Restores every link.

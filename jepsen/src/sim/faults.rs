@@ -79,10 +79,9 @@ pub(crate) async fn run(
                 let running = cluster.running();
                 let mut built = Vec::new();
                 for i in running {
-                    if let Some(store) = cluster.store(i) {
-                        if let Ok(Some(index)) = store.compact_log(Duration::from_secs(5)).await {
-                            built.push((id_of(i), index));
-                        }
+                    let Some(store) = cluster.store(i) else { continue };
+                    if let Ok(Some(index)) = store.compact_log(Duration::from_secs(5)).await {
+                        built.push((id_of(i), index));
                     }
                 }
                 format!("snapshot and purge the log: (member, index) {built:?}")

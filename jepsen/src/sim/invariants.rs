@@ -77,10 +77,10 @@ impl Invariants {
         } else {
             s.terms.insert(id, term);
         }
-        if let Some((was_term, was_leading)) = s.last.insert(id, (term, leading)) {
-            if was_leading && (!leading || was_term != term) {
-                s.stepped_down.insert((id, was_term));
-            }
+        if let Some((was_term, true)) = s.last.insert(id, (term, leading))
+            && (!leading || was_term != term)
+        {
+            s.stepped_down.insert((id, was_term));
         }
         if leading {
             if s.stepped_down.contains(&(id, term)) {
