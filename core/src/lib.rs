@@ -21,6 +21,7 @@ pub mod apply;
 pub mod client;
 pub mod controller;
 pub mod controllers;
+pub mod durable_fs;
 pub mod object;
 pub mod patch;
 pub mod quantity;

@@ -130,7 +130,8 @@ async fn runtime(
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let signals = StopSignals::install()?;
     let dir = data_dir(args.data_dir.clone())?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    flotilla_core::durable_fs::create_dir_all(&dir, 0o755)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let mut servers = Vec::with_capacity(args.server.len());
     for s in &args.server {
         let url = url::Url::parse(s).with_context(|| format!("--server {s:?} is not a URL"))?;

@@ -220,7 +220,8 @@ impl ControlPlane {
         // Listened for from the start, so a SIGUSR1 never kills a member that is up.
         let usr1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
         let dir = o.data_dir.clone();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        flotilla_core::durable_fs::create_dir_all(&dir, 0o755)
+            .with_context(|| format!("creating {}", dir.display()))?;
         let pki_dir = dir.join("pki");
         let mut hosts = o.tls_san.clone();
         if !o.api_listen.ip().is_unspecified() {

@@ -15,8 +15,6 @@
 //! its own copy of the store once it has caught up, opens it with its token and checks the CA
 //! against the hash in the token before it serves anything with it.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use flotilla_raft_store::JoinKey;
@@ -173,19 +171,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TokenError + '_ {
     move |source| TokenError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes `bytes` to `path` with `mode`, through a synced temporary file and a rename.
+/// Writes `bytes` to `path` with `mode`, surviving a crash or a power loss whole or not at all
+/// ([`flotilla_core::durable_fs::write_atomic`]: a synced temporary file, a rename, and the
+/// directory synced).
 pub(crate) fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TokenError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    flotilla_core::durable_fs::write_atomic(path, bytes, mode).map_err(io(path))
 }
 
 /// The token kept in `data_dir`, if any.
@@ -215,8 +205,7 @@ pub(crate) fn read_bundle(pki_dir: &Path) -> Result<PkiBundle, TokenError> {
 
 /// Writes a bundle's files into `pki_dir` (created 0700), keys first.
 pub(crate) fn write_bundle(pki_dir: &Path, bundle: &PkiBundle) -> Result<(), TokenError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(pki_dir).map_err(io(pki_dir))?;
+    flotilla_core::durable_fs::create_dir_all(pki_dir, 0o700).map_err(io(pki_dir))?;
     for (name, mode) in PKI_FILES {
         let Some((_, text)) = bundle.files.iter().find(|(n, _)| n == name) else {
             return Err(TokenError::Bundle("a PKI file is missing"));

@@ -104,9 +104,12 @@ pub fn restore_backup(data_dir: &Path, backup: &[u8]) -> Result<RestoreSummary, 
     if db_path.exists() {
         return Err(BackupError::TargetExists { path: db_path });
     }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| DbError::Inconsistent(format!("cannot create {}: {e}", data_dir.display())))?;
+    let dir_error =
+        |e: std::io::Error| DbError::Inconsistent(format!("cannot create {}: {e}", data_dir.display()));
+    flotilla_core::durable_fs::create_dir_all(data_dir, 0o755).map_err(dir_error)?;
     let (db, _closed) = Db::open(&db_path)?;
+    // The entry `db` itself, which RocksDB does not sync (see `RaftStore::open`).
+    flotilla_core::durable_fs::sync_dir(data_dir).map_err(dir_error)?;
     let mut batch = WriteBatch::default();
     let mut counts = [0usize; 3];
     for snapshot::Record { cf: i, key, value } in &blob.records {

@@ -5,7 +5,6 @@
 //! The built snapshot is also kept in a file so it can be sent to lagging members and
 //! survives restarts.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{IteratorMode, WriteBatch};
@@ -96,17 +95,10 @@ pub(crate) fn file_path(dir: &Path) -> PathBuf {
     dir.join(SNAPSHOT_FILE)
 }
 
-/// Keeps `bytes` (an encoded blob) as the current snapshot: written to a temporary file,
-/// synced, then renamed over the old one.
+/// Keeps `bytes` (an encoded blob) as the current snapshot, whole or not at all after a crash
+/// or power loss ([`flotilla_core::durable_fs::write_atomic`]).
 pub(crate) fn save(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, file_path(dir))?;
-    std::fs::File::open(dir)?.sync_all()
+    flotilla_core::durable_fs::write_atomic(&file_path(dir), bytes, 0o600)
 }
 
 /// Loads the kept snapshot's bytes and meta, if there is one.

@@ -98,10 +98,17 @@ impl RaftStore {
     /// added to a cluster by its leader. When it fails, the data directory is released
     /// before the error is returned, as it is when [`shutdown`](Self::shutdown) returns.
     pub async fn open(config: RaftStoreConfig) -> std::result::Result<Self, OpenError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| OpenError::DataDir { path: config.data_dir.clone(), source })?;
+        let data_dir_error = |source| OpenError::DataDir { path: config.data_dir.clone(), source };
+        flotilla_core::durable_fs::create_dir_all(&config.data_dir, 0o755).map_err(data_dir_error)?;
         let db_path = config.data_dir.join("db");
         let (db, closed) = Db::open(&db_path)?;
+        // RocksDB syncs what it writes inside `db`, not the entry `db` in the data directory:
+        // without this, a power loss soon after the first start could take the whole store.
+        if let Err(source) = flotilla_core::durable_fs::sync_dir(&config.data_dir) {
+            drop(db);
+            wait_closed(config.id, closed).await;
+            return Err(data_dir_error(source));
+        }
         let (inner, listener, local_addr, etcd_listener) = match Self::assemble(&config, db).await {
             Ok(parts) => parts,
             Err(e) => {

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::jiff::Timestamp;
@@ -315,14 +314,7 @@ fn load_all<T: for<'de> Deserialize<'de>>(parent: &Path, file_name: &str) -> Res
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| io_error("writing", path, e))
+    flotilla_core::durable_fs::write_atomic(path, bytes, 0o644).map_err(|e| io_error("writing", path, e))
 }
 
 /// An I/O failure naming what was done to which path.
