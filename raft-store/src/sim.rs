@@ -161,18 +161,20 @@ impl SimChannel {
     pub(crate) fn call(&self, req: Request<Body>) -> BoxFuture<Response<Body>, tonic::codegen::StdError> {
         let this = self.clone();
         Box::pin(async move {
-            let (service, delay, lost) = {
+            let (mut service, delay, lost) = {
                 let mut s = this.net.state.lock();
-                let service = s.members.get(&this.addr).cloned();
                 let delay = SimNet::delay(&mut s);
                 let request_loss = s.faults.request_loss_per_mille;
                 let lost = SimNet::lose(&mut s, request_loss);
-                if service.is_none() || s.blocked.contains(&(this.from, this.to)) {
-                    s.lost += 1;
-                    // Like a refused connection: surely not delivered.
-                    let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "unreachable");
-                    return Err(Box::new(tonic::ConnectError(Box::new(refused))) as _);
-                }
+                let service = match s.members.get(&this.addr) {
+                    Some(service) if !s.blocked.contains(&(this.from, this.to)) => service.clone(),
+                    _ => {
+                        s.lost += 1;
+                        // Like a refused connection: surely not delivered.
+                        let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "unreachable");
+                        return Err(Box::new(tonic::ConnectError(Box::new(refused))) as _);
+                    }
+                };
                 (service, delay, lost)
             };
             tokio::time::sleep(delay).await;
@@ -180,7 +182,6 @@ impl SimChannel {
                 this.net.state.lock().lost += 1;
                 return Err(reset("request lost"));
             }
-            let Some(mut service) = service else { return Err(reset("unreachable")) };
             let response = service.call(req).await.map_err(|e| match e {})?;
             let (delay, lost) = {
                 let mut s = this.net.state.lock();

@@ -2,6 +2,7 @@
 //! each sent to a random member through the store API (forwarded to the leader by the member,
 //! as a real client's request would be), recorded in a [`Recorder`] history.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub(crate) struct Clients {
     pub(crate) keys: usize,
     pub(crate) clients: usize,
     pub(crate) serializable_reads: bool,
+    /// The last value written or compared-and-set (values are unique across the run).
+    pub(crate) last_value: AtomicU64,
 }
 
 /// How one operation ended.
@@ -38,7 +41,7 @@ enum Outcome {
 
 impl Clients {
     /// Runs client `index` until `end`, then returns.
-    pub(crate) async fn run(self: Arc<Self>, index: usize, end: Instant, next_value: Arc<Mutex<u64>>) {
+    pub(crate) async fn run(self: Arc<Self>, index: usize, end: Instant) {
         let mut process = index as u64;
         while Instant::now() < end {
             let (key, call, member, pause) = {
@@ -46,17 +49,12 @@ impl Clients {
                 let key = format!("sim/k{}", rng.random_range(0..self.keys));
                 let call = match rng.random_range(0..10) {
                     0..=3 => Call::Read,
-                    4..=6 => {
-                        let mut next = next_value.lock().unwrap_or_else(PoisonError::into_inner);
-                        *next += 1;
-                        Call::Write { value: *next }
-                    }
+                    4..=6 => Call::Write { value: self.last_value.fetch_add(1, Ordering::Relaxed) + 1 },
                     _ => {
-                        let from = rng
-                            .random_range(0..*next_value.lock().unwrap_or_else(PoisonError::into_inner) + 1);
-                        let mut next = next_value.lock().unwrap_or_else(PoisonError::into_inner);
-                        *next += 1;
-                        Call::Cas { from, to: *next }
+                        // One of the last few values, so that many compares can succeed.
+                        let last = self.last_value.load(Ordering::Relaxed);
+                        let from = last.saturating_sub(rng.random_range(0..2 * self.keys as u64));
+                        Call::Cas { from, to: self.last_value.fetch_add(1, Ordering::Relaxed) + 1 }
                     }
                 };
                 let member = rng.random_range(0..self.cluster.len());
@@ -73,18 +71,23 @@ impl Clients {
                     }
                 }
             };
-            let (kind, read, error) = match outcome {
-                Outcome::Ok(read) => (EventKind::Ok, read, None),
-                Outcome::Fail(e) => (EventKind::Fail, None, Some(e)),
-                Outcome::Info(e) => (EventKind::Info, None, Some(e)),
-            };
-            self.recorder.complete(process, &key, kind, call, read, error);
-            if kind == EventKind::Info {
+            if self.record(process, &key, call, outcome) == EventKind::Info {
                 // A process whose operation may still take effect is never reused.
                 process += self.clients as u64;
             }
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// Records how `process`'s `call` on `key` ended; answers the event kind.
+    fn record(&self, process: u64, key: &str, call: Call, outcome: Outcome) -> EventKind {
+        let (kind, read, error) = match outcome {
+            Outcome::Ok(read) => (EventKind::Ok, read, None),
+            Outcome::Fail(e) => (EventKind::Fail, None, Some(e)),
+            Outcome::Info(e) => (EventKind::Info, None, Some(e)),
+        };
+        self.recorder.complete(process, key, kind, call, read, error);
+        kind
     }
 
     /// Reads every key once more, through the leader, when the cluster is whole again: the
@@ -104,11 +107,12 @@ impl Clients {
                     }
                 }
             };
-            let (kind, read, error) = match outcome {
-                Outcome::Ok(read) => (EventKind::Ok, read, None),
-                Outcome::Fail(e) | Outcome::Info(e) => (EventKind::Fail, None, Some(e)),
+            // A read changes nothing: an unknown outcome is a failure.
+            let outcome = match outcome {
+                Outcome::Info(e) => Outcome::Fail(e),
+                other => other,
             };
-            self.recorder.complete(process, &key, kind, Call::Read, read, error);
+            self.record(process, &key, Call::Read, outcome);
         }
     }
 }

@@ -65,8 +65,8 @@ pub(crate) async fn run(
             }
             3 => {
                 // At most a minority down at once, so the cluster can still make progress.
-                let down = n - cluster.running().len();
                 let running = cluster.running();
+                let down = n - running.len();
                 if down < (n - 1) / 2 && !running.is_empty() {
                     let victim = running[rng.random_range(0..running.len())];
                     cluster.stop(victim).await;

@@ -31,6 +31,7 @@ mod invariants;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -198,10 +199,10 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
         keys: spec.keys.max(1),
         clients: spec.clients.max(1),
         serializable_reads: spec.serializable_reads,
+        last_value: AtomicU64::new(0),
     });
-    let next_value = Arc::new(Mutex::new(0));
     let client_tasks: Vec<_> =
-        (0..clients.clients).map(|i| tokio::spawn(clients.clone().run(i, end, next_value.clone()))).collect();
+        (0..clients.clients).map(|i| tokio::spawn(clients.clone().run(i, end))).collect();
     let nemesis =
         faults::run(cluster.clone(), StdRng::seed_from_u64(rand::Rng::random(&mut rng)), start, end);
     let faults = nemesis.await;
@@ -260,10 +261,10 @@ async fn converge(cluster: &SimCluster, invariants: &Invariants) {
     let deadline = Instant::now() + CONVERGE_WITHIN;
     loop {
         let stores = running(cluster);
-        let leader_log = cluster.leader().and_then(|l| cluster.store(l)).and_then(|s| {
-            let m = s.raft().metrics().borrow_watched().clone();
-            m.last_log_index
-        });
+        let leader_log = cluster
+            .leader()
+            .and_then(|l| cluster.store(l))
+            .and_then(|s| s.raft().metrics().borrow_watched().last_log_index);
         let applied: Vec<Option<u64>> = stores
             .iter()
             .map(|(_, s)| s.raft().metrics().borrow_watched().last_applied.as_ref().map(|l| l.index))
