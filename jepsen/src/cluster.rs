@@ -20,9 +20,11 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Child;
 use tokio::time::Instant;
 
+use crate::lossyfs::LossyFs;
 use crate::net::Network;
 
 mod clock;
+mod disk;
 mod etcd;
 mod membership;
 
@@ -78,6 +80,9 @@ pub struct ClusterSpec {
     /// Spare hosts after the members (indexes `members..members + spares`): not started, and
     /// counted as removed, until [`Cluster::rejoin`] adds one as a new member.
     pub spares: usize,
+    /// Keep each member's data directory on its own [`LossyFs`] (`<dir>/n<i>/disk`, in
+    /// memory; see [`Cluster::data_dir`]), so that [`Cluster::power_loss`] can cut its power.
+    pub power_loss: bool,
 }
 
 /// What one member's etcd Maintenance.Status said.
@@ -113,6 +118,9 @@ pub struct Cluster {
     raft_ids: Vec<u64>,
     /// The join token read from member 0 at start, for members that rejoin.
     token: String,
+    /// Each host's lossy disk once mounted ([`ClusterSpec::power_loss`]). Declared after
+    /// `members`, so that members are killed before their disks are unmounted.
+    disks: Vec<Option<LossyFs>>,
 }
 
 impl Cluster {
@@ -133,9 +141,10 @@ impl Cluster {
             members: (0..hosts).map(|i| Member { removed: i >= n, ..Member::default() }).collect(),
             raft_ids: vec![0; hosts],
             token: String::new(),
+            disks: (0..hosts).map(|_| None).collect(),
         };
         cluster.members[0].child = Some(cluster.spawn(0, None).await?);
-        let dir0 = cluster.member_dir(0);
+        let dir0 = cluster.data_dir(0);
         let token = cluster
             .flotilla(&["token".as_ref(), "server".as_ref(), "--data-dir".as_ref(), dir0.as_os_str()])
             .await
@@ -151,9 +160,15 @@ impl Cluster {
 
     /// Starts member `i`'s server on its data directory and waits for its `export KUBECONFIG=`
     /// line; its output keeps going to `server.log` afterwards.
-    async fn spawn(&self, i: usize, join: Option<(&str, &str)>) -> anyhow::Result<Child> {
+    async fn spawn(&mut self, i: usize, join: Option<(&str, &str)>) -> anyhow::Result<Child> {
+        self.mount_disk(i)?;
+        self.launch(i, join).await
+    }
+
+    /// [`Cluster::spawn`] once the directories are there.
+    async fn launch(&self, i: usize, join: Option<(&str, &str)>) -> anyhow::Result<Child> {
         let dir = self.member_dir(i);
-        std::fs::create_dir_all(&dir).with_context(|| format!("member n{i}: creating {}", dir.display()))?;
+        let data_dir = self.data_dir(i);
         let log = dir.join("server.log");
         let open_log = || {
             std::fs::OpenOptions::new()
@@ -164,7 +179,7 @@ impl Cluster {
         };
         let ip = self.net.hosts()[i].ip;
         let mut cmd = self.net.command(i, &self.spec.flotilla);
-        cmd.arg("server").arg("--data-dir").arg(&dir);
+        cmd.arg("server").arg("--data-dir").arg(&data_dir);
         cmd.args(["--api-listen", &format!("{ip}:{API_PORT}")]);
         cmd.args(["--etcd-listen", &format!("{ip}:{ETCD_PORT}")]);
         cmd.args(["--raft-listen", &format!("{ip}:{RAFT_PORT}")]);
@@ -340,7 +355,8 @@ impl Cluster {
         i >= self.spec.members && i < self.len()
     }
 
-    /// Member `i`'s data directory (`<dir>/n<i>`).
+    /// Member `i`'s directory (`<dir>/n<i>`): its `server.log`, and its data directory
+    /// unless it is on a lossy disk (see [`Cluster::data_dir`]).
     pub fn member_dir(&self, i: usize) -> PathBuf {
         self.spec.dir.join(format!("n{i}"))
     }
@@ -510,6 +526,11 @@ impl Cluster {
                 problems.push(format!("member n{i} did not exit within {STOP_TIMEOUT:?} of SIGTERM"));
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await;
+            }
+        }
+        for disk in self.disks.iter_mut().filter_map(Option::take) {
+            if let Err(e) = disk.unmount() {
+                problems.push(e.to_string());
             }
         }
         self.net.destroy();

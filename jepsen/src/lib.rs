@@ -3,7 +3,9 @@
 //! A run starts a cluster of real `flotilla server` processes, each in its own network
 //! namespace ([`net`], [`cluster`]), and lets several workloads run side by side while a
 //! seeded [`nemesis`] schedule partitions, degrades and heals links, kills, restarts and
-//! pauses members, removes and adds them, forces snapshots and skews wall clocks:
+//! pauses members, removes and adds them, forces snapshots, skews wall clocks and cuts the
+//! power of members whose data directories are on a [`lossyfs`] (a FUSE file system that
+//! loses what was not synced):
 //! register operations through the etcd API ([`workload`], checked for linearizability by
 //! [`checker`]) and watchers of their keys ([`watch`]); list-append transactions ([`append`],
 //! checked for strict serializability, Elle-style); leases ([`lease`], expiring neither early
@@ -22,6 +24,7 @@ pub mod cluster;
 pub mod history;
 pub mod jsonl;
 pub mod lease;
+pub mod lossyfs;
 pub mod nemesis;
 pub mod net;
 pub mod objects;

@@ -89,8 +89,9 @@ struct Common {
     #[arg(long, default_value_t = 60)]
     time: u64,
     /// Fault kinds, comma-separated: partition-majority, partition-leader, partition-bridge,
-    /// partition-ring, kill, pause, membership, snapshot, clock, lossy, slow, grow (default: all,
-    /// leaving out clock where Debian's faketime package is missing; "none" for none).
+    /// partition-ring, kill, pause, membership, snapshot, clock, lossy, slow, grow, power-loss
+    /// (default: all, leaving out clock where Debian's faketime package is missing and
+    /// power-loss where FUSE is unavailable; "none" for none).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Concurrent clients.
@@ -143,10 +144,15 @@ fn parse_faults(names: &[String]) -> anyhow::Result<Vec<FaultKind>> {
         if let Some(why) = &missing {
             eprintln!("flotilla-jepsen: leaving out clock faults: {why}");
         }
+        let no_fuse = flotilla_jepsen::lossyfs::unavailable();
+        if let Some(why) = &no_fuse {
+            eprintln!("flotilla-jepsen: leaving out power-loss faults: {why}");
+        }
         return Ok(FaultKind::all()
             .iter()
             .copied()
             .filter(|k| *k != FaultKind::Clock || missing.is_none())
+            .filter(|k| *k != FaultKind::PowerLoss || no_fuse.is_none())
             .collect());
     }
     if names.len() == 1 && names[0] == "none" {

@@ -81,11 +81,17 @@ pub enum FaultKind {
     /// through another member and becomes a voter, growing the cluster by one; healing removes
     /// it again and stops it.
     Grow,
+    /// Cuts the power of `targets`: one member, or every member at once. Each is SIGKILLed
+    /// (all of them before any disk is touched) and its data directory, on a
+    /// [`LossyFs`](crate::lossyfs::LossyFs), keeps only what was synced plus, drawn from
+    /// [`Step::crash_seed`], part or all of the rest; healing restarts them side by side.
+    /// Runs that list this kind start every member on a lossy disk.
+    PowerLoss,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::PartitionMajority,
         FaultKind::PartitionLeader,
         FaultKind::PartitionBridge,
@@ -98,6 +104,7 @@ impl FaultKind {
         FaultKind::Lossy,
         FaultKind::Slow,
         FaultKind::Grow,
+        FaultKind::PowerLoss,
     ];
 
     /// Every kind (the same as [`FaultKind::ALL`]).
@@ -106,7 +113,7 @@ impl FaultKind {
     }
 
     /// The kind's name on command lines and in reports (`partition-majority`, …, `pause`,
-    /// `membership`, `snapshot`, `clock`, `lossy`, `slow`, `grow`).
+    /// `membership`, `snapshot`, `clock`, `lossy`, `slow`, `grow`, `power-loss`).
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::PartitionMajority => "partition-majority",
@@ -121,6 +128,7 @@ impl FaultKind {
             FaultKind::Lossy => "lossy",
             FaultKind::Slow => "slow",
             FaultKind::Grow => "grow",
+            FaultKind::PowerLoss => "power-loss",
         }
     }
 
@@ -136,6 +144,7 @@ impl FaultKind {
                 | FaultKind::Lossy
                 | FaultKind::Slow
                 | FaultKind::Grow
+                | FaultKind::PowerLoss
         )
     }
 
@@ -150,7 +159,11 @@ impl FaultKind {
             | FaultKind::Snapshot => 3,
             FaultKind::PartitionRing => 4,
             FaultKind::PartitionLeader | FaultKind::Lossy | FaultKind::Slow => 2,
-            FaultKind::Kill | FaultKind::Pause | FaultKind::Clock | FaultKind::Grow => 1,
+            FaultKind::Kill
+            | FaultKind::Pause
+            | FaultKind::Clock
+            | FaultKind::Grow
+            | FaultKind::PowerLoss => 1,
         }
     }
 
@@ -219,6 +232,12 @@ impl Step {
         }
     }
 
+    /// The seed target `member`'s disk draws from in a [`FaultKind::PowerLoss`] step (which
+    /// unsynced writes survive), a fixed function of the step's start and the member.
+    pub fn crash_seed(&self, member: usize) -> u64 {
+        self.mix() ^ (member as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
     /// A hash of (start, target): splitmix64's finalizer spreads their bits.
     fn mix(&self) -> u64 {
         let at = u64::try_from(self.at.as_millis()).unwrap_or(u64::MAX);
@@ -249,7 +268,8 @@ impl Step {
             | FaultKind::Clock
             | FaultKind::Lossy
             | FaultKind::Slow
-            | FaultKind::Grow => BTreeSet::new(),
+            | FaultKind::Grow
+            | FaultKind::PowerLoss => BTreeSet::new(),
             FaultKind::PartitionLeader => match leader {
                 Some(l) => between(&[l], &others(members, &[l])),
                 None => BTreeSet::new(),
@@ -307,6 +327,7 @@ impl Step {
             FaultKind::Pause => format!("pause {}", target()),
             FaultKind::Membership => format!("remove {}", target()),
             FaultKind::Grow => format!("add {}", target()),
+            FaultKind::PowerLoss => format!("power loss {}", group(&self.targets)),
             FaultKind::Lossy | FaultKind::Slow => format!(
                 "{} links of {}",
                 self.degradation().map_or_else(String::new, Degradation::describe),
@@ -418,6 +439,8 @@ fn targets(rng: &mut StdRng, kind: FaultKind, members: usize) -> Vec<usize> {
         | FaultKind::Slow => vec![perm[0]],
         // The spare host comes after the members.
         FaultKind::Grow => vec![members],
+        FaultKind::PowerLoss if rng.random_bool(0.5) => (0..members).collect(),
+        FaultKind::PowerLoss => vec![perm[0]],
     }
 }
 

@@ -240,6 +240,7 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunReport> {
         tag,
         clock_skew: spec.faults.contains(&FaultKind::Clock),
         spares: usize::from(spec.faults.contains(&FaultKind::Grow)),
+        power_loss: spec.faults.contains(&FaultKind::PowerLoss),
     })
     .await
     .context("starting the cluster")?;
@@ -274,7 +275,7 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunReport> {
         watch::watch(&endpoints, &watch_prefix, start_revision, until, op_timeout, WATCH_TAIL, final_rx);
     let clients = workload::run(&endpoints, &spec.workload, &recorder, until);
     let kubeconfigs: Vec<PathBuf> =
-        (0..spec.members).map(|i| cluster.member_dir(i).join("kubeconfig")).collect();
+        (0..spec.members).map(|i| cluster.data_dir(i).join("kubeconfig")).collect();
     let object_recorder = ObjectRecorder::new();
     // Beside the rest too: its final reads and watchers may go on past `until`.
     let object_run = async {

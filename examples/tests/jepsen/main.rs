@@ -1,12 +1,14 @@
 //! The short, seeded Jepsen-style set CI runs: real `flotilla server` clusters in network
 //! namespaces under every fault kind (partitions of each shape, SIGKILL and restart,
 //! SIGSTOP/SIGCONT, removal and rejoin, a sixth member added and removed, snapshots that a
-//! cut-off member must install, wall clocks skewed, lossy and slow links), clients issuing register operations through the etcd
-//! API, and the history checked for linearizability. Long campaigns use the `flotilla-jepsen` binary
+//! cut-off member must install, wall clocks skewed, lossy and slow links, power cuts that lose
+//! unsynced writes), clients issuing register operations through the etcd API, and the history
+//! checked for linearizability. Long campaigns use the `flotilla-jepsen` binary
 //! (docs/testing.md).
 //!
 //! Needs root, `ip` and `iptables`: skipped with a printed reason without them, failed instead
-//! when `FLOTILLA_REQUIRE_NETNS=1` (as `.ci/run` sets).
+//! when `FLOTILLA_REQUIRE_NETNS=1` (as `.ci/run` sets); likewise FUSE (`/dev/fuse`) and
+//! `FLOTILLA_REQUIRE_FUSE=1`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -92,8 +94,16 @@ async fn three_and_five_members_stay_linearizable_under_every_fault_kind() -> Re
     // a look after a failure.
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jepsen");
     std::fs::create_dir_all(&root)?;
+    if let Some(why) = flotilla_jepsen::lossyfs::unavailable() {
+        anyhow::ensure!(
+            std::env::var_os("FLOTILLA_REQUIRE_FUSE").is_none_or(|v| v != "1"),
+            "FLOTILLA_REQUIRE_FUSE=1 but lossy disks cannot be mounted: {why}"
+        );
+        eprintln!("skipping: power-loss faults need FUSE: {why}");
+        return Ok(());
+    }
     use FaultKind::*;
-    let three = [PartitionMajority, PartitionLeader, Kill, Pause, Clock, Lossy];
+    let three = [PartitionMajority, PartitionLeader, Kill, Pause, Clock, Lossy, PowerLoss];
     let five = [PartitionBridge, PartitionRing, Membership, Snapshot, Slow, Grow];
     let covered: BTreeSet<FaultKind> = three.iter().chain(&five).copied().collect();
     assert_eq!(covered, FaultKind::ALL.into_iter().collect(), "the two runs cover every fault kind");

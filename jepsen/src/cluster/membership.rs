@@ -64,7 +64,8 @@ impl Cluster {
     }
 
     /// Brings removed member `i` back as a new member: stops it if it still runs, moves its
-    /// data directory aside to `<dir>/n<i>.removed-<k>` (the first free `k`), starts it on a
+    /// data directory aside to `<dir>/n<i>.removed-<k>` (the first free `k`; a lossy disk's
+    /// contents are dropped), starts it on a
     /// fresh one with `--join` to member `seed`'s transport and the cluster's token, and waits
     /// up to [`REJOIN_TIMEOUT`] until `seed`'s member list names it as a voter with a new id.
     /// Its new raft id (from then on [`Cluster::raft_id`]).
@@ -76,6 +77,10 @@ impl Cluster {
         );
         if self.is_running(i) {
             self.stop_member(i).await?;
+        }
+        // A lossy disk goes with the old data: the new member starts on a fresh one.
+        if let Some(disk) = self.disks.get_mut(i).and_then(Option::take) {
+            disk.unmount().with_context(|| format!("member n{i}"))?;
         }
         let dir = self.member_dir(i);
         if dir.exists() {

@@ -178,6 +178,7 @@ async fn a_three_member_cluster_survives_cuts_kills_pauses_and_a_nemesis() -> an
         tag: TAG.into(),
         clock_skew: true,
         spares: 0,
+        power_loss: false,
     };
     let scenario = tokio::time::timeout(Duration::from_secs(600), async {
         let started = Instant::now();
@@ -416,6 +417,7 @@ async fn a_removed_follower_and_a_removed_leader_rejoin_as_new_voters() -> anyho
         tag: "mbtest".into(),
         clock_skew: false,
         spares: 1,
+        power_loss: false,
     };
     let scenario = tokio::time::timeout(Duration::from_secs(600), async {
         let mut c = Cluster::start(spec).await?;

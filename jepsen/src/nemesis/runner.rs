@@ -22,7 +22,9 @@ pub struct NemesisRecord {
     /// `cut [n0] | [n2] (bridge n1)`, `cut to ring [n0,n2,n1,n3]`, `kill n2`, `restart n2`,
     /// `pause n1`, `resume n1`, `remove n1 (id 2)`, `rejoin n1 (id 31)`,
     /// `cut [n1] | [n0,n2] (to snapshot)`, `snapshot n0`, `skew n2 clock -1234s`, `unskew n2`,
-    /// `lose 25.0% links of n1`, `throttle to 80 packets/s links of n0` or `heal`.
+    /// `lose 25.0% links of n1`, `throttle to 80 packets/s links of n0`,
+    /// `power loss [n0,n1,n2]` then `power loss n1: metadata as synced, files reverted 2 …`
+    /// per member, or `heal`.
     pub action: String,
     /// Why it failed, if it did.
     pub error: Option<String>,
@@ -37,6 +39,7 @@ enum Applied {
     Removed(usize),
     Skewed(usize),
     Added(usize),
+    PoweredOff(Vec<usize>),
 }
 
 struct Recorder {
@@ -178,6 +181,9 @@ async fn apply(
         // A failed add may still have joined it: heal_all removes whatever spare is a member.
         return if cluster.is_removed(target) { Applied::Nothing } else { Applied::Added(target) };
     }
+    if step.kind == FaultKind::PowerLoss {
+        return power_loss(cluster, step, rec, killed).await;
+    }
     if step.kind == FaultKind::Membership {
         let (action, result) = membership::remove(cluster, target).await;
         rec.record(action, result);
@@ -198,6 +204,39 @@ async fn apply(
     };
     rec.record(step.describe(members, None), result);
     applied
+}
+
+/// Kills every target first (a power cut is simultaneous), then makes each disk lose what
+/// its member had not synced.
+async fn power_loss(
+    cluster: &mut Cluster,
+    step: &Step,
+    rec: &mut Recorder,
+    killed: &mut BTreeSet<usize>,
+) -> Applied {
+    let members = cluster.len();
+    let mut result = Ok(());
+    for &t in &step.targets {
+        if cluster.is_running(t)
+            && let Err(e) = cluster.kill(t).await
+        {
+            result = Err(format!("{e:#}"));
+        }
+    }
+    rec.record(step.describe(members, None), result);
+    let mut down = Vec::new();
+    for &t in &step.targets {
+        if cluster.is_running(t) || cluster.is_removed(t) {
+            continue;
+        }
+        killed.insert(t);
+        down.push(t);
+        match cluster.power_loss(t, step.crash_seed(t)).await {
+            Ok(report) => rec.record(format!("power loss n{t}: {report}"), Ok(())),
+            Err(e) => rec.record(format!("power loss n{t}"), Err(format!("{e:#}"))),
+        }
+    }
+    Applied::PoweredOff(down)
 }
 
 /// Sends SIGUSR1 to every running, unpaused member but `isolated`: each builds a snapshot and
@@ -233,7 +272,7 @@ async fn undo(cluster: &mut Cluster, applied: Applied, rec: &mut Recorder, kille
             let result = cluster.network().heal().await.map_err(|e| e.to_string());
             rec.record("heal".to_string(), result);
         }
-        Applied::Killed(i) => restart(cluster, i, rec, killed).await,
+        Applied::Killed(i) => restart(cluster, &[i], rec, killed).await,
         Applied::Paused(i) => {
             let result = cluster.resume(i).await.map_err(|e| format!("{e:#}"));
             rec.record(format!("resume n{i}"), result);
@@ -241,6 +280,7 @@ async fn undo(cluster: &mut Cluster, applied: Applied, rec: &mut Recorder, kille
         Applied::Removed(i) => rejoin(cluster, i, rec, killed).await,
         Applied::Skewed(i) => unskew(cluster, i, rec),
         Applied::Added(i) => shrink(cluster, i, rec).await,
+        Applied::PoweredOff(down) => restart(cluster, &down, rec, killed).await,
     }
 }
 
@@ -264,12 +304,14 @@ async fn rejoin(cluster: &mut Cluster, i: usize, rec: &mut Recorder, killed: &mu
     rec.record(action, result);
 }
 
-async fn restart(cluster: &mut Cluster, i: usize, rec: &mut Recorder, killed: &mut BTreeSet<usize>) {
-    let result = cluster.restart(i).await.map_err(|e| format!("{e:#}"));
-    if result.is_ok() {
-        killed.remove(&i);
+/// Restarts killed `members`, side by side.
+async fn restart(cluster: &mut Cluster, members: &[usize], rec: &mut Recorder, killed: &mut BTreeSet<usize>) {
+    for (i, result) in cluster.restart_all(members).await {
+        if result.is_ok() {
+            killed.remove(&i);
+        }
+        rec.record(format!("restart n{i}"), result.map_err(|e| format!("{e:#}")));
     }
-    rec.record(format!("restart n{i}"), result);
 }
 
 /// Heals whatever an earlier failure left: cut links, paused members, killed members, removed
@@ -289,11 +331,9 @@ async fn heal_all(cluster: &mut Cluster, rec: &mut Recorder, killed: &mut BTreeS
             rec.record(format!("resume n{i}"), result);
         }
     }
-    for i in killed.clone() {
-        if !cluster.is_running(i) && !cluster.is_removed(i) {
-            restart(cluster, i, rec, killed).await;
-        }
-    }
+    let down: Vec<usize> =
+        killed.iter().copied().filter(|&i| !cluster.is_running(i) && !cluster.is_removed(i)).collect();
+    restart(cluster, &down, rec, killed).await;
     for i in 0..cluster.len() {
         if cluster.is_removed(i) && !cluster.is_spare(i) {
             rejoin(cluster, i, rec, killed).await;

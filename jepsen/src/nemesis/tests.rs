@@ -89,6 +89,14 @@ fn check_partition(step: &Step, members: usize, leader: usize, cut: &BTreeSet<(u
         FaultKind::Kill | FaultKind::Pause | FaultKind::Membership | FaultKind::Clock => {
             assert!(t.len() == 1 && t[0] < members && cut.is_empty(), "{step:?}");
         }
+        FaultKind::PowerLoss => {
+            let all: Vec<usize> = (0..members).collect();
+            assert!((t.len() == 1 && t[0] < members) || t == &all, "one member or all: {step:?}");
+            assert!(cut.is_empty(), "{step:?}");
+            assert_eq!(step.describe(members, None), format!("power loss {}", group(t)));
+            let seeds: BTreeSet<u64> = t.iter().map(|&m| step.crash_seed(m)).collect();
+            assert_eq!(seeds.len(), t.len(), "each member's disk draws its own losses: {step:?}");
+        }
         FaultKind::Grow => {
             assert!(t == &[members] && cut.is_empty(), "the spare after the members: {step:?}");
             assert_eq!(step.describe(members, None), format!("add n{members}"));
@@ -121,12 +129,10 @@ fn kinds_too_big_for_the_cluster_are_left_out() {
     assert!(!three.steps.is_empty());
     assert!(three.steps.iter().all(|s| s.kind != FaultKind::PartitionRing));
     let one = Schedule::generate(1, S(600), 1, &FaultKind::ALL, (S(1), S(2)), (S(1), S(2)));
-    assert!(
-        one.steps.iter().all(|s| matches!(
-            s.kind,
-            FaultKind::Kill | FaultKind::Pause | FaultKind::Clock | FaultKind::Grow
-        ))
-    );
+    assert!(one.steps.iter().all(|s| matches!(
+        s.kind,
+        FaultKind::Kill | FaultKind::Pause | FaultKind::Clock | FaultKind::Grow | FaultKind::PowerLoss
+    )));
     let none = Schedule::generate(1, S(600), 2, &[FaultKind::PartitionRing], (S(1), S(2)), (S(1), S(2)));
     assert!(none.steps.is_empty());
 }

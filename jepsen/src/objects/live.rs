@@ -80,11 +80,12 @@ async fn updates_and_watches_stay_valid_through_a_leader_kill() -> anyhow::Resul
         tag,
         clock_skew: false,
         spares: 0,
+        power_loss: false,
     };
     // Dropping the cluster (on a timeout or an error) kills its members and removes the network.
     let scenario = tokio::time::timeout(Duration::from_secs(600), async {
         let mut cluster = crate::cluster::Cluster::start(spec).await?;
-        let kubeconfigs: Vec<PathBuf> = (0..3).map(|i| cluster.member_dir(i).join("kubeconfig")).collect();
+        let kubeconfigs: Vec<PathBuf> = (0..3).map(|i| cluster.data_dir(i).join("kubeconfig")).collect();
         let spec = ObjectSpec {
             clients: 6,
             watchers: 3,

@@ -108,6 +108,7 @@ async fn watchers_on_every_member_agree_through_a_kill_and_restart() -> anyhow::
         tag: tag.clone(),
         clock_skew: false,
         spares: 0,
+        power_loss: false,
     };
     // Dropping the cluster (on a timeout or an error) kills its members and removes the network.
     let scenario = tokio::time::timeout(Duration::from_secs(600), async {
