@@ -4,7 +4,8 @@
 //! the join token with `flotilla token server`, joins the other members through member 0 one at
 //! a time and waits until every member is a voter and all agree on a leader. Members listen on
 //! fixed ports of their host's address ([`API_PORT`], [`ETCD_PORT`], [`RAFT_PORT`]) and keep
-//! their data in `<dir>/n<i>`, with standard output and error appended to
+//! their data in `<dir>/n<i>` (in `<dir>/n<i>/disk`, a lossy disk, with
+//! [`ClusterSpec::power_loss`]), with standard output and error appended to
 //! `<dir>/n<i>/server.log`. Members are named `n<i>` by their 0-based index everywhere.
 //!
 //! The raft ids of members are read from the store's member list once it is ready (each

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use flotilla_jepsen::checker::CheckLimits;
 use flotilla_jepsen::nemesis::FaultKind;
 use flotilla_jepsen::run::{self, ResultLine, RunSpec};
 
@@ -76,6 +77,10 @@ enum Command {
     Check {
         /// The history file.
         history: PathBuf,
+        /// The most configurations the register search explores per key before it gives up
+        /// with `unknown` (a run uses 5,000,000).
+        #[arg(long, default_value_t = 5_000_000)]
+        max_configurations: usize,
     },
 }
 
@@ -186,10 +191,11 @@ async fn commands() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // kube's client logs every failed request at ERROR; under a nemesis that is most of them,
     // and the object history records each one anyway. In a simulation, every member logs
-    // into this process, and a cut-off leader warns of every heartbeat it cannot send.
+    // into this process, and a cut-off leader warns of every heartbeat it cannot send. fuser
+    // warns when its own unmount finds a lossy disk unmounted already (LossyFs unmounts first).
     let default_filter = match cli.command {
         Command::Sim { .. } => "error",
-        _ => "info,kube_client=off",
+        _ => "info,kube_client=off,fuser::mnt=error",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -256,8 +262,9 @@ async fn commands() -> anyhow::Result<()> {
                 "seeds not valid: {bad:?} (re-run one with --first-seed N --seeds 1)"
             );
         }
-        Command::Check { history } => {
-            let found = run::recheck(&history)?;
+        Command::Check { history, max_configurations } => {
+            let limits = CheckLimits { max_states_per_key: max_configurations, ..CheckLimits::default() };
+            let found = run::recheck(&history, &limits)?;
             println!("{}", serde_json::to_string_pretty(&found)?);
         }
     }

@@ -1,5 +1,5 @@
-//! Lossy disks ([`ClusterSpec::power_loss`](super::ClusterSpec::power_loss)): where they are mounted, cutting a member's
-//! power, and bringing several members back at once.
+//! Lossy disks ([`ClusterSpec::power_loss`](super::ClusterSpec::power_loss)): where they are
+//! mounted, cutting a member's power, and bringing several members back at once.
 
 use std::path::PathBuf;
 
@@ -27,9 +27,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Cuts member `i`'s power ([`ClusterSpec::power_loss`](super::ClusterSpec::power_loss) only): SIGKILLs it if it runs,
-    /// reaps it, and makes its disk lose what it had not synced (which part, drawn from
-    /// `seed`; see [`LossyFs::power_loss`]). [`Cluster::restart`] brings it back.
+    /// Cuts member `i`'s power (lossy disks only): SIGKILLs it if it runs, reaps it, and
+    /// makes its disk lose what it had not synced (which part, drawn from `seed`; see
+    /// [`LossyFs::power_loss`]). [`Cluster::restart`] brings it back.
     pub async fn power_loss(&mut self, i: usize, seed: u64) -> anyhow::Result<CrashReport> {
         anyhow::ensure!(self.spec.power_loss, "member n{i}: the cluster was started without lossy disks");
         if self.is_running(i) {

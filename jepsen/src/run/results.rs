@@ -104,11 +104,12 @@ pub struct Recheck {
     pub objects: Option<ObjectVerdict>,
 }
 
-/// Re-checks a saved register history with the default limits, and the watch logs and the
-/// list-append, lease and object histories saved next to it (those that exist).
-pub fn recheck(history: &Path) -> anyhow::Result<Recheck> {
+/// Re-checks a saved register history within `limits` (a larger budget may settle a key
+/// a run left `Unknown`), and the watch logs and the list-append, lease and object
+/// histories saved next to it (those that exist).
+pub fn recheck(history: &Path, limits: &CheckLimits) -> anyhow::Result<Recheck> {
     let h = crate::history::History::load(history)?;
-    let registers = checker::check_registers(&h, &CheckLimits::default())?;
+    let registers = checker::check_registers(&h, limits)?;
     let watches = history.with_file_name(WATCHES_FILE);
     let watch = match std::fs::read(&watches) {
         Ok(bytes) => {
