@@ -11,7 +11,7 @@
 //!
 //! The file system holds regular files and directories only (no symlinks or devices);
 //! POSIX record locks are the kernel's own, since no process survives a power loss. It
-//! needs `/dev/fuse` and root (or `fusermount3`); see [`unavailable`].
+//! needs `/dev/fuse` and root (it mounts and unmounts directly); see [`unavailable`].
 
 mod fuse;
 mod tree;
@@ -86,7 +86,8 @@ impl std::fmt::Display for CrashReport {
     }
 }
 
-/// A mounted lossy file system; dropping it unmounts it and frees its contents.
+/// A mounted lossy file system; dropping it unmounts it (lazily) and drops its contents once
+/// no copy of the mount is left (see `detach`).
 #[derive(Debug)]
 pub struct LossyFs {
     mountpoint: PathBuf,
