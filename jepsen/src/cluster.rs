@@ -432,10 +432,10 @@ impl Cluster {
     /// Starts killed member `i` again on its data directory (no `--join`) and waits, up to
     /// [`START_TIMEOUT`], for its `export KUBECONFIG=` line.
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        anyhow::ensure!(self.member_mut(i)?.child.is_none(), "member n{i} is running; kill it first");
-        let child = self.spawn(i, None).await?;
-        self.member_mut(i)?.child = Some(child);
-        Ok(())
+        match self.restart_all(&[i]).await.pop() {
+            Some((_, result)) => result,
+            None => anyhow::bail!("member n{i}: restart_all answered nothing"),
+        }
     }
 
     /// Sends `signal` (a `kill -s` name) to member `i`.

@@ -4,6 +4,8 @@
 //! write was committed by that member alone, so it must have been synced to its disk.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,11 +15,16 @@ use crate::cluster::{Cluster, ClusterSpec, connect};
 
 /// Power losses in the test.
 const ROUNDS: u64 = 4;
-/// How long writes go on before the power is cut.
-const WRITING: Duration = Duration::from_millis(1500);
+/// Acknowledged writes per round before the power is cut (with more still in flight).
+const WRITES_BEFORE_CUT: usize = 300;
 
-/// Puts `w<round>-<k>` keys one after the other until one fails; answers those acknowledged.
-async fn write_until_failure(endpoint: String, round: u64) -> BTreeMap<String, String> {
+/// Puts `w<round>-<k>` keys one after the other until one fails, counting acknowledgements
+/// in `count`; answers those acknowledged.
+async fn write_until_failure(
+    endpoint: String,
+    round: u64,
+    count: Arc<AtomicUsize>,
+) -> BTreeMap<String, String> {
     let mut acked = BTreeMap::new();
     let Ok(mut client) = connect(&endpoint, Duration::from_secs(2)).await else { return acked };
     for k in 0u64.. {
@@ -26,6 +33,7 @@ async fn write_until_failure(endpoint: String, round: u64) -> BTreeMap<String, S
             break;
         }
         acked.insert(key, value);
+        count.fetch_add(1, Ordering::Relaxed);
     }
     acked
 }
@@ -78,8 +86,17 @@ async fn a_member_keeps_every_acknowledged_write_through_power_losses() -> anyho
         let mut acked = BTreeMap::new();
         let mut lost_unsynced = 0;
         for round in 0..ROUNDS {
-            let writer = tokio::spawn(write_until_failure(endpoint.clone(), round));
-            tokio::time::sleep(WRITING).await;
+            let count = Arc::new(AtomicUsize::new(0));
+            let writer = tokio::spawn(write_until_failure(endpoint.clone(), round, count.clone()));
+            // Cut the power once enough writes were acknowledged, while the writer goes on.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while count.load(Ordering::Relaxed) < WRITES_BEFORE_CUT && !writer.is_finished() {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "round {round}: too few writes acknowledged in 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let report = cluster.power_loss(0, 0x5eed ^ round).await?;
             eprintln!("round {round}: {report}");
             lost_unsynced += report.files_reverted + report.files_torn;
