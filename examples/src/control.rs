@@ -18,7 +18,7 @@ use flotilla_core::object::{KindRegistry, Resource};
 use flotilla_core::registry::{Registry, WatchCacheConfig};
 use flotilla_core::scheduler::runtime::{Scheduler, SchedulerConfig, default_profiles};
 use flotilla_core::store::{Compactor, CompactorConfig, Retention};
-use flotilla_raft_store::{RaftStore, RaftStoreConfig};
+use flotilla_raft_store::{OpenError, RaftStore, RaftStoreConfig};
 use k8s_openapi::api::core::v1::ResourceQuota;
 use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -247,11 +247,19 @@ impl ControlPlane {
         config.join_key = Some(token.join_key());
         config.snapshot_every = o.snapshot_every;
         config.keep_logs_behind_snapshot = o.snapshot_keep_logs;
-        let store = Arc::new(
-            RaftStore::open(config)
-                .await
-                .with_context(|| format!("starting the store in {}", dir.display()))?,
-        );
+        let store = match RaftStore::open(config).await {
+            Ok(store) => Arc::new(store),
+            Err(e @ OpenError::WrongMember { stored, .. }) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "starting the store in {}: its member record ({}) is missing or names \
+                     another member; if it was lost, start again with --join <a member's raft \
+                     address> --token <server token> to rejoin as member {stored}",
+                    dir.display(),
+                    membership::MEMBER_FILE
+                )));
+            }
+            Err(e) => return Err(e).with_context(|| format!("starting the store in {}", dir.display())),
+        };
         let mut member = member;
         if o.advertise.is_none() && o.raft_listen.port() == 0 && member.seeds.is_empty() {
             // A first member on a port picked at bind time advertises the port it got.

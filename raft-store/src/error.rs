@@ -33,6 +33,20 @@ pub enum OpenError {
     /// The raft configuration is invalid.
     #[error("invalid raft configuration: {0}")]
     Config(String),
+    /// The data directory belongs to another member: opening it as this one would vote and
+    /// acknowledge writes in that member's name.
+    #[error(
+        "{path} holds the data of member {stored}, not of member {configured}: start member \
+         {stored} from it, or give member {configured} a data directory of its own"
+    )]
+    WrongMember {
+        /// The data directory.
+        path: PathBuf,
+        /// The member id recorded in it.
+        stored: u64,
+        /// The id the member was configured with.
+        configured: u64,
+    },
     /// raft failed to start.
     #[error("raft failed to start: {0}")]
     Raft(String),

@@ -65,7 +65,7 @@ impl Inner {
                 reason: format!("write not committed within {limit:?}"),
             }),
             Err(_) => ForwardResponse::Failed(Error::Unavailable {
-                reason: format!("leader could not confirm a quorum within {limit:?}"),
+                reason: format!("leader could not confirm a quorum and apply the log within {limit:?}"),
             }),
         }
     }
@@ -113,15 +113,28 @@ impl Inner {
             // its lease lives on after it was revoked. Confirming first means any later
             // leader took over after this renewal, and it gives every lease a full TTL from
             // its takeover (see `run_lease_expiry`).
-            ForwardRequest::LeaseKeepAlive(id) => match self.read_index().await {
-                Ok(_) => self.with_lessor(id, |l, now| l.keep_alive(id, now)),
+            //
+            // The lessor follows the state machine, so it must first have applied everything
+            // committed: a new leader (say, after a power loss took every member's unsynced
+            // applies) confirmed by a quorum before it replayed a lease's grant would answer
+            // "no such lease" (TTL 0) for a live lease, and one that had not yet applied a
+            // revoke would renew a revoked lease. Found by the Jepsen lease workload.
+            ForwardRequest::LeaseKeepAlive(id) => match self.read_index_applied().await {
+                Ok(()) => self.with_lessor(id, |l, now| l.keep_alive(id, now)),
                 Err(refused) => refused,
             },
-            ForwardRequest::LeaseTimeToLive(id) => match self.read_index().await {
-                Ok(_) => self.with_lessor(id, |l, now| l.remaining_secs(id, now)),
+            ForwardRequest::LeaseTimeToLive(id) => match self.read_index_applied().await {
+                Ok(()) => self.with_lessor(id, |l, now| l.remaining_secs(id, now)),
                 Err(refused) => refused,
             },
         }
+    }
+
+    /// Confirms with a quorum that this member leads and waits until it has applied the log
+    /// up to the read index; `Err` is the answer to give instead.
+    async fn read_index_applied(&self) -> Result<(), ForwardResponse> {
+        let index = self.read_index().await?;
+        self.wait_applied(index).await.map_err(ForwardResponse::Failed)
     }
 
     /// Confirms with a quorum that this member leads (a heartbeat round) and returns the

@@ -22,6 +22,8 @@ use crate::typ::{Entry, IOFlushed, LogId, LogState, TypeConfig, Vote};
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
+/// The id of the member the log belongs to, recorded on its first start.
+const KEY_MEMBER_ID: &[u8] = b"member_id";
 
 /// The raft log storage of one member.
 #[derive(Clone)]
@@ -63,6 +65,29 @@ impl LogStore {
         let _: Option<Vote> = self.db.get(CF_RAFT_META, KEY_VOTE)?;
         let _: Option<LogId> = self.db.get(CF_RAFT_META, KEY_LAST_PURGED)?;
         Ok(())
+    }
+
+    /// Records `id` as the member this log belongs to on its first start (synced); on later
+    /// starts returns the id recorded before when it differs. A log opened under another
+    /// member's id would vote and acknowledge as that member.
+    pub(crate) fn claim_member_id(&self, id: u64) -> Result<Option<u64>, DbError> {
+        match self.db.get::<u64>(CF_RAFT_META, KEY_MEMBER_ID)? {
+            Some(stored) => Ok((stored != id).then_some(stored)),
+            None => {
+                let bytes = codec::encode(&id).map_err(|source| DbError::Corrupt {
+                    cf: CF_RAFT_META,
+                    key: crate::db::hex(KEY_MEMBER_ID),
+                    source,
+                })?;
+                let mut opts = WriteOptions::default();
+                opts.set_sync(true);
+                self.db
+                    .db
+                    .put_cf_opt(self.db.cf(CF_RAFT_META), KEY_MEMBER_ID, bytes, &opts)
+                    .map_err(|source| DbError::Rocks { doing: "member id write", source })?;
+                Ok(None)
+            }
+        }
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> io::Result<()> {

@@ -37,6 +37,23 @@ pub struct StateMachine {
     engine: KvEngine,
     applied: Arc<Mutex<Applied>>,
     dir: PathBuf,
+    /// Held shared by every `apply`; [`ApplyPause`] holds it exclusively.
+    gate: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// While alive, the member it came from applies nothing: entries are still appended and
+/// committed, but its state machine stays where it was until this is dropped. From
+/// [`RaftStore::pause_apply`](crate::RaftStore::pause_apply), for tests that need a member
+/// whose state machine lags its log, as a power loss leaves one that lost unsynced applies.
+#[must_use = "applying resumes when the pause is dropped"]
+pub struct ApplyPause {
+    _held: tokio::sync::OwnedRwLockWriteGuard<()>,
+}
+
+impl ApplyPause {
+    pub(crate) fn new(held: tokio::sync::OwnedRwLockWriteGuard<()>) -> Self {
+        ApplyPause { _held: held }
+    }
 }
 
 impl StateMachine {
@@ -52,7 +69,18 @@ impl StateMachine {
             membership: db.get(CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default(),
         };
         let state = load_state(&db)?;
-        Ok(StateMachine { db, engine: engine_for(state), applied: Arc::new(Mutex::new(applied)), dir })
+        Ok(StateMachine {
+            db,
+            engine: engine_for(state),
+            applied: Arc::new(Mutex::new(applied)),
+            dir,
+            gate: Arc::default(),
+        })
+    }
+
+    /// The gate every `apply` passes; whoever holds it exclusively pauses applying.
+    pub(crate) fn gate(&self) -> Arc<tokio::sync::RwLock<()>> {
+        self.gate.clone()
     }
 
     /// The engine reads and watches are served from.
@@ -158,6 +186,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = io::Result<EntryResponder>> + Unpin + OptionalSend,
     {
+        let _open = self.gate.read().await;
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
         let mut applied = self.applied.lock().clone();

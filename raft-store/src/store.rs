@@ -25,7 +25,7 @@ use crate::error::OpenError;
 use crate::forward::{ForwardRequest, ForwardResponse};
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, Transport};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{ApplyPause, StateMachine};
 use crate::typ::{NodeId, Raft};
 
 /// How long `shutdown` waits for the database to close.
@@ -61,11 +61,27 @@ pub(crate) struct Inner {
     db_path: std::path::PathBuf,
     /// Where this member serves the etcd API, if it does.
     pub(crate) etcd_addr: Option<SocketAddr>,
+    /// The state machine's apply gate, for [`RaftStore::pause_apply`].
+    apply_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Inner {
     pub(crate) fn leading(&self) -> bool {
         self.raft.metrics().borrow_watched().current_leader == Some(self.id)
+    }
+
+    /// Waits until this member has applied the log up to `index`, at most the request
+    /// timeout.
+    pub(crate) async fn wait_applied(&self, index: u64) -> Result<()> {
+        if self.raft.metrics().borrow_watched().last_applied.as_ref().is_some_and(|l| l.index() >= index) {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(self.request_timeout))
+            .applied_index_at_least(Some(index), "read your writes")
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable { reason: format!("waiting to apply index {index}: {e}") })
     }
 
     /// Brings the lessor's lease set in line with the state machine's: new leases get a full
@@ -153,11 +169,19 @@ impl RaftStore {
         let db_path = db.path.clone();
         let log_store = LogStore::new(db.clone(), config.sim_net.is_none());
         log_store.verify()?;
+        if let Some(stored) = log_store.claim_member_id(config.id)? {
+            return Err(OpenError::WrongMember {
+                path: config.data_dir.clone(),
+                stored,
+                configured: config.id,
+            });
+        }
         let progress = config.progress_interval;
         let sm = StateMachine::open(db, config.data_dir.clone(), |state: MvccState| {
             KvEngine::with_progress_interval(state, progress)
         })?;
         let engine = sm.engine().clone();
+        let apply_gate = sm.gate();
         let (listener, local_addr) = if config.sim_net.is_some() {
             (None, config.listen)
         } else {
@@ -196,6 +220,7 @@ impl RaftStore {
             db: db_handle,
             db_path,
             etcd_addr: etcd_listener.as_ref().map(|(_, addr)| *addr),
+            apply_gate,
         });
         Ok((inner, listener, local_addr, etcd_listener))
     }
@@ -219,6 +244,15 @@ impl RaftStore {
     /// The state shared with the member's server and tasks.
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// Pauses this member's state machine (once the batch it is applying is done) until the
+    /// returned [`ApplyPause`] is dropped. For tests and fault injection: the member keeps
+    /// voting, appending and committing, but serves reads and answers lease requests as a
+    /// member whose state machine lags its log (as after a power loss) would.
+    #[doc(hidden)]
+    pub async fn pause_apply(&self) -> ApplyPause {
+        ApplyPause::new(self.inner.apply_gate.clone().write_owned().await)
     }
 
     /// The raft handle, for metrics and membership operations not wrapped here.
@@ -347,7 +381,7 @@ impl RaftStore {
                 // it returns, wherever it was applied first. The write is committed whatever
                 // happens here, so failing to wait is no "unavailable" (which promises that
                 // nothing was done and invites a retry).
-                if let Err(e) = self.wait_applied(index).await {
+                if let Err(e) = self.inner.wait_applied(index).await {
                     return Err(Error::Indeterminate {
                         reason: format!("the write was committed at index {index}, but {e}"),
                     });
@@ -377,29 +411,7 @@ impl RaftStore {
             ForwardResponse::Failed(e) => return Err(e),
             other => return Err(Error::Storage(format!("read index answered with {other:?}"))),
         };
-        self.wait_applied(index).await
-    }
-
-    /// Waits until this member has applied the log up to `index`.
-    async fn wait_applied(&self, index: u64) -> Result<()> {
-        if self
-            .inner
-            .raft
-            .metrics()
-            .borrow_watched()
-            .last_applied
-            .as_ref()
-            .is_some_and(|l| l.index() >= index)
-        {
-            return Ok(());
-        }
-        self.inner
-            .raft
-            .wait(Some(self.inner.request_timeout))
-            .applied_index_at_least(Some(index), "read your writes")
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::Unavailable { reason: format!("waiting to apply index {index}: {e}") })
+        self.inner.wait_applied(index).await
     }
 
     /// The leader's lease loop: keeps the lessor's deadlines while leading (extending every

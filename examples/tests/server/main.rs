@@ -1,6 +1,6 @@
 //! `flotilla server` clusters as processes on loopback addresses: three servers joined with
 //! a token survive SIGKILL of the leader, a killed member catches up after a restart, a
-//! member that lost its member file re-joins with its old id; `flotilla status` and
+//! member that lost its member file refuses to start on its own and re-joins with its old id; `flotilla status` and
 //! `flotilla snapshot save|restore` against a running server. The commands are the ones
 //! docs/operations.md shows.
 
@@ -338,6 +338,17 @@ async fn three_servers_survive_losing_the_leader() -> Result<()> {
         let rid = status(&servers[ri].dir).await?.member;
         kill(&mut servers[ri], "-KILL").await?;
         std::fs::remove_file(servers[ri].dir.join("member.json"))?;
+        // Without --join it would start as member 1 of a new cluster on member rid's data: it
+        // refuses, and says how to rejoin.
+        let (dir, a) = (servers[ri].dir.clone(), servers[ri].addrs.clone());
+        let refused = start(&dir, &a, &[]).await;
+        anyhow::ensure!(refused.is_err(), "a server with another member's data started as member 1");
+        let log = std::fs::read_to_string(dir.join("server.log"))?;
+        anyhow::ensure!(
+            log.contains(&format!("holds the data of member {rid}, not of member 1"))
+                && log.contains("--join"),
+            "the refusal does not say why or how to rejoin:\n{log}"
+        );
         let other = servers[(ri + 1) % 3].addrs.raft();
         let rejoin = ["--join", other.as_str(), "--token", token.as_str()];
         let (dir, a) = (servers[ri].dir.clone(), servers[ri].addrs.clone());

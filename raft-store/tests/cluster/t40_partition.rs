@@ -1,7 +1,10 @@
 //! Partitions through the in-process fault filter: the minority cannot commit, the majority
-//! can, and once healed every member converges to the same state.
+//! can, and once healed every member converges to the same state. Lease requests answered
+//! only by a leader a quorum follows, once it has applied what was committed.
 
 use std::time::Duration;
+
+use openraft::type_config::async_runtime::WatchReceiver as _;
 
 use flotilla_core::store::{Error, PutRequest, Store};
 
@@ -126,6 +129,62 @@ async fn a_deposed_leader_does_not_revoke_a_lease_the_new_leader_keeps() -> anyh
         assert!(ttl.ttl > 0, "the lease lives on: {ttl:?}");
         let kept = read_prefix(c.member(majority[0]), "l/").await?;
         assert_eq!(kept.get("l/kept").map(String::as_str), Some("v"));
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_answers_for_leases_only_once_it_has_applied_what_was_committed() -> anyhow::Result<()> {
+    within("lease requests on a leader whose state machine lags", 90, async {
+        let c = Cluster::start_with(3, |cfg| cfg.request_timeout = Duration::from_secs(1)).await?;
+        let leader = c.wait_leader(Duration::from_secs(10)).await?;
+        let m = c.member(leader).clone();
+        let old = m.lease_grant(0, 60).await?.id;
+        // The leader's state machine stops (as a power loss leaves one that lost its unsynced
+        // applies) while a new lease's grant and the old lease's revoke are committed.
+        let pause = m.pause_apply().await;
+        let new = 4242;
+        let grant = tokio::spawn({
+            let m = m.clone();
+            async move { m.lease_grant(new, 60).await }
+        });
+        let revoke = tokio::spawn({
+            let m = m.clone();
+            async move { m.lease_revoke(old).await }
+        });
+        let target = m.raft().metrics().borrow_watched().last_log_index.unwrap_or(0) + 2;
+        m.raft()
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |x| x.local_committed.as_ref().is_some_and(|l| l.index() >= target),
+                "grant and revoke committed",
+            )
+            .await?;
+        // Until it has applied them, the leader knows neither: it must not say the new lease
+        // is gone, nor renew the revoked one.
+        for (id, what) in [(new, "the granted lease"), (old, "the revoked lease")] {
+            let renewed = m.lease_keep_alive(id).await;
+            assert!(
+                matches!(renewed, Err(Error::Unavailable { .. })),
+                "a keep-alive of {what} before the leader applied it must be unavailable: {renewed:?}"
+            );
+            let ttl = m.lease_time_to_live(id, false).await;
+            assert!(matches!(ttl, Err(Error::Unavailable { .. })), "nor a time-to-live of {what}: {ttl:?}");
+        }
+        drop(pause);
+        // Their callers waited for the apply longer than the request timeout: they may have
+        // been told the outcome is unknown, but both were committed.
+        let granted = grant.await?;
+        assert!(
+            matches!(&granted, Ok(g) if g.id == new) || matches!(granted, Err(Error::Indeterminate { .. }))
+        );
+        let revoked = revoke.await?;
+        assert!(matches!(revoked, Ok(_) | Err(Error::Indeterminate { .. })), "{revoked:?}");
+        assert_eq!(m.lease_keep_alive(new).await?.ttl, 60, "the granted lease renews once applied");
+        let gone = m.lease_keep_alive(old).await;
+        assert!(matches!(gone, Err(Error::LeaseNotFound(_))), "the revoked lease is gone: {gone:?}");
         c.shutdown().await;
         Ok(())
     })

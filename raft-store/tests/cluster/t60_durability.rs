@@ -1,4 +1,5 @@
-//! Restarts keep everything acknowledged; corrupt or unknown-format data refuses to start.
+//! Restarts keep everything acknowledged; corrupt or unknown-format data, or another member's,
+//! refuses to start.
 
 use std::time::Duration;
 
@@ -89,6 +90,37 @@ async fn unknown_format_and_corrupt_records_refuse_to_start() -> anyhow::Result<
         let err = open_fails(c.dir.path()).await;
         assert!(matches!(err, OpenError::Db(DbError::UnknownFormat { found: 9, .. })), "{err}");
         assert!(err.to_string().contains(&db_path.display().to_string()), "names the path: {err}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_opens_only_as_the_member_it_belongs_to() -> anyhow::Result<()> {
+    within("member id check", 60, async {
+        let mut c = Cluster::start(1).await?;
+        c.member(1).put(PutRequest::new("x", "1")).await?;
+        c.stop(1).await;
+        // Member 1's directory, opened as member 2 (say, a server that lost its member record).
+        let dir = c.dir.path().join("member-1");
+        let mut cfg = fast_config(2, c.dir.path(), "127.0.0.1:0".parse()?, Default::default());
+        cfg.data_dir = dir.clone();
+        let err = match RaftStore::open(cfg).await {
+            Ok(s) => {
+                s.shutdown().await;
+                anyhow::bail!("member 1's data opened as member 2")
+            }
+            Err(e) => e,
+        };
+        assert!(matches!(err, OpenError::WrongMember { stored: 1, configured: 2, .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&dir.display().to_string()) && msg.contains("member 1"), "{msg}");
+        // As itself it still opens, with its data.
+        c.restart(1).await?;
+        c.wait_leader(Duration::from_secs(10)).await?;
+        let got = c.member(1).range(RangeRequest::new(KeyRange::key("x"))).await?;
+        assert_eq!(got.kvs[0].value, b"1");
+        c.shutdown().await;
         Ok(())
     })
     .await
