@@ -34,6 +34,7 @@
 //! writes, so a witness cut down further could show a reason that is not the real one).
 
 mod explain;
+mod reduce;
 mod register;
 mod shrink;
 
@@ -155,9 +156,13 @@ pub struct Verdict {
 pub struct KeyVerdict {
     /// The key.
     pub key: String,
-    /// The key's operations the search considered: everything except operations that failed
+    /// The key's operations the checker considered: everything except operations that failed
     /// and reads whose outcome is unknown.
     pub ops: usize,
+    /// Of those, the writes and compare-and-sets of unknown outcome whose value no read
+    /// returned and no compare-and-set expected: the search leaves them out, which cannot
+    /// change its answer.
+    pub unobservable: usize,
     /// The result.
     pub outcome: KeyOutcome,
     /// Configurations the search explored for this key (not counting shrinking).
@@ -323,7 +328,10 @@ pub fn check_registers(history: &History, limits: &CheckLimits) -> Result<Verdic
 fn check_key(key: String, key_ops: &KeyOps, limits: &CheckLimits) -> KeyVerdict {
     let ops = &key_ops.ops;
     let budget = u64::try_from(limits.max_states_per_key).unwrap_or(u64::MAX);
-    let result = register::search(ops, budget);
+    // The verdict is the same without unknown writes nobody could see (see `reduce.rs`); an
+    // anomaly is still analysed over every operation, so its report shows them all.
+    let searched = reduce::observable(ops);
+    let result = register::search(&searched, budget);
     let outcome = match result.outcome {
         register::Outcome::Linearizable => KeyOutcome::Linearizable,
         register::Outcome::Unknown => KeyOutcome::Unknown {
@@ -345,7 +353,13 @@ fn check_key(key: String, key_ops: &KeyOps, limits: &CheckLimits) -> KeyVerdict 
             })
         }
     };
-    KeyVerdict { key, ops: ops.len(), outcome, configurations: result.configurations }
+    KeyVerdict {
+        key,
+        ops: ops.len(),
+        unobservable: ops.len() - searched.len(),
+        outcome,
+        configurations: result.configurations,
+    }
 }
 
 /// Checks well-formedness and turns the events into operations per key, in invocation order.
