@@ -1,12 +1,9 @@
-//! Compiles the member-to-member protocol and the etcd v3 API with protox (no `protoc`
-//! needed).
+//! Compiles the member-to-member protocol with protox (no `protoc` needed). The etcd v3 API
+//! is compiled by `flotilla-store-wire`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(["proto/raft.proto"], ["proto"])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
-    // The etcd API: server side only (tests use the `etcd-client` crate as the client).
-    let fds = protox::compile(["proto/etcd/rpc.proto", "proto/etcd/mvccpb/kv.proto"], ["proto"])?;
-    tonic_prost_build::configure().build_client(false).build_server(true).compile_fds(fds)?;
     Ok(())
 }

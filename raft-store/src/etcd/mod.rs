@@ -3,36 +3,24 @@
 //! Services: KV, Watch, Lease, Cluster (MemberList, MemberAdd, MemberRemove, MemberPromote)
 //! and Maintenance (Status, Alarm list, Snapshot); see `docs/etcd-api.md` in the repository
 //! for what is served and how it differs from etcd.
-//! The `.proto` files under `proto/etcd/` are written from etcd's published API and are wire
-//! compatible with etcd 3.4; conversions live in `convert.rs`, including the one mapping from
-//! store errors to etcd's gRPC statuses.
+//! The `.proto` files (in `flotilla-store-wire`, `proto/etcd/`) are written from etcd's
+//! published API and are wire compatible with etcd 3.4; the generated types and the
+//! conversions, including the one mapping from store errors to etcd's gRPC statuses, are that
+//! crate's `pb` and `convert`.
 
 mod cluster;
-mod convert;
 mod kv;
 mod lease;
 mod maintenance;
 mod watch;
 
+use flotilla_store_wire::{convert, pb};
 use openraft::type_config::async_runtime::WatchReceiver as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::RaftStore;
-
-/// Generated protobuf types and service traits of the etcd v3 API (package `etcdserverpb`,
-/// with `mvccpb` nested).
-#[allow(missing_docs, unreachable_pub, clippy::all)]
-pub(crate) mod pb {
-    pub mod etcdserverpb {
-        tonic::include_proto!("etcdserverpb");
-    }
-    pub mod mvccpb {
-        tonic::include_proto!("mvccpb");
-    }
-    pub use etcdserverpb::*;
-}
 
 /// The largest message the server decodes; larger requests up to this size are refused with
 /// etcd's "request is too large" error (see [`convert::MAX_REQUEST_BYTES`]).

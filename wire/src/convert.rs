@@ -1,30 +1,37 @@
 //! Conversions between the etcd wire types and core's store types, and the one mapping from
 //! store errors to etcd's gRPC statuses.
+//!
+//! Every request a conversion accepts passes core's own checks (`validate_command`,
+//! `validate_range`, `validate_key_range`): what core would refuse is refused here first,
+//! with the status etcd answers for it, so the store never sees a request etcd's clients
+//! could not have had accepted (the `etcd_request` fuzz target checks this).
 
 use flotilla_core::store::{
-    Compare, CompareOp, CompareTarget, DeleteRangeRequest, Error, Event, EventType, KeyRange, KeyValue,
-    Problem, PutRequest, RangeRequest, RequestOp,
+    Command, Compare, CompareOp, CompareTarget, DeleteRangeRequest, Error, Event, EventType, KeyRange,
+    KeyValue, Problem, PutRequest, RangeRequest, RequestOp, TxnRequest, validate_command, validate_key_range,
 };
 use tonic::Status;
 
-use super::pb;
-use super::pb::mvccpb;
+use crate::pb;
+use crate::pb::mvccpb;
 
 /// etcd's default `--max-request-bytes` (1.5 MiB).
-pub(crate) const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// etcd's default `--max-txn-ops`.
 const MAX_TXN_OPS: usize = 128;
 
-pub(crate) const ERR_COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+/// etcd's message for a read or watch of a compacted revision.
+pub const ERR_COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 const ERR_FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
-pub(crate) const ERR_LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+/// etcd's message for an unknown, expired or revoked lease.
+pub const ERR_LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 const ERR_EMPTY_KEY: &str = "etcdserver: key is not provided";
 const ERR_DUPLICATE_KEY: &str = "etcdserver: duplicate key given in txn request";
 const ERR_TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
 const ERR_TOO_LARGE: &str = "etcdserver: request is too large";
 
 /// The gRPC status etcd answers for a store error; clients match on these codes and messages.
-pub(crate) fn status(e: Error) -> Status {
+pub fn status(e: Error) -> Status {
     match e {
         Error::Compacted { .. } => Status::out_of_range(ERR_COMPACTED),
         Error::FutureRevision { .. } => Status::out_of_range(ERR_FUTURE_REV),
@@ -54,7 +61,7 @@ pub(crate) fn status(e: Error) -> Status {
 }
 
 /// Rejects a request above etcd's request size limit.
-pub(crate) fn check_size(msg: &impl prost::Message) -> Result<(), Status> {
+pub fn check_size(msg: &impl prost::Message) -> Result<(), Status> {
     if msg.encoded_len() > MAX_REQUEST_BYTES {
         return Err(Status::invalid_argument(ERR_TOO_LARGE));
     }
@@ -63,30 +70,34 @@ pub(crate) fn check_size(msg: &impl prost::Message) -> Result<(), Status> {
 
 /// etcd's `key`/`range_end` pair as a key range: an empty `range_end` is the single key,
 /// `"\0"` is every key from `key` on. `None` when the range is empty (`range_end <= key`),
-/// which etcd answers with no keys rather than an error.
-pub(crate) fn key_range(key: &[u8], range_end: &[u8]) -> Result<Option<KeyRange>, Status> {
+/// which etcd answers with no keys rather than an error. A key or range end longer than
+/// core's key size limit is refused as too large.
+pub fn key_range(key: &[u8], range_end: &[u8]) -> Result<Option<KeyRange>, Status> {
     if key.is_empty() {
         return Err(Status::invalid_argument(ERR_EMPTY_KEY));
     }
-    Ok(match range_end {
-        [] => Some(KeyRange::Key(key.to_vec())),
-        [0] => Some(KeyRange::Range { start: key.to_vec(), end: Vec::new() }),
-        end if end <= key => None,
-        end => Some(KeyRange::Range { start: key.to_vec(), end: end.to_vec() }),
-    })
+    let range = match range_end {
+        [] => KeyRange::Key(key.to_vec()),
+        [0] => KeyRange::Range { start: key.to_vec(), end: Vec::new() },
+        end if end <= key => return Ok(None),
+        end => KeyRange::Range { start: key.to_vec(), end: end.to_vec() },
+    };
+    validate_key_range(&range, "key").map_err(status)?;
+    Ok(Some(range))
 }
 
 /// A stand-in for an empty range inside a transaction (`range_end <= key`), where core
 /// needs a valid range: the keys in [`0xff`×(N-1) `0xfe`, `0xff`×N) for N the key size limit,
 /// which is that one 64 KiB key alone. Top-level requests answer empty ranges without it.
-pub(crate) fn nothing() -> KeyRange {
+pub fn nothing() -> KeyRange {
     let n = flotilla_core::store::MAX_KEY_BYTES;
     let mut start = vec![0xff; n];
     start[n - 1] = 0xfe;
     KeyRange::Range { start, end: vec![0xff; n] }
 }
 
-pub(crate) fn kv(k: KeyValue) -> mvccpb::KeyValue {
+/// A store key-value in etcd's form.
+pub fn kv(k: KeyValue) -> mvccpb::KeyValue {
     mvccpb::KeyValue {
         key: k.key,
         create_revision: k.create_revision,
@@ -97,7 +108,8 @@ pub(crate) fn kv(k: KeyValue) -> mvccpb::KeyValue {
     }
 }
 
-pub(crate) fn event(e: Event) -> mvccpb::Event {
+/// A store watch event in etcd's form.
+pub fn event(e: Event) -> mvccpb::Event {
     let kind = match e.kind {
         EventType::Put => mvccpb::event::EventType::Put,
         EventType::Delete => mvccpb::event::EventType::Delete,
@@ -107,7 +119,7 @@ pub(crate) fn event(e: Event) -> mvccpb::Event {
 
 /// The core read for an etcd range request. Sorting and the revision filters are applied
 /// afterwards to the result ([`finish_range`]), so they need every matching key.
-pub(crate) fn range_request(r: &pb::RangeRequest) -> Result<RangeRequest, Status> {
+pub fn range_request(r: &pb::RangeRequest) -> Result<RangeRequest, Status> {
     let range = key_range(&r.key, &r.range_end)?.unwrap_or_else(nothing);
     if r.limit < 0 {
         return Err(Status::invalid_argument("etcdserver: invalid range.limit: must not be negative"));
@@ -146,7 +158,7 @@ fn needs_post_processing(r: &pb::RangeRequest) -> bool {
 
 /// Applies sorting, the revision filters, `limit` and `count_only` of `r` to a core result
 /// fetched by [`range_request`].
-pub(crate) fn finish_range(
+pub fn finish_range(
     r: &pb::RangeRequest,
     resp: flotilla_core::store::RangeResponse,
     header: pb::ResponseHeader,
@@ -193,7 +205,18 @@ pub(crate) fn finish_range(
     }
 }
 
-pub(crate) fn put_request(p: pb::PutRequest) -> Result<PutRequest, Status> {
+/// The core put for an etcd one, after core's checks (key and value sizes, lease).
+pub fn put_request(p: pb::PutRequest) -> Result<PutRequest, Status> {
+    // The store runs a put as a transaction of one put; check it as that.
+    let txn = validated(TxnRequest { success: vec![RequestOp::Put(put(p)?)], ..Default::default() })?;
+    match txn.success.into_iter().next() {
+        Some(RequestOp::Put(put)) => Ok(put),
+        _ => unreachable!("the transaction holds the one put built above"),
+    }
+}
+
+/// An etcd put as core's, before core's checks.
+fn put(p: pb::PutRequest) -> Result<PutRequest, Status> {
     if p.key.is_empty() {
         return Err(Status::invalid_argument(ERR_EMPTY_KEY));
     }
@@ -207,8 +230,8 @@ pub(crate) fn put_request(p: pb::PutRequest) -> Result<PutRequest, Status> {
     })
 }
 
-/// `None` for a delete of an empty range (nothing to do).
-pub(crate) fn delete_request(d: &pb::DeleteRangeRequest) -> Result<Option<DeleteRangeRequest>, Status> {
+/// The core delete for an etcd one; `None` for a delete of an empty range (nothing to do).
+pub fn delete_request(d: &pb::DeleteRangeRequest) -> Result<Option<DeleteRangeRequest>, Status> {
     Ok(key_range(&d.key, &d.range_end)?.map(|range| DeleteRangeRequest { range, prev_kv: d.prev_kv }))
 }
 
@@ -244,7 +267,7 @@ fn request_op(op: &pb::RequestOp) -> Result<RequestOp, Status> {
     use pb::request_op::Request as R;
     match &op.request {
         Some(R::RequestRange(r)) => Ok(RequestOp::Range(range_request(r)?)),
-        Some(R::RequestPut(p)) => Ok(RequestOp::Put(put_request(p.clone())?)),
+        Some(R::RequestPut(p)) => Ok(RequestOp::Put(put(p.clone())?)),
         Some(R::RequestDeleteRange(d)) => Ok(RequestOp::DeleteRange(
             delete_request(d)?.unwrap_or(DeleteRangeRequest { range: nothing(), prev_kv: false }),
         )),
@@ -253,16 +276,25 @@ fn request_op(op: &pb::RequestOp) -> Result<RequestOp, Status> {
     }
 }
 
-/// The core transaction for an etcd one, after etcd's own checks (operation count,
-/// duplicate puts within a branch).
-pub(crate) fn txn_request(t: &pb::TxnRequest) -> Result<flotilla_core::store::TxnRequest, Status> {
+/// The core transaction for an etcd one, after etcd's own checks (operation count per list)
+/// and core's (operation count in all, keys put twice or put and deleted in one branch,
+/// sizes). Its branches hold one operation per operation of `t`, in order.
+pub fn txn_request(t: &pb::TxnRequest) -> Result<TxnRequest, Status> {
     if t.compare.len() > MAX_TXN_OPS || t.success.len() > MAX_TXN_OPS || t.failure.len() > MAX_TXN_OPS {
         return Err(Status::invalid_argument(ERR_TOO_MANY_OPS));
     }
     let compare = t.compare.iter().cloned().map(compare).collect::<Result<_, _>>()?;
     let success = t.success.iter().map(request_op).collect::<Result<_, _>>()?;
     let failure = t.failure.iter().map(request_op).collect::<Result<_, _>>()?;
-    Ok(flotilla_core::store::TxnRequest { compare, success, failure })
+    validated(TxnRequest { compare, success, failure })
+}
+
+/// `txn` once core's `validate_command` accepts it, or etcd's status for why it does not.
+fn validated(txn: TxnRequest) -> Result<TxnRequest, Status> {
+    let cmd = Command::Txn(txn);
+    validate_command(&cmd).map_err(status)?;
+    let Command::Txn(txn) = cmd else { unreachable!("built as a transaction above") };
+    Ok(txn)
 }
 
 #[cfg(test)]
@@ -277,6 +309,52 @@ mod tests {
         assert_eq!(key_range(b"b", b"a").ok().flatten(), None);
         let err = key_range(b"", b"a").err().map(|s| s.message().to_string());
         assert_eq!(err.as_deref(), Some(ERR_EMPTY_KEY));
+    }
+
+    fn put_op(key: &str) -> pb::RequestOp {
+        let put = pb::PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() };
+        pb::RequestOp { request: Some(pb::request_op::Request::RequestPut(put)) }
+    }
+
+    fn refusal<T: std::fmt::Debug>(r: Result<T, Status>) -> (tonic::Code, String) {
+        let s = r.expect_err("refused");
+        (s.code(), s.message().to_string())
+    }
+
+    /// What core's checks refuse is refused by the conversion, with etcd's status (the first
+    /// three were found by the `etcd_request` fuzz target).
+    #[test]
+    fn requests_core_would_refuse_are_refused_as_etcd_does() {
+        use flotilla_core::store::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+        let invalid = |m: &str| (tonic::Code::InvalidArgument, m.to_string());
+        let put = pb::PutRequest { key: b"k".to_vec(), lease: -1, ..Default::default() };
+        assert_eq!(
+            refusal(put_request(put)),
+            invalid("etcdserver: invalid txn.success[0].put.lease: must not be negative")
+        );
+        let dup = pb::TxnRequest { success: vec![put_op("k"), put_op("k")], ..Default::default() };
+        assert_eq!(refusal(txn_request(&dup)), invalid(ERR_DUPLICATE_KEY));
+        let delete = pb::DeleteRangeRequest { key: b"a".to_vec(), range_end: b"z".to_vec(), prev_kv: false };
+        let delete = pb::RequestOp { request: Some(pb::request_op::Request::RequestDeleteRange(delete)) };
+        let overlap = pb::TxnRequest { failure: vec![put_op("k"), delete], ..Default::default() };
+        assert_eq!(refusal(txn_request(&overlap)), invalid(ERR_DUPLICATE_KEY));
+        // etcd's limit is per list; core's is on all of them together.
+        let cmp = pb::Compare { key: b"c".to_vec(), ..Default::default() };
+        let many = pb::TxnRequest {
+            compare: vec![cmp; 65],
+            success: (0..64).map(|i| put_op(&format!("k{i}"))).collect(),
+            failure: Vec::new(),
+        };
+        assert_eq!(refusal(txn_request(&many)), invalid(ERR_TOO_MANY_OPS));
+        let long = vec![b'k'; MAX_KEY_BYTES + 1];
+        assert_eq!(refusal(key_range(&long, b"")), invalid(ERR_TOO_LARGE));
+        assert_eq!(refusal(key_range(b"a", &long)), invalid(ERR_TOO_LARGE));
+        let big =
+            pb::PutRequest { key: b"k".to_vec(), value: vec![0; MAX_VALUE_BYTES + 1], ..Default::default() };
+        assert_eq!(refusal(put_request(big)), invalid(ERR_TOO_LARGE));
+        // What core accepts still converts, operation for operation.
+        let ok = pb::TxnRequest { success: vec![put_op("a"), put_op("b")], ..Default::default() };
+        assert_eq!(txn_request(&ok).map(|t| t.success.len()).ok(), Some(2));
     }
 
     #[test]
