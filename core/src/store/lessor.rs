@@ -28,9 +28,16 @@ impl Lessor {
         self.leases.insert(id, (ttl, now + secs(ttl)));
     }
 
-    /// Renews a lease to its full TTL; returns the TTL, or `None` if it is unknown.
+    /// Renews a lease to its full TTL; returns the TTL, or `None` if it is unknown or its
+    /// deadline has passed. An expired lease is not renewed, even before its revoke is
+    /// applied: the revoke may already be on its way through the log, and a renewal answered
+    /// meanwhile would promise the client a lease that is about to vanish (as etcd's lessor,
+    /// which answers "lease not found" for an expired lease it has yet to revoke).
     pub fn keep_alive(&mut self, id: LeaseId, now: Instant) -> Option<i64> {
         let (ttl, deadline) = self.leases.get_mut(&id)?;
+        if *deadline <= now {
+            return None;
+        }
         *deadline = now + secs(*ttl);
         Some(*ttl)
     }
@@ -99,6 +106,21 @@ mod tests {
         assert_eq!(l.expired(t0 + Duration::from_secs(10)), vec![1, 2]);
         l.revoke(1);
         assert_eq!(l.keep_alive(1, t0), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_lease_is_not_renewed_while_its_revoke_is_pending() {
+        let mut l = Lessor::new();
+        let t0 = Instant::now();
+        l.grant(1, 3, t0);
+        assert_eq!(l.keep_alive(1, t0 + Duration::from_millis(2999)), Some(3));
+        let due = t0 + Duration::from_millis(5999);
+        assert_eq!(l.expired(due), vec![1], "the expiry loop proposes its revoke now");
+        // A keep-alive arriving before that revoke is applied must not bring it back.
+        assert_eq!(l.keep_alive(1, due), None);
+        assert_eq!(l.keep_alive(1, due + Duration::from_millis(100)), None);
+        assert_eq!(l.expired(due + Duration::from_millis(100)), vec![1]);
+        assert_eq!(l.remaining_secs(1, due), Some(0));
     }
 
     #[tokio::test(start_paused = true)]
