@@ -10,29 +10,17 @@
 //! when bumping the format: `FLOTILLA_BLESS_FIXTURES=1 cargo test -p flotilla-raft-store
 //! fixture`, and keep the old one under a new name.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use flotilla_core::store::{
     Command, CommandResult, KeyValue, PutResponse, ResponseHeader, TxnResponse, VersionData, VersionRecord,
 };
-use flotilla_store_wire::codec::fixture::{Sample, check_fixture, sample};
-use openraft::{BasicNode, Membership};
+use flotilla_store_wire::codec::fixture::{Sample, check_fixture, log_id, membership, sample};
 
 use super::encode;
 use crate::forward::{ForwardRequest, ForwardResponse};
 use crate::snapshot::SnapshotBlob;
-use crate::typ::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
-
-fn log_id(term: u64, node: u64, index: u64) -> LogId {
-    openraft::testing::log_id::<TypeConfig>(term, node, index)
-}
-
-fn membership() -> Membership<u64, BasicNode> {
-    let voters = BTreeSet::from([1, 2, 3]);
-    let nodes = (1..=4u64).map(|id| (id, BasicNode::new(format!("127.0.0.1:738{id}"))));
-    Membership::new(vec![voters], nodes.collect::<BTreeMap<_, _>>()).expect("a valid membership")
-}
+use crate::typ::{SnapshotMeta, StoredMembership};
 
 fn samples() -> Vec<Sample> {
     let stored = StoredMembership::new(Some(log_id(1, 1, 1)), membership());

@@ -72,9 +72,20 @@ pub fn check_fixture(path: &Path, samples: &[Sample]) {
     assert!(failures.is_empty(), "{} changed:\n{}", path.display(), failures.join("\n"));
 }
 
+/// The log id of the samples: `term`, leader `node`, `index`.
+pub fn log_id(term: u64, node: u64, index: u64) -> crate::LogId {
+    openraft::testing::log_id::<crate::TypeConfig>(term, node, index)
+}
+
+/// The membership of the samples: voters 1 to 3, and member 4 a learner.
+pub fn membership() -> openraft::Membership<u64, openraft::BasicNode> {
+    let voters = std::collections::BTreeSet::from([1, 2, 3]);
+    let nodes = (1..=4u64).map(|id| (id, openraft::BasicNode::new(format!("127.0.0.1:738{id}"))));
+    openraft::Membership::new(vec![voters], nodes.collect::<BTreeMap<_, _>>()).expect("a valid membership")
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
     use std::path::PathBuf;
 
     use flotilla_core::store::{
@@ -83,20 +94,9 @@ mod tests {
         VersionRecord,
     };
     use openraft::entry::RaftEntry;
-    use openraft::{BasicNode, Membership};
 
-    use super::{Sample, check_fixture, sample};
-    use crate::{Entry, LogId, Request, Response, StoredMembership, TypeConfig, Vote};
-
-    fn log_id(term: u64, node: u64, index: u64) -> LogId {
-        openraft::testing::log_id::<TypeConfig>(term, node, index)
-    }
-
-    fn membership() -> Membership<u64, BasicNode> {
-        let voters = BTreeSet::from([1, 2, 3]);
-        let nodes = (1..=4u64).map(|id| (id, BasicNode::new(format!("127.0.0.1:738{id}"))));
-        Membership::new(vec![voters], nodes.collect::<BTreeMap<_, _>>()).expect("a valid membership")
-    }
+    use super::{Sample, check_fixture, log_id, membership, sample};
+    use crate::{Entry, Request, Response, StoredMembership, Vote};
 
     fn txn() -> TxnRequest {
         let mut put = PutRequest::new("/registry/pods/default/web", b"{\"kind\":\"Pod\"}".to_vec());

@@ -299,6 +299,30 @@ impl fmt::Display for ReportedOp {
     }
 }
 
+#[cfg(test)]
+impl ReportedOp {
+    /// For tests: an operation by process `inv`, invoked at event (and nanosecond) `inv` and
+    /// completed at `done`, if it did.
+    fn at(
+        call: Call,
+        completion: Completion,
+        read: Option<u64>,
+        inv: usize,
+        done: Option<usize>,
+    ) -> ReportedOp {
+        ReportedOp {
+            process: inv as u64,
+            call,
+            completion,
+            read,
+            invoke_time_ns: inv as u64,
+            complete_time_ns: done.map(|d| d as u64),
+            invoke_index: inv,
+            complete_index: done,
+        }
+    }
+}
+
 /// Nanoseconds as seconds with millisecond precision: "1.200 s".
 fn secs(ns: u64) -> String {
     format!("{}.{:03} s", ns / 1_000_000_000, (ns % 1_000_000_000) / 1_000_000)

@@ -45,16 +45,7 @@ mod tests {
     use super::*;
 
     fn op(call: Call, completion: Completion, read: Option<u64>, inv: usize) -> ReportedOp {
-        ReportedOp {
-            process: inv as u64,
-            call,
-            completion,
-            read,
-            invoke_time_ns: inv as u64,
-            complete_time_ns: None,
-            invoke_index: inv,
-            complete_index: None,
-        }
+        ReportedOp::at(call, completion, read, inv, None)
     }
 
     fn calls(ops: &[ReportedOp]) -> Vec<Call> {

@@ -302,16 +302,7 @@ mod tests {
     use super::*;
 
     fn op(call: Call, completion: Completion, read: Option<u64>, inv: usize, done: usize) -> ReportedOp {
-        ReportedOp {
-            process: inv as u64,
-            call,
-            completion,
-            read,
-            invoke_time_ns: inv as u64,
-            complete_time_ns: Some(done as u64),
-            invoke_index: inv,
-            complete_index: Some(done),
-        }
+        ReportedOp::at(call, completion, read, inv, Some(done))
     }
 
     #[test]

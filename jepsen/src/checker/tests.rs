@@ -539,27 +539,24 @@ fn unknown_writes_nobody_saw_do_not_exhaust_the_search() -> Result<(), CheckErro
     // values is ever read; then a read must see the value before them. Placing any of them
     // before that read breaks it, so a search over them would try every subset of the thirty
     // (2^30 configurations) before placing the read after none of them.
-    let mut b = Builder::default().op(0, w(1));
-    for p in 1..=30 {
-        b = b.invoke(p, w(100 + p));
-    }
-    b = b.op_read(0, Some(1));
-    for p in 1..=30 {
-        b = b.info(p, w(100 + p));
-    }
+    let thirty_unknown = || {
+        let mut b = Builder::default().op(0, w(1));
+        for p in 1..=30 {
+            b = b.invoke(p, w(100 + p));
+        }
+        b = b.op_read(0, Some(1));
+        for p in 1..=30 {
+            b = b.info(p, w(100 + p));
+        }
+        b
+    };
+    let b = thirty_unknown();
     let v = check(&b.op(0, w(2)).op_read(0, Some(2)).history())?;
     assert_eq!(v.valid, Validity::Valid, "{v:?}");
     assert_eq!((v.keys[0].ops, v.keys[0].unobservable), (34, 30));
     assert!(v.keys[0].configurations < 10, "{v:?}");
     // One of them read later must be searched, and then the history is still linearizable.
-    let mut b = Builder::default().op(0, w(1));
-    for p in 1..=30 {
-        b = b.invoke(p, w(100 + p));
-    }
-    b = b.op_read(0, Some(1));
-    for p in 1..=30 {
-        b = b.info(p, w(100 + p));
-    }
+    let b = thirty_unknown();
     let v = check(&b.op_read(0, Some(107)).history())?;
     assert_eq!(v.valid, Validity::Valid, "{v:?}");
     assert_eq!(v.keys[0].unobservable, 29);
