@@ -24,6 +24,12 @@ pub fn memory_mib() -> (f64, f64) {
     (mib("VmRSS:"), mib("VmHWM:"))
 }
 
+/// Resets this process's peak resident set (`VmHWM`) to its current one (Linux 4.0 and
+/// later: `5` written to `/proc/self/clear_refs`), so the next peak is a step's own.
+pub fn reset_peak_rss() -> std::io::Result<()> {
+    std::fs::write("/proc/self/clear_refs", b"5")
+}
+
 /// Process `pid`'s peak resident set (`VmHWM`) in KiB; `None` if it cannot be read.
 pub fn peak_rss_kib_of(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

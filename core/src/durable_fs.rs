@@ -50,30 +50,82 @@ pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `path` with `mode` so that a crash or power loss leaves either the old
-/// bytes or the new ones, never a torn mix or nothing: a temporary file in the same directory
-/// (a unique name, created with the final mode, so a private file is never readable by
-/// others), `fsync`ed, renamed over `path`, and the directory `fsync`ed so the rename itself
-/// survives.
+/// bytes or the new ones, never a torn mix or nothing (an [`AtomicFile`] written at once).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = parent_of(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    // A unique name: a temporary file left by a crash must not block the next write.
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        // Best effort: the write already failed and that error is the one to report.
-        let _ = fs::remove_file(&tmp);
+    let mut file = AtomicFile::create(path, mode)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+/// A file written piece by piece that replaces `path` only when [`commit`](Self::commit)ted,
+/// so a crash or power loss leaves either the old file or the whole new one: the bytes go to
+/// a temporary file in the same directory (a unique name, created with the final mode, so a
+/// private file is never readable by others), which `commit` `fsync`s, renames over `path`,
+/// and whose directory it then `fsync`s so the rename itself survives. Dropped without a
+/// commit, the temporary file is removed and `path` is left as it was.
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Starts writing a new version of `path` with `mode`.
+    pub fn create(path: &Path, mode: u32) -> io::Result<Self> {
+        let dir = parent_of(path);
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+        // A unique name: a temporary file left by a crash must not block the next write.
+        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), uuid::Uuid::new_v4().simple()));
+        let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        Ok(AtomicFile { file: Some(file), tmp, path: path.to_path_buf() })
     }
-    result
+
+    /// The temporary file the bytes go to until the commit (to check them before it).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Makes the written bytes the content of `path`, durably.
+    pub fn commit(mut self) -> io::Result<()> {
+        let file = self.file.take().ok_or_else(|| io::Error::other("atomic file already committed"))?;
+        let result = (|| {
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&self.tmp, &self.path)?;
+            sync_dir(parent_of(&self.path))
+        })();
+        if result.is_err() {
+            // Best effort: the write already failed and that error is the one to report.
+            let _ = fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    fn file(&mut self) -> io::Result<&mut File> {
+        self.file.as_mut().ok_or_else(|| io::Error::other("atomic file already committed"))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file()?.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file()?.flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            // Not committed: nothing of it may remain. Best effort, nothing to report to.
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +162,26 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path())?.count(), 1, "no temporary file left");
         let missing = write_atomic(&dir.path().join("no/such/dir/f"), b"x", 0o600);
         assert_eq!(missing.map_err(|e| e.kind()), Err(io::ErrorKind::NotFound));
+        Ok(())
+    }
+
+    #[test]
+    fn an_atomic_file_dropped_without_commit_leaves_the_old_content_and_no_temporary_file() -> io::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("backup.db");
+        write_atomic(&path, b"old", 0o600)?;
+        let mut file = AtomicFile::create(&path, 0o600)?;
+        file.write_all(b"half of the ne")?;
+        drop(file);
+        assert_eq!(fs::read(&path)?, b"old");
+        assert_eq!(fs::read_dir(dir.path())?.count(), 1, "no temporary file left");
+        let mut file = AtomicFile::create(&path, 0o600)?;
+        file.write_all(b"new, ")?;
+        file.write_all(b"in pieces")?;
+        file.commit()?;
+        assert_eq!(fs::read(&path)?, b"new, in pieces");
+        assert_eq!(fs::read_dir(dir.path())?.count(), 1, "no temporary file left");
         Ok(())
     }
 }

@@ -4,8 +4,11 @@
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use clap::Subcommand;
+use flotilla_core::durable_fs::AtomicFile;
 
 use crate::status::resolve_endpoint;
 use crate::token;
@@ -43,33 +46,44 @@ pub(crate) async fn run(cmd: SnapshotCmd) -> anyhow::Result<()> {
     }
 }
 
+/// Streams the member's backup into a temporary file next to `file`, checks its length and
+/// checksum, then renames it over `file` (synced): memory stays at one message whatever the
+/// store's size, and an interrupted save leaves no partial `file`.
 async fn save(file: PathBuf, server: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let (endpoint, _) = resolve_endpoint(server, data_dir)?;
     let mut etcd = etcd_client::Client::connect([endpoint.as_str()], None)
         .await
         .with_context(|| format!("connecting to {endpoint}"))?;
     let mut stream = etcd.snapshot().await.with_context(|| format!("asking {endpoint} for a snapshot"))?;
-    let mut bytes = Vec::new();
-    let mut revision = 0;
+    let mut out = AtomicFile::create(&file, 0o600).with_context(|| format!("creating {}", file.display()))?;
+    let (mut written, mut revision, mut remaining) = (0u64, 0, None);
     while let Some(msg) = stream.message().await.context("receiving the snapshot")? {
         if let Some(h) = msg.header() {
             revision = h.revision();
         }
-        bytes.extend_from_slice(msg.blob());
+        out.write_all(msg.blob()).with_context(|| format!("writing {}", file.display()))?;
+        written += msg.blob().len() as u64;
+        remaining = Some(msg.remaining_bytes());
     }
-    flotilla_raft_store::verify_backup(&bytes).context("the received snapshot")?;
-    token::write_private(&file, &bytes, 0o600)?;
-    println!("saved snapshot at revision {revision} ({} bytes) to {}", bytes.len(), file.display());
+    anyhow::ensure!(
+        remaining == Some(0),
+        "the snapshot stream ended with {} bytes still to come",
+        remaining.map_or_else(|| "all its".to_string(), |r| r.to_string())
+    );
+    out.flush().with_context(|| format!("writing {}", file.display()))?;
+    // Checked where it lies, before it replaces anything.
+    flotilla_raft_store::verify_backup_file(out.temp_path()).context("the received snapshot")?;
+    out.commit().with_context(|| format!("saving {}", file.display()))?;
+    println!("saved snapshot at revision {revision} ({written} bytes) to {}", file.display());
     Ok(())
 }
 
 fn restore(file: PathBuf, data_dir: PathBuf) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     for existing in [crate::membership::MEMBER_FILE, token::TOKEN_FILE, "store"] {
         let path = data_dir.join(existing);
         anyhow::ensure!(!path.exists(), "{} exists: restore into a new data directory", path.display());
     }
-    let summary = flotilla_raft_store::restore_backup(&data_dir.join("store"), &bytes)
+    let summary = flotilla_raft_store::restore_backup_file(&data_dir.join("store"), &file)
         .with_context(|| format!("restoring {} into {}", file.display(), data_dir.display()))?;
     println!(
         "restored revision {} ({} key versions, {} leases) into {}",

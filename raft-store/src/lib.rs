@@ -11,8 +11,8 @@
 //! A new member joins a running cluster with [`register_member`] (it gets an id and is added
 //! as a learner), then opens its store with that id and calls [`promote_member`] (it becomes
 //! a voter once caught up); requests are signed with the cluster's [`JoinKey`]. A consistent
-//! [`RaftStore::backup`] restores into a new cluster's data directory with
-//! [`restore_backup`].
+//! backup, streamed in chunks by [`RaftStore::backup_stream`], restores into a new cluster's
+//! data directory with [`restore_backup_file`].
 
 mod backup;
 mod codec;
@@ -40,7 +40,10 @@ mod pb {
     tonic::include_proto!("flotilla.raft.v1");
 }
 
-pub use backup::{BACKUP_CHECKSUM_BYTES, BackupError, RestoreSummary, restore_backup, verify_backup};
+pub use backup::{
+    BACKUP_CHECKSUM_BYTES, BackupError, BackupStream, RestoreSummary, restore_backup, restore_backup_file,
+    verify_backup, verify_backup_file,
+};
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use config::RaftStoreConfig;
 pub use db::DbError;

@@ -48,29 +48,131 @@ pub(crate) struct Record {
     pub(crate) value: Vec<u8>,
 }
 
-/// Reads a consistent copy of the state machine (applies may continue meanwhile).
-pub(crate) fn build(db: &Db) -> Result<SnapshotBlob, DbError> {
-    let snap = db.db.snapshot();
-    let read_meta = |key: &[u8]| -> Result<Option<Vec<u8>>, DbError> {
-        snap.get_cf(db.cf(CF_SM_META), key)
-            .map_err(|source| DbError::Rocks { doing: "snapshot read", source })
-    };
-    let applied: Option<LogId> = match read_meta(KEY_APPLIED)? {
-        Some(b) => db.decode(CF_SM_META, KEY_APPLIED, &b)?,
-        None => None,
-    };
-    let membership: StoredMembership = match read_meta(KEY_MEMBERSHIP)? {
-        Some(b) => db.decode(CF_SM_META, KEY_MEMBERSHIP, &b)?,
-        None => StoredMembership::default(),
-    };
-    let mut records = Vec::new();
-    for (i, cf) in SM_CFS.iter().enumerate() {
-        for item in snap.iterator_cf(db.cf(cf), IteratorMode::Start) {
-            let (k, v) = item.map_err(|source| DbError::Rocks { doing: "snapshot scan", source })?;
-            records.push(Record { cf: i as u8, key: k.to_vec(), value: v.to_vec() });
-        }
+/// A record as it is written, borrowing its bytes: encodes exactly as [`Record`].
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    cf: u8,
+    #[serde(with = "serde_bytes")]
+    key: &'a [u8],
+    #[serde(with = "serde_bytes")]
+    value: &'a [u8],
+}
+
+/// The encoding of the state machine as one point-in-time RocksDB snapshot sees it (applies
+/// may continue meanwhile): the bytes of `codec::encode` of a [`SnapshotBlob`] holding every
+/// record, produced a chunk at a time without holding the records, so that a snapshot or a
+/// backup of any size costs a chunk of memory, not its size. The format puts the number of
+/// records first, so [`open`](Self::open) counts them in a first pass over the snapshot;
+/// [`write`](Self::write) reads the same snapshot again.
+pub(crate) struct Encoder<'a> {
+    db: &'a Db,
+    snap: rocksdb::SnapshotWithThreadMode<'a, rocksdb::DB>,
+    /// The snapshot's meta.
+    pub(crate) meta: SnapshotMeta,
+    /// Records (of every state-machine column family).
+    records: u64,
+    /// The encoding's length in bytes.
+    pub(crate) len: u64,
+}
+
+impl<'a> Encoder<'a> {
+    /// Takes the point-in-time snapshot and measures its encoding, calling `check` before
+    /// each record (to stop early, it returns an error).
+    pub(crate) fn open<E: From<DbError>>(
+        db: &'a Db,
+        mut check: impl FnMut() -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let snap = db.db.snapshot();
+        let read_meta = |key: &[u8]| -> Result<Option<Vec<u8>>, DbError> {
+            snap.get_cf(db.cf(CF_SM_META), key)
+                .map_err(|source| DbError::Rocks { doing: "snapshot read", source })
+        };
+        let applied: Option<LogId> = match read_meta(KEY_APPLIED)? {
+            Some(b) => db.decode(CF_SM_META, KEY_APPLIED, &b)?,
+            None => None,
+        };
+        let membership: StoredMembership = match read_meta(KEY_MEMBERSHIP)? {
+            Some(b) => db.decode(CF_SM_META, KEY_MEMBERSHIP, &b)?,
+            None => StoredMembership::default(),
+        };
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership };
+        let mut encoder = Encoder { db, snap, meta, records: 0, len: 0 };
+        let (mut records, mut len) = (0u64, 1 + codec::item_size(&encoder.meta).map_err(encoding)? + 8);
+        encoder.scan(|record| -> Result<(), E> {
+            check()?;
+            records += 1;
+            len += codec::item_size(&record).map_err(encoding)?;
+            Ok(())
+        })?;
+        encoder.records = records;
+        encoder.len = len;
+        Ok(encoder)
     }
-    Ok(SnapshotBlob { meta: SnapshotMeta { last_log_id: applied, last_membership: membership }, records })
+
+    /// Calls `each` with every record, column family by column family in key order.
+    fn scan<E: From<DbError>>(&self, mut each: impl FnMut(RecordRef<'_>) -> Result<(), E>) -> Result<(), E> {
+        for (i, cf) in SM_CFS.iter().enumerate() {
+            for item in self.snap.iterator_cf(self.db.cf(cf), IteratorMode::Start) {
+                let (key, value) =
+                    item.map_err(|source| DbError::Rocks { doing: "snapshot scan", source })?;
+                each(RecordRef { cf: i as u8, key: &key, value: &value })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the encoding to `sink` in chunks of at least `chunk_bytes` (the last one may be
+    /// shorter), stopping at the first error `sink` returns.
+    pub(crate) fn write<E: From<DbError>>(
+        &self,
+        chunk_bytes: usize,
+        mut sink: impl FnMut(Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let capacity =
+            |len: u64| usize::try_from(len).unwrap_or(usize::MAX).min(chunk_bytes.saturating_add(4096));
+        let mut buf = Vec::with_capacity(capacity(self.len));
+        buf.push(codec::FORMAT_VERSION);
+        codec::encode_item_into(&mut buf, &self.meta).map_err(encoding)?;
+        codec::encode_item_into(&mut buf, &self.records).map_err(encoding)?;
+        let mut written = 0u64;
+        self.scan(|record| -> Result<(), E> {
+            written += 1;
+            codec::encode_item_into(&mut buf, &record).map_err(encoding)?;
+            if buf.len() >= chunk_bytes {
+                let next = Vec::with_capacity(capacity(self.len));
+                sink(std::mem::replace(&mut buf, next))?;
+            }
+            Ok(())
+        })?;
+        if written != self.records {
+            // A RocksDB snapshot does not change; this would be a RocksDB bug.
+            return Err(DbError::Inconsistent(format!(
+                "the snapshot held {} records when counted and {written} when written",
+                self.records
+            ))
+            .into());
+        }
+        if !buf.is_empty() {
+            sink(buf)?;
+        }
+        Ok(())
+    }
+
+    /// The whole encoding in memory (for a raft snapshot, which openraft holds whole).
+    pub(crate) fn to_vec(&self) -> Result<Vec<u8>, DbError> {
+        // One chunk: `write` hands over its buffer only at the end.
+        let mut whole = Vec::new();
+        self.write(usize::MAX, |chunk| -> Result<(), DbError> {
+            whole = chunk;
+            Ok(())
+        })?;
+        Ok(whole)
+    }
+}
+
+/// A snapshot value that does not encode (not expected: every record is bytes).
+fn encoding(e: codec::CodecError) -> DbError {
+    DbError::Inconsistent(format!("snapshot does not encode: {e}"))
 }
 
 /// Replaces the state-machine column families with the snapshot's records, atomically.

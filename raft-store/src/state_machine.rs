@@ -161,10 +161,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let db = self.db.clone();
         let dir = self.dir.clone();
         let (bytes, meta) = tokio::task::spawn_blocking(move || -> io::Result<(Vec<u8>, SnapshotMeta)> {
-            let blob = snapshot::build(&db).map_err(io::Error::other)?;
-            let bytes = codec::encode(&blob).map_err(io::Error::other)?;
+            let encoder = snapshot::Encoder::open(&db, || Ok::<(), DbError>(())).map_err(io::Error::other)?;
+            let bytes = encoder.to_vec().map_err(io::Error::other)?;
             snapshot::save(&dir, &bytes)?;
-            Ok((bytes, blob.meta))
+            Ok((bytes, encoder.meta.clone()))
         })
         .await
         .map_err(io::Error::other)??;

@@ -393,6 +393,11 @@ impl RaftStore {
         }
     }
 
+    /// Cancelled when the member shuts down.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
     /// The database, while the member runs.
     pub(crate) fn db(&self) -> Option<Db> {
         self.inner.db.upgrade().map(|db| Db { db, path: self.inner.db_path.clone() })

@@ -42,12 +42,45 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(buf)
 }
 
+/// Checks a format version byte read by a streaming reader (see [`decode_item_from`]).
+pub fn check_version(found: u8) -> Result<(), CodecError> {
+    if found == FORMAT_VERSION { Ok(()) } else { Err(CodecError::UnknownVersion { found }) }
+}
+
+/// Appends the encoding of `value` without a version byte: [`encode`] of a value whose
+/// parts are written one by one (a sequence's length, then each element) is the version
+/// byte followed by the parts' items, so a large value can be written without holding it.
+pub fn encode_item_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
+    bincode::serialize_into(buf, value).map_err(CodecError::Bincode)
+}
+
+/// The bytes [`encode_item_into`] appends for `value`.
+pub fn item_size<T: Serialize + ?Sized>(value: &T) -> Result<u64, CodecError> {
+    bincode::serialized_size(value).map_err(CodecError::Bincode)
+}
+
+/// Decodes one item written by [`encode_item_into`] from `reader`, reading at most `limit`
+/// bytes: a length prefix that claims more than `limit` fails before anything is allocated
+/// for it, so a reader that knows how many bytes are left (a file's length) can stream
+/// untrusted input safely.
+pub fn decode_item_from<R: std::io::Read, T: DeserializeOwned>(
+    reader: R,
+    limit: u64,
+) -> Result<T, CodecError> {
+    use bincode::Options as _;
+    // The same encoding as `bincode::serialize` (fixed-width integers), with a limit.
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(limit)
+        .deserialize_from(reader)
+        .map_err(CodecError::Bincode)
+}
+
 /// Decodes a value written by [`encode`]. Bytes after the value are ignored.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != FORMAT_VERSION {
-        return Err(CodecError::UnknownVersion { found: version });
-    }
+    check_version(version)?;
     bincode::deserialize(rest).map_err(CodecError::Bincode)
 }
 
@@ -69,6 +102,43 @@ mod tests {
         ));
         assert!(matches!(decode::<u64>(&[]), Err(CodecError::Empty)));
         assert!(matches!(decode::<(u64, String, Vec<u8>)>(&bytes[..4]), Err(CodecError::Bincode(_))));
+    }
+
+    #[test]
+    fn a_value_written_item_by_item_decodes_as_the_whole_value() -> Result<(), CodecError> {
+        let whole: (String, Vec<(u8, Vec<u8>)>) = ("meta".into(), vec![(1, vec![7; 3]), (2, Vec::new())]);
+        let mut buf = vec![FORMAT_VERSION];
+        encode_item_into(&mut buf, &whole.0)?;
+        encode_item_into(&mut buf, &(whole.1.len() as u64))?;
+        for item in &whole.1 {
+            encode_item_into(&mut buf, item)?;
+        }
+        assert_eq!(buf, encode(&whole)?);
+        assert_eq!(item_size(&whole.1[0])?, 1 + 8 + 3);
+        let mut reader = &buf[1..];
+        let meta: String = decode_item_from(&mut reader, 100)?;
+        assert_eq!(meta, "meta");
+        let n: u64 = decode_item_from(&mut reader, 100)?;
+        assert_eq!(n, 2);
+        let first: (u8, Vec<u8>) = decode_item_from(&mut reader, 100)?;
+        assert_eq!(first, whole.1[0]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_streamed_item_longer_than_its_limit_fails_without_allocating_it() {
+        let mut huge = Vec::new();
+        huge.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        huge.extend_from_slice(b"k");
+        let got: Result<Vec<u8>, _> = decode_item_from(&huge[..], huge.len() as u64);
+        assert!(matches!(got, Err(CodecError::Bincode(_))));
+        let exact = encode(&b"abc".to_vec()).expect("encodes");
+        // Eight bytes of length and three of content: a limit of exactly 11 is enough.
+        let fits: Result<Vec<u8>, _> = decode_item_from(&exact[1..], 11);
+        assert_eq!(fits.ok(), Some(b"abc".to_vec()));
+        let limited: Result<Vec<u8>, _> = decode_item_from(&exact[1..], 5);
+        assert!(matches!(limited, Err(CodecError::Bincode(_))), "11 bytes do not fit a limit of 5");
+        assert!(matches!(check_version(9), Err(CodecError::UnknownVersion { found: 9 })));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use openraft::type_config::async_runtime::WatchReceiver as _;
 use tonic::{Request, Response, Status};
 
@@ -14,6 +14,15 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The version Status reports: the etcd API level served, marked as Flotilla's.
 pub(crate) const VERSION: &str = "3.4.0-flotilla";
+
+/// The gRPC status of a failed backup.
+fn backup_status(e: crate::BackupError) -> Status {
+    match e {
+        crate::BackupError::Unavailable(e) => super::convert::status(e),
+        crate::BackupError::Stopped => Status::unavailable("etcdserver: server stopped"),
+        other => Status::internal(other.to_string()),
+    }
+}
 
 fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!("etcdserver: {what} is not supported by flotilla yet"))
@@ -72,28 +81,21 @@ impl pb::maintenance_server::Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    /// A consistent backup ([`RaftStore::backup`](crate::RaftStore::backup): Flotilla's
-    /// snapshot format, not a bbolt file, ending with its SHA-256 as etcd's does), streamed in
-    /// chunks; `flotilla snapshot restore` (or [`crate::restore_backup`]) reads it.
+    /// A consistent backup ([`RaftStore::backup_stream`](crate::RaftStore::backup_stream):
+    /// Flotilla's snapshot format, not a bbolt file, ending with its SHA-256 as etcd's does),
+    /// encoded chunk by chunk as it is sent, so memory stays at a few chunks whatever the
+    /// store's size; `remaining_bytes` counts down to 0 on the last message. `flotilla
+    /// snapshot restore` (or [`crate::restore_backup_file`]) reads it.
     async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        let bytes = self.0.store.backup().await.map_err(|e| match e {
-            crate::BackupError::Unavailable(e) => super::convert::status(e),
-            other => Status::internal(other.to_string()),
-        })?;
+        let backup = self.0.store.backup_stream(SNAPSHOT_CHUNK_BYTES).await.map_err(backup_status)?;
         let header = self.0.header_now();
-        let total = bytes.len();
-        let chunks: Vec<Result<pb::SnapshotResponse, Status>> = bytes
-            .chunks(SNAPSHOT_CHUNK_BYTES)
-            .scan(total, |remaining, chunk| {
-                *remaining -= chunk.len();
-                Some(Ok(pb::SnapshotResponse {
-                    header: Some(header),
-                    remaining_bytes: *remaining as u64,
-                    blob: chunk.to_vec(),
-                }))
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        let mut remaining = backup.total_bytes();
+        let messages = backup.map(move |chunk| {
+            let blob = chunk.map_err(backup_status)?;
+            remaining = remaining.saturating_sub(blob.len() as u64);
+            Ok(pb::SnapshotResponse { header: Some(header), remaining_bytes: remaining, blob })
+        });
+        Ok(Response::new(Box::pin(messages)))
     }
 
     async fn move_leader(

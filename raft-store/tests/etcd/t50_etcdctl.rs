@@ -28,18 +28,18 @@ struct Output {
 }
 
 /// Runs `etcdctl` with the v3 API against the given endpoints.
-struct Etcdctl {
+pub(crate) struct Etcdctl {
     /// `host:port` of each member's etcd endpoint, in member order.
     ///
     /// Without a scheme on purpose: for `endpoint status` etcdctl 3.4 dials each endpoint
     /// as given and sends `http://host:port` as the HTTP/2 `:authority`, which the `h2`
     /// server under tonic rejects as malformed (see docs/etcd-api.md, "etcdctl").
-    endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
 }
 
 impl Etcdctl {
     /// `None` (after saying why) when `etcdctl` is missing and not required.
-    async fn find(endpoints: Vec<String>) -> anyhow::Result<Option<Self>> {
+    pub(crate) async fn find(endpoints: Vec<String>) -> anyhow::Result<Option<Self>> {
         let ctl = Etcdctl { endpoints };
         match ctl.command(&["version"]).output().await {
             Ok(out) if out.status.success() => {
@@ -106,7 +106,7 @@ impl Etcdctl {
     }
 
     /// Runs a command that must succeed; returns its stdout.
-    async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
         self.ok_with(args, None).await
     }
 
