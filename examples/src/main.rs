@@ -10,6 +10,8 @@ mod agent;
 mod agent_token;
 mod config;
 mod control;
+#[cfg(test)]
+mod docs_tests;
 mod host;
 mod member;
 mod membership;
