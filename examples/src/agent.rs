@@ -7,7 +7,8 @@
 //! for its serving certificate with that credential, and keeps both in its data directory
 //! (reused on restart; asked for again when missing or expiring). Then it runs the node agent
 //! against the API server as `system:node:<name>`, its log endpoint over mutual TLS, and the
-//! service proxy when it may.
+//! service proxy when it may; and rotates both certificates while it runs (each at a jittered
+//! 70–90 % of its lifetime, as kubelet does), new connections presenting the new ones.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use flotilla_api::certificates::join::{JoinConfig, join};
+use flotilla_api::certificates::join::{JoinConfig, MIN_CERT_LIFETIME, join};
+use flotilla_api::certificates::rotate_certificates;
 use flotilla_api::client::RemoteClient;
 use flotilla_core::client::Client;
 use flotilla_node::agent::{AgentConfig, NodeAgent};
@@ -85,6 +87,10 @@ pub(crate) struct AgentArgs {
     /// How long to wait for each certificate to be approved and issued.
     #[arg(long, default_value = "5m", value_parser = crate::host::parse_ttl)]
     pub(crate) bootstrap_timeout: Duration,
+    /// The lifetime to ask for the node's certificates (at least 10m; the signer caps it at a
+    /// year, its default). They are renewed at 70–90 % of it while the agent runs.
+    #[arg(long, env = "FLOTILLA_CERT_LIFETIME", value_parser = crate::host::parse_ttl)]
+    pub(crate) cert_lifetime: Option<Duration>,
 }
 
 /// The data directory: the flag, or `<user data dir>/flotilla-agent`.
@@ -141,6 +147,13 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (server, failover) = servers.split_first().context("--server is required")?;
     let server = server.clone();
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    if let Some(lifetime) = args.cert_lifetime {
+        anyhow::ensure!(
+            lifetime >= MIN_CERT_LIFETIME,
+            "--cert-lifetime must be at least {}m (the API refuses shorter certificate requests)",
+            MIN_CERT_LIFETIME.as_secs() / 60
+        );
+    }
     let ca_pem = match &args.ca_file {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading --ca-file {}", p.display()))?),
         None => None,
@@ -155,6 +168,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         node_ips: vec![args.node_ip],
         dir: dir.join("pki"),
         timeout: args.bootstrap_timeout,
+        cert_lifetime: args.cert_lifetime,
     };
     let creds = join(&config).await.context("joining the cluster")?;
 
@@ -189,6 +203,10 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "node agent endpoint stopped");
         }
     });
+
+    // New certificates before the current ones expire; the client and the endpoint present
+    // them from their next connection and handshake on.
+    tasks.spawn(rotate_certificates(config.clone(), creds.clone(), stop.clone()));
 
     let s = stop.clone();
     tasks.spawn(async move {

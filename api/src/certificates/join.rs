@@ -7,48 +7,50 @@
 //! `system:node:<name>` in `system:nodes`), `kubelet.crt`/`.key` (serving, for the node's
 //! addresses). Keys are 0600 and every file is written atomically. A client certificate
 //! expiring within the hour is renewed with itself (the approver's `selfnodeclient` path).
+//!
+//! The [`NodeCredentials`] hold the certificates as [`LiveIdentity`]s, which
+//! [`rotate_certificates`](super::rotate::rotate_certificates) replaces while the node runs.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use flotilla_core::client::{Api, Client};
 use flotilla_core::registry;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use parking_lot::Mutex;
 use rand::Rng;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use url::Url;
-use x509_parser::prelude::FromDer;
 
 use super::approver::{SIGNER_KUBELET_CLIENT, SIGNER_KUBELET_SERVING, has_condition};
+use super::files::{
+    CA_FILE, CLIENT_CERT, CLIENT_KEY, SERVING_CERT, SERVING_KEY, cert_usable, file_error, load_identity,
+    read_optional, store_pair, write,
+};
+use super::identity::{IdentityError, LiveIdentity, TlsIdentity, hex_serial};
+use super::pin::{fetch_ca, pem_matches_pin};
 use crate::auth::authn::{BootstrapToken, NODE_USER_PREFIX, NODES_GROUP};
 use crate::client::{ClientConfig, RemoteClient};
 use crate::kubeconfig::ClientCertificate;
-use crate::pki::{self, ca_hash};
+use crate::pki;
 
-const CA_FILE: &str = "ca.crt";
-const CLIENT_CERT: &str = "kubelet-client.crt";
-const CLIENT_KEY: &str = "kubelet-client.key";
-const SERVING_CERT: &str = "kubelet.crt";
-const SERVING_KEY: &str = "kubelet.key";
+pub use super::pin::fetch_pinned_ca;
+
 /// A stored certificate expiring sooner than this is replaced.
-const RENEW_BEFORE: Duration = Duration::from_secs(3600);
+pub(super) const RENEW_BEFORE: Duration = Duration::from_secs(3600);
 /// A client certificate valid at least this long yet renews itself; an older one needs a
 /// bootstrap token again.
-const STILL_VALID: Duration = Duration::from_secs(60);
+pub(super) const STILL_VALID: Duration = Duration::from_secs(60);
 /// How often a pending request is looked at.
 const POLL: Duration = Duration::from_millis(250);
 /// How long the pinned-CA handshake may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest certificate lifetime a request may ask for (the API refuses shorter).
+pub const MIN_CERT_LIFETIME: Duration = Duration::from_secs(600);
 
 /// Why a node could not join.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +135,31 @@ pub enum JoinError {
     /// Generating a key or a request, or building a TLS configuration, failed.
     #[error("{0}")]
     Crypto(String),
+    /// A certificate and key could not be used as a TLS identity.
+    #[error("the {what} certificate: {source}")]
+    Identity {
+        /// `client` or `serving`.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: IdentityError,
+    },
+    /// The certificate issued is not what was asked for.
+    #[error("the {what} certificate issued is not for {user} and the node's addresses, or is not valid now")]
+    Unusable {
+        /// `client` or `serving`.
+        what: &'static str,
+        /// The node's user.
+        user: String,
+    },
+    /// The node client certificate expired, and there is no bootstrap token to ask for another.
+    #[error(
+        "the node client certificate expired at {not_after}; a new one needs a bootstrap token (restart the agent with --token)"
+    )]
+    ClientExpired {
+        /// When it expired (RFC 3339).
+        not_after: String,
+    },
 }
 
 /// Results of this module.
@@ -159,6 +186,10 @@ pub struct JoinConfig {
     pub dir: PathBuf,
     /// How long to wait for each certificate.
     pub timeout: Duration,
+    /// The lifetime to ask for (the request's `expirationSeconds`; at least
+    /// [`MIN_CERT_LIFETIME`], and the signer caps it at a year). `None` leaves it to the
+    /// signer (a year).
+    pub cert_lifetime: Option<Duration>,
 }
 
 impl std::fmt::Debug for JoinConfig {
@@ -167,40 +198,56 @@ impl std::fmt::Debug for JoinConfig {
             .field("server", &self.server.as_str())
             .field("node_name", &self.node_name)
             .field("dir", &self.dir)
+            .field("cert_lifetime", &self.cert_lifetime)
             .finish_non_exhaustive()
     }
 }
 
-/// A joined node's credentials (PEM).
+impl JoinConfig {
+    /// The node's user, `system:node:<name>`.
+    pub fn node_user(&self) -> String {
+        format!("{NODE_USER_PREFIX}{}", self.node_name)
+    }
+}
+
+/// A joined node's credentials. Clones share the live identities, so a rotation
+/// ([`rotate_certificates`](super::rotate::rotate_certificates)) shows in every clone.
 #[derive(Clone)]
 pub struct NodeCredentials {
-    /// The cluster CA.
+    /// The cluster CA (PEM).
     pub ca_pem: String,
-    /// The node's client certificate and key.
-    pub client: ClientCertificate,
-    /// The node's serving certificate and key.
-    pub serving: ClientCertificate,
-    /// Whether they were issued now (rather than loaded).
+    /// The node's client certificate and key, as presented now.
+    pub client: LiveIdentity,
+    /// The node's serving certificate and key, as presented now.
+    pub serving: LiveIdentity,
+    /// Whether a certificate was issued at join (rather than all loaded).
     pub issued: bool,
 }
 
 impl std::fmt::Debug for NodeCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCredentials").field("issued", &self.issued).finish_non_exhaustive()
+        f.debug_struct("NodeCredentials")
+            .field("client", &hex_serial(self.client.current().serial()))
+            .field("serving", &hex_serial(self.serving.current().serial()))
+            .field("issued", &self.issued)
+            .finish_non_exhaustive()
     }
 }
 
 impl NodeCredentials {
-    /// A client configuration for `server` authenticating as the node.
+    /// A client configuration for `server` authenticating as the node, with the client
+    /// certificate current at each new connection (it follows rotations).
     pub fn client_config(&self, server: Url) -> ClientConfig {
         let mut config = ClientConfig::new(server);
         config.ca_pem = Some(self.ca_pem.as_bytes().to_vec());
-        config.client_certificate = Some(self.client.clone());
+        config.client_identity = Some(self.client.clone());
         config
     }
 
-    /// A TLS server configuration for the node's log endpoint: its serving certificate, and
-    /// only clients with a certificate from the cluster CA.
+    /// A TLS server configuration for the node's log endpoint: its serving certificate
+    /// current at each handshake (it follows rotations), and only clients with a certificate
+    /// from the cluster CA. Sessions are not resumed, so every handshake presents the current
+    /// certificate.
     pub fn serving_config(&self) -> Result<Arc<rustls::ServerConfig>> {
         let crypto = |e: &dyn std::fmt::Display| JoinError::Crypto(format!("node serving TLS: {e}"));
         let provider = crate::tls::crypto_provider();
@@ -212,17 +259,13 @@ impl NodeCredentials {
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| crypto(&e))?;
-        let chain = CertificateDer::pem_slice_iter(&self.serving.cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| crypto(&e))?;
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&self.serving.key_pem)
-            .map_err(|e| crypto(&e))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| crypto(&e))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| crypto(&e))?;
+            .with_cert_resolver(Arc::new(self.serving.clone()));
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -232,7 +275,7 @@ impl NodeCredentials {
 pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
     let dir = &config.dir;
     pki::create_private_dir(dir).map_err(|e| file_error("writing", dir, &e))?;
-    let user = format!("{NODE_USER_PREFIX}{}", config.node_name);
+    let user = config.node_user();
     let mut issued = false;
 
     let stored_ca = read_optional(&dir.join(CA_FILE))?;
@@ -249,19 +292,57 @@ pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
         write(dir, CA_FILE, ca_pem.as_bytes(), 0o644)?;
     }
 
-    let client = match load_pair(dir, CLIENT_CERT, CLIENT_KEY)? {
-        Some(pair) if cert_usable(&pair.cert_pem, &user, &[], RENEW_BEFORE) => pair,
+    let client = match load_identity(dir, CLIENT_CERT, CLIENT_KEY)? {
+        Some(id) if cert_usable(&id.pem().cert_pem, &user, &[], RENEW_BEFORE) => id,
         // Expiring soon but still valid: the node renews it itself (`selfnodeclient`).
-        Some(old) if cert_usable(&old.cert_pem, &user, &[], STILL_VALID) => {
-            let remote = node_client(config, &ca_pem, &old)?;
-            let pair = ask(remote, SIGNER_KUBELET_CLIENT, &user, &[], config.timeout).await?;
-            write(dir, CLIENT_KEY, &pair.key_pem, pki::PRIVATE)?;
-            write(dir, CLIENT_CERT, &pair.cert_pem, 0o644)?;
-            tracing::info!(user, "node client certificate renewed");
+        Some(old) if cert_usable(&old.pem().cert_pem, &user, &[], STILL_VALID) => {
             issued = true;
-            pair
+            new_client_certificate(config, &ca_pem, ClientVia::Itself(old.pem())).await?
         }
         _ => {
+            issued = true;
+            new_client_certificate(config, &ca_pem, ClientVia::Token).await?
+        }
+    };
+
+    let serving = match load_identity(dir, SERVING_CERT, SERVING_KEY)? {
+        Some(id) if cert_usable(&id.pem().cert_pem, &user, &config.node_ips, RENEW_BEFORE) => id,
+        _ => {
+            issued = true;
+            new_serving_certificate(config, &ca_pem, client.pem()).await?
+        }
+    };
+    Ok(NodeCredentials {
+        ca_pem,
+        client: LiveIdentity::new(client),
+        serving: LiveIdentity::new(serving),
+        issued,
+    })
+}
+
+/// With what a node client certificate is asked for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum ClientVia<'a> {
+    /// The bootstrap token (`nodeclient`).
+    Token,
+    /// The node's current, still valid, client certificate (`selfnodeclient`).
+    Itself(&'a ClientCertificate),
+}
+
+/// Asks for a node client certificate through `via`, checks it, and stores it (key, then
+/// certificate, each atomically) where [`join`] keeps it.
+pub(super) async fn new_client_certificate(
+    config: &JoinConfig,
+    ca_pem: &str,
+    via: ClientVia<'_>,
+) -> Result<TlsIdentity> {
+    let user = config.node_user();
+    let (pair, how) = match via {
+        ClientVia::Itself(current) => {
+            let remote = node_client(config, ca_pem, current)?;
+            (ask(remote, SIGNER_KUBELET_CLIENT, &user, &[], config).await?, "renewed")
+        }
+        ClientVia::Token => {
             let token = BootstrapToken::parse(&config.token)?;
             let mut bootstrap = ClientConfig::new(config.server.clone());
             bootstrap.failover = config.failover.clone();
@@ -269,34 +350,45 @@ pub async fn join(config: &JoinConfig) -> Result<NodeCredentials> {
             bootstrap.token = Some(config.token.clone());
             let remote = RemoteClient::new(bootstrap)
                 .map_err(|e| JoinError::Crypto(format!("bootstrap client: {e}")))?;
-            let asked = ask(Arc::new(remote), SIGNER_KUBELET_CLIENT, &user, &[], config.timeout).await;
-            let pair = asked.map_err(|e| token_refused(e, &token))?;
-            write(dir, CLIENT_KEY, &pair.key_pem, pki::PRIVATE)?;
-            write(dir, CLIENT_CERT, &pair.cert_pem, 0o644)?;
-            tracing::info!(user, "node client certificate issued");
-            issued = true;
-            pair
+            let asked = ask(Arc::new(remote), SIGNER_KUBELET_CLIENT, &user, &[], config).await;
+            (asked.map_err(|e| token_refused(e, &token))?, "issued")
         }
     };
+    let identity = checked("client", &pair, &user, &[])?;
+    store_pair(&config.dir, CLIENT_CERT, CLIENT_KEY, &pair)?;
+    tracing::info!(user, serial = hex_serial(identity.serial()), "node client certificate {how}");
+    Ok(identity)
+}
 
-    let serving = match load_pair(dir, SERVING_CERT, SERVING_KEY)? {
-        Some(pair) if cert_usable(&pair.cert_pem, &user, &config.node_ips, RENEW_BEFORE) => pair,
-        _ => {
-            let remote = node_client(config, &ca_pem, &client)?;
-            let mut names: Vec<rcgen::SanType> =
-                config.node_ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)).collect();
-            if let Ok(dns) = config.node_name.as_str().try_into() {
-                names.push(rcgen::SanType::DnsName(dns));
-            }
-            let pair = ask(remote, SIGNER_KUBELET_SERVING, &user, &names, config.timeout).await?;
-            write(dir, SERVING_KEY, &pair.key_pem, pki::PRIVATE)?;
-            write(dir, SERVING_CERT, &pair.cert_pem, 0o644)?;
-            tracing::info!(user, "node serving certificate issued");
-            issued = true;
-            pair
-        }
-    };
-    Ok(NodeCredentials { ca_pem, client, serving, issued })
+/// Asks for the node's serving certificate with client certificate `client`, checks it, and
+/// stores it (key, then certificate, each atomically) where [`join`] keeps it.
+pub(super) async fn new_serving_certificate(
+    config: &JoinConfig,
+    ca_pem: &str,
+    client: &ClientCertificate,
+) -> Result<TlsIdentity> {
+    let user = config.node_user();
+    let remote = node_client(config, ca_pem, client)?;
+    let mut names: Vec<rcgen::SanType> =
+        config.node_ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)).collect();
+    if let Ok(dns) = config.node_name.as_str().try_into() {
+        names.push(rcgen::SanType::DnsName(dns));
+    }
+    let pair = ask(remote, SIGNER_KUBELET_SERVING, &user, &names, config).await?;
+    let identity = checked("serving", &pair, &user, &config.node_ips)?;
+    store_pair(&config.dir, SERVING_CERT, SERVING_KEY, &pair)?;
+    tracing::info!(user, serial = hex_serial(identity.serial()), "node serving certificate issued");
+    Ok(identity)
+}
+
+/// `pair` as an identity, if its key is the certificate's, and the certificate is for
+/// `user`, covers `ips` and has not expired.
+fn checked(what: &'static str, pair: &ClientCertificate, user: &str, ips: &[IpAddr]) -> Result<TlsIdentity> {
+    let identity = TlsIdentity::from_pem(pair).map_err(|source| JoinError::Identity { what, source })?;
+    if !cert_usable(&pair.cert_pem, user, ips, Duration::ZERO) {
+        return Err(JoinError::Unusable { what, user: user.to_string() });
+    }
+    Ok(identity)
 }
 
 /// A client of `server` authenticated by the node's certificate `cert`.
@@ -320,14 +412,16 @@ fn token_refused(e: JoinError, token: &BootstrapToken) -> JoinError {
 }
 
 /// Creates a CertificateSigningRequest for `user` in `system:nodes` with `names` through
-/// `client` and waits for its certificate. Returns the certificate with its new key.
+/// `client`, asking for `config`'s certificate lifetime, and waits (up to `config.timeout`)
+/// for its certificate. Returns the certificate with its new key.
 pub async fn ask(
     client: Arc<dyn Client>,
     signer: &str,
     user: &str,
     names: &[rcgen::SanType],
-    timeout: Duration,
+    config: &JoinConfig,
 ) -> Result<ClientCertificate> {
+    let timeout = config.timeout;
     let crypto = |e: rcgen::Error| JoinError::Crypto(format!("generating a certificate request: {e}"));
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(crypto)?;
     let mut params = rcgen::CertificateParams::default();
@@ -344,12 +438,14 @@ pub async fn ask(
             .collect()
     };
     let name = format!("node-csr-{suffix}");
+    let expiration_seconds = config.cert_lifetime.map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX));
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
         spec: CertificateSigningRequestSpec {
             request: ByteString(request.into_bytes()),
             signer_name: signer.to_string(),
             usages: Some(vec!["digital signature".into(), usage.into()]),
+            expiration_seconds,
             ..Default::default()
         },
         status: None,
@@ -393,219 +489,5 @@ pub async fn ask(
             return Err(JoinError::Timeout { name, seconds: timeout.as_secs() });
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-/// [`fetch_pinned_ca`] from the first of the config's servers that can be reached.
-async fn fetch_ca(config: &JoinConfig, pin: &str) -> Result<String> {
-    let mut fetched = fetch_pinned_ca(&config.server, pin).await;
-    for server in &config.failover {
-        if !matches!(fetched, Err(JoinError::FetchCa { .. })) {
-            break;
-        }
-        fetched = fetch_pinned_ca(server, pin).await;
-    }
-    fetched
-}
-
-/// Connects to `server` without trusting it, and returns (PEM) the certificate it presents
-/// whose public key has pin `pin`. Nothing is sent over that connection.
-pub async fn fetch_pinned_ca(server: &Url, pin: &str) -> Result<String> {
-    let fail = |message: String| JoinError::FetchCa { server: server.to_string(), message };
-    let host = server.host_str().ok_or_else(|| fail("the URL has no host".into()))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = server.port_or_known_default().unwrap_or(443);
-    let provider = crate::tls::crypto_provider();
-    let capture = Arc::new(Capture { provider: provider.clone(), chain: Mutex::new(Vec::new()) });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(capture.clone())
-        .with_no_client_auth();
-    let name = ServerName::try_from(host.clone()).map_err(|e| fail(e.to_string()))?;
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(_stream)) => {}
-        Ok(Err(e)) => return Err(fail(e.to_string())),
-        Err(_) => return Err(fail(format!("no TLS handshake within {}s", CONNECT_TIMEOUT.as_secs()))),
-    }
-    let chain = capture.chain.lock().clone();
-    let mut offered = Vec::new();
-    for cert in chain {
-        let hash = ca_hash(cert.as_ref()).map_err(|e| fail(e.to_string()))?;
-        if hash.eq_ignore_ascii_case(pin) {
-            return Ok(certificate_pem(cert.as_ref()));
-        }
-        offered.push(hash);
-    }
-    Err(JoinError::PinMismatch { server: server.to_string(), pin: pin.to_string(), offered })
-}
-
-/// Records the chain a server presents and accepts it (its handshake signature is still
-/// checked); only for [`fetch_pinned_ca`], which sends nothing over the connection.
-#[derive(Debug)]
-struct Capture {
-    provider: Arc<CryptoProvider>,
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-}
-
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let mut chain = self.chain.lock();
-        chain.push(end_entity.clone().into_owned());
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn certificate_pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
-}
-
-fn pem_matches_pin(pem: &[u8], pin: &str) -> bool {
-    CertificateDer::from_pem_slice(pem)
-        .ok()
-        .and_then(|der| ca_hash(der.as_ref()).ok())
-        .is_some_and(|h| h.eq_ignore_ascii_case(pin))
-}
-
-/// Whether certificate `pem` is for `user`, covers `ips`, and is valid for `margin` yet.
-fn cert_usable(pem: &[u8], user: &str, ips: &[IpAddr], margin: Duration) -> bool {
-    let Ok(der) = CertificateDer::from_pem_slice(pem) else { return false };
-    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der.as_ref()) else {
-        return false;
-    };
-    let cn_ok = cert.subject().iter_common_name().next().and_then(|a| a.as_str().ok()) == Some(user);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let fresh =
-        u64::try_from(cert.validity().not_after.timestamp()).is_ok_and(|t| t > now + margin.as_secs());
-    let covered: Vec<IpAddr> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
-                        4 => <[u8; 4]>::try_from(*b).ok().map(IpAddr::from),
-                        16 => <[u8; 16]>::try_from(*b).ok().map(IpAddr::from),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    cn_ok && fresh && ips.iter().all(|ip| covered.contains(ip))
-}
-
-fn file_error(what: &'static str, path: &Path, e: &dyn std::fmt::Display) -> JoinError {
-    JoinError::File { what, path: path.to_path_buf(), message: e.to_string() }
-}
-
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(file_error("reading", path, &e)),
-    }
-}
-
-fn load_pair(dir: &Path, cert: &str, key: &str) -> Result<Option<ClientCertificate>> {
-    match (read_optional(&dir.join(cert))?, read_optional(&dir.join(key))?) {
-        (Some(cert_pem), Some(key_pem)) => Ok(Some(ClientCertificate { cert_pem, key_pem })),
-        _ => Ok(None),
-    }
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
-    let path = dir.join(name);
-    pki::write_atomic(&path, bytes, mode).map_err(|e| file_error("writing", &path, &e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_certificates_are_checked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pki = crate::pki::ClusterPki::load_or_create(dir.path(), &[]).expect("pki");
-        let (cert, _key) = pki
-            .issue_client_cert("system:node:n1", &[NODES_GROUP.into()], Duration::from_secs(7200))
-            .expect("cert");
-        let renew = RENEW_BEFORE;
-        assert!(cert_usable(cert.as_bytes(), "system:node:n1", &[], renew));
-        assert!(!cert_usable(cert.as_bytes(), "system:node:n2", &[], renew), "another node's");
-        let ip: IpAddr = "10.1.2.3".parse().expect("ip");
-        assert!(!cert_usable(cert.as_bytes(), "system:node:n1", &[ip], renew), "does not cover the address");
-        let (short, _key) = pki
-            .issue_client_cert("system:node:n1", &[NODES_GROUP.into()], Duration::from_secs(600))
-            .expect("cert");
-        assert!(!cert_usable(short.as_bytes(), "system:node:n1", &[], renew), "expires too soon");
-        assert!(cert_usable(short.as_bytes(), "system:node:n1", &[], STILL_VALID), "but may renew itself");
-        assert!(!cert_usable(b"junk", "system:node:n1", &[], STILL_VALID));
-
-        let ca = pki.ca_pem().as_bytes();
-        assert!(pem_matches_pin(ca, &pki.ca_hash()));
-        assert!(pem_matches_pin(ca, &pki.ca_hash().to_uppercase().replace("SHA256", "sha256")));
-        assert!(!pem_matches_pin(ca, "sha256:00"));
-        let der = CertificateDer::from_pem_slice(ca).expect("pem");
-        assert_eq!(certificate_pem(der.as_ref()).trim(), pki.ca_pem().trim());
     }
 }

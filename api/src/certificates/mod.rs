@@ -10,15 +10,25 @@
 //! [`SecureApi`](crate::secure::SecureApi) starts it.
 //!
 //! On a joining node, [`join::join`] pins the CA, trades a bootstrap token for a node client
-//! certificate, asks for a serving certificate with it, and keeps both.
+//! certificate, asks for a serving certificate with it, and keeps both;
+//! [`rotate::rotate_certificates`] renews them while the node runs, and the node's clients
+//! and servers present the current ones through [`identity::LiveIdentity`].
 
 pub mod approver;
 pub mod cleaner;
 mod controller;
+mod files;
+pub mod identity;
 pub mod join;
+mod pin;
+pub mod rotate;
 pub mod signer;
 
 pub use controller::CsrController;
+pub use identity::{LiveIdentity, TlsIdentity};
+pub use rotate::rotate_certificates;
 
+#[cfg(test)]
+mod rotate_tests;
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ fn config(api: &SecureApi, token: &str, dir: &std::path::Path) -> JoinConfig {
         node_ips: vec!["127.0.0.1".parse().expect("ip")],
         dir: dir.to_path_buf(),
         timeout: Duration::from_secs(20),
+        cert_lifetime: None,
     }
 }
 
@@ -135,7 +136,7 @@ async fn a_bootstrap_token_becomes_node_certificates() {
         // A restart reuses what is stored, without a token.
         let again = join(&config(&api, "", &node_dir)).await.expect("reused");
         assert!(!again.issued);
-        assert_eq!(again.client.cert_pem, creds.client.cert_pem);
+        assert_eq!(again.client.current().pem(), creds.client.current().pem());
 
         // A client certificate about to expire is renewed by the node itself (no token).
         let (cert, key) = api
@@ -146,7 +147,7 @@ async fn a_bootstrap_token_becomes_node_certificates() {
         std::fs::write(node_dir.join("kubelet-client.key"), &key).expect("write");
         let renewed = join(&config(&api, "", &node_dir)).await.expect("renewed");
         assert!(renewed.issued);
-        assert_ne!(renewed.client.cert_pem, cert.as_bytes());
+        assert_ne!(renewed.client.current().pem().cert_pem, cert.as_bytes());
         let csrs = Api::<CertificateSigningRequest>::all(local.clone())
             .list(&Default::default())
             .await
@@ -169,6 +170,18 @@ async fn a_bootstrap_token_becomes_node_certificates() {
             message.as_deref(),
             Some("Auto approving self kubelet client certificate after SubjectAccessReview.")
         );
+
+        // A requested lifetime (`expirationSeconds`) is what the signer issues (after its
+        // five-minute backdating), for both certificates.
+        let mut two_hours = config(&api, &token.to_string(), &dir.path().join("two-hours"));
+        two_hours.cert_lifetime = Some(Duration::from_secs(7200));
+        let short = join(&two_hours).await.expect("joined");
+        for identity in [short.client.current(), short.serving.current()] {
+            let lifetime = identity.validity().lifetime().as_secs();
+            assert!((7200..=7200 + 330).contains(&lifetime), "lifetime {lifetime}s");
+        }
+        let default = renewed.client.current().validity().lifetime();
+        assert!(default > Duration::from_secs(300 * 86400), "a year unless asked: {default:?}");
         api.stop().await;
     };
     tokio::time::timeout(Duration::from_secs(120), test)

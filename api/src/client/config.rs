@@ -12,6 +12,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use url::Url;
 
 use super::{Error, Result};
+use crate::certificates::LiveIdentity;
 use crate::kubeconfig::{ClientCertificate, ResolvedContext};
 
 /// The user agent sent when the configuration names none.
@@ -67,6 +68,11 @@ pub struct ClientConfig {
     pub insecure: bool,
     /// A client certificate and key (PEM) to authenticate with.
     pub client_certificate: Option<ClientCertificate>,
+    /// A client certificate that may change while the client runs (a node's rotated
+    /// certificate): each new connection presents the one current then, and sessions are not
+    /// resumed (a resumed session would keep the old one). Used instead of
+    /// `client_certificate` when set.
+    pub client_identity: Option<LiveIdentity>,
     /// A bearer token to authenticate with.
     pub token: Option<String>,
     /// How long one attempt of a request may take, response body included; `None` waits
@@ -88,6 +94,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("tls_server_name", &self.tls_server_name)
             .field("insecure", &self.insecure)
             .field("client_certificate", &self.client_certificate.is_some())
+            .field("client_identity", &self.client_identity.is_some())
             .field("token", &self.token.is_some())
             .field("timeout", &self.timeout)
             .field("user_agent", &self.user_agent)
@@ -107,6 +114,7 @@ impl ClientConfig {
             tls_server_name: None,
             insecure: false,
             client_certificate: None,
+            client_identity: None,
             token: None,
             timeout: Some(DEFAULT_TIMEOUT),
             user_agent: DEFAULT_USER_AGENT.to_string(),
@@ -163,8 +171,8 @@ impl ClientConfig {
             .transpose()
     }
 
-    /// The rustls configuration: trust anchors (or none, if insecure), client certificate,
-    /// ALPN `h2` then `http/1.1`, Flotilla's crypto provider.
+    /// The rustls configuration: trust anchors (or none, if insecure), client certificate
+    /// (live or fixed), ALPN `h2` then `http/1.1`, Flotilla's crypto provider.
     pub(crate) fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
         let provider = crate::tls::crypto_provider();
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -183,14 +191,19 @@ impl ClientConfig {
             }
             builder.with_root_certificates(roots)
         };
-        let mut config = match &self.client_certificate {
-            Some(c) => {
+        let mut config = match (&self.client_identity, &self.client_certificate) {
+            (Some(identity), _) => {
+                let mut config = builder.with_client_cert_resolver(Arc::new(identity.clone()));
+                config.resumption = rustls::client::Resumption::disabled();
+                config
+            }
+            (None, Some(c)) => {
                 let chain = certificates(&c.cert_pem, "client certificate")?;
                 let key = PrivateKeyDer::from_pem_slice(&c.key_pem)
                     .map_err(|source| Error::Pem { what: "client key", source })?;
                 builder.with_client_auth_cert(chain, key).map_err(Error::Tls)?
             }
-            None => builder.with_no_client_auth(),
+            (None, None) => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
@@ -276,6 +289,33 @@ mod tests {
         assert_eq!(tls.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
         c.tls_server_name = Some("not a name!".into());
         assert!(matches!(c.server_name(), Err(Error::ServerName { .. })));
+    }
+
+    #[test]
+    fn a_live_identity_is_presented_as_it_is_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = crate::pki::ClusterPki::load_or_create(dir.path(), &[]).expect("pki");
+        let pair = |user: &str| {
+            let (cert, key) =
+                pki.issue_client_cert(user, &[], Duration::from_secs(3600)).expect("a client certificate");
+            ClientCertificate { cert_pem: cert.into_bytes(), key_pem: key.into_bytes() }
+        };
+        let (first, second) = (pair("first"), pair("second"));
+        let live = LiveIdentity::from_pem(&first).expect("identity");
+        let mut c = config("https://127.0.0.1:6443");
+        c.ca_pem = Some(pki.ca_pem().as_bytes().to_vec());
+        c.client_certificate = Some(second.clone());
+        c.client_identity = Some(live.clone());
+        let tls = c.rustls_config().expect("config");
+        let presented = || {
+            let key = tls.client_auth_cert_resolver.resolve(&[], &[]).expect("a certificate");
+            key.cert[0].as_ref().to_vec()
+        };
+        let der = |p: &ClientCertificate| CertificateDer::from_pem_slice(&p.cert_pem).expect("pem").to_vec();
+        assert_eq!(presented(), der(&first), "the live identity wins over client_certificate");
+        live.replace(crate::certificates::TlsIdentity::from_pem(&second).expect("identity"));
+        assert_eq!(presented(), der(&second), "the same configuration presents the replacement");
+        assert!(format!("{c:?}").contains("client_identity: true"));
     }
 
     #[test]

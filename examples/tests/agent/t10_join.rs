@@ -76,7 +76,7 @@ async fn an_agent_joins_with_a_bootstrap_token() -> Result<()> {
             [
                 "agent", "--server", &servers, "--token", token, "--ca-hash", &ca_hash, "--data-dir", agent_data,
                 "--runtime", "process", "--node-name", "joined", "--kubelet-listen", &kubelet, "--proxy", "off",
-                "--bootstrap-timeout", "30s",
+                "--bootstrap-timeout", "30s", "--cert-lifetime", "2h",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -97,6 +97,11 @@ async fn an_agent_joins_with_a_bootstrap_token() -> Result<()> {
         wrong_pin[pin_at] = format!("sha256:{}", "0".repeat(64));
         let (ok, _, err) = run(wrong_pin).await?;
         assert!(!ok && err.contains("presented no CA matching"), "wrong pin: {err}");
+        let mut too_short = agent_args(&token);
+        let at = too_short.iter().position(|a| a == "--cert-lifetime").context("flag")? + 1;
+        too_short[at] = "5m".into();
+        let (ok, _, err) = run(too_short).await?;
+        assert!(!ok && err.contains("--cert-lifetime must be at least 10m"), "too short: {err}");
 
         let args = agent_args(&token);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -112,6 +117,8 @@ async fn an_agent_joins_with_a_bootstrap_token() -> Result<()> {
         let client_row = rows.iter().find(|r| r.contains("kube-apiserver-client-kubelet")).context("client CSR")?;
         assert!(client_row.contains(&format!("system:bootstrap:{id}")), "{csr}");
         assert!(rows.iter().all(|r| r.contains("Approved,Issued")), "{csr}");
+        // `--cert-lifetime 2h` is the requests' expirationSeconds (REQUESTEDDURATION).
+        assert!(rows.iter().all(|r| r.split_whitespace().any(|cell| cell == "2h")), "{csr}");
         assert!(rows.iter().any(|r| r.contains("kubernetes.io/kubelet-serving") && r.contains("system:node:joined")), "{csr}");
 
         let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hello\nspec:\n  terminationGracePeriodSeconds: 2\n  \
