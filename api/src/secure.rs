@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::authn::{BOOTSTRAP_TOKEN_NAMESPACE, BootstrapTokens, ServiceAccountVerifier};
+use crate::auth::authn::{BOOTSTRAP_TOKEN_NAMESPACE, BootstrapTokens, BoundObjects, ServiceAccountVerifier};
 use crate::auth::{Authenticator, AuthenticatorConfig, RbacAuthorizer, StaticTokens, TokenIssuer, rbac};
 use crate::certificates::CsrController;
 use crate::client::ClientConfig;
@@ -155,6 +155,7 @@ pub struct SecureApi {
     tasks: TaskTracker,
     csr_controller: CsrController,
     bootstrap_tokens: BootstrapTokens,
+    bound_objects: BoundObjects,
 }
 
 impl std::fmt::Debug for SecureApi {
@@ -198,13 +199,15 @@ impl SecureApi {
         let stop = CancellationToken::new();
         let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
         let bootstrap_tokens = BootstrapTokens::start(client.clone(), stop.child_token());
+        let bound_objects = BoundObjects::start(client.clone(), stop.child_token());
         let authenticator = Arc::new(
             Authenticator::new(AuthenticatorConfig {
                 static_tokens,
                 service_accounts: Some(verifier),
                 allow_anonymous: opts.allow_anonymous,
             })
-            .with_bootstrap_tokens(bootstrap_tokens.clone()),
+            .with_bootstrap_tokens(bootstrap_tokens.clone())
+            .with_bound_objects(bound_objects.clone()),
         );
         let rbac = RbacAuthorizer::start(client.clone(), stop.child_token());
         rbac.ready().await;
@@ -249,6 +252,7 @@ impl SecureApi {
             tasks,
             csr_controller,
             bootstrap_tokens,
+            bound_objects,
         })
     }
 
@@ -291,6 +295,7 @@ impl SecureApi {
         self.tasks.wait().await;
         self.csr_controller.stopped().await;
         self.bootstrap_tokens.stopped().await;
+        self.bound_objects.stopped().await;
     }
 }
 

@@ -52,7 +52,7 @@ pub(crate) async fn check(State(shared): State<Arc<Shared>>, mut req: Request, n
     };
     let cert = req.extensions().get::<PeerCertificate>();
     let cert = cert.map(|c| (c.common_name.as_str(), c.organizations.as_slice()));
-    let user = match security.authenticator.authenticate(req.headers(), cert) {
+    let user = match security.authenticator.authenticate(req.headers(), cert).await {
         Ok(Some(user)) => user,
         Ok(None) => return Error::Unauthorized("Unauthorized".into()).into_response(),
         Err(e) => {

@@ -1,6 +1,7 @@
 //! ServiceAccount tokens through the real kubectl: `kubectl create token` (a protobuf
 //! TokenRequest) returns a JWT that authenticates as the ServiceAccount, RBAC decides what it
-//! may do, and `--bound-object-kind Pod` binds it to a pod.
+//! may do, and `--bound-object-kind Pod` binds it to a pod; deleting the pod or the
+//! ServiceAccount revokes the tokens that name it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -128,6 +129,89 @@ async fn kubectl_create_token_gives_a_token_that_authenticates() -> Result<()> {
         let args = ["create", "token", "builder", "-n", "team", "--bound-object-kind", "Pod", "--bound-object-name", "gone"];
         let (success, _, err) = kubectl(&admin, &args).await?;
         assert!(!success && err.contains(r#"pods "gone" not found"#), "{err}");
+
+        api.stop().await;
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `kubectl auth whoami` with `token` until it succeeds (`true`) or is refused
+/// (`false`) as `want`, within 20 s (a watcher may take a moment to see a deletion).
+async fn until_whoami(kubeconfig: &Path, token: &str, want: bool) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (success, out, err) = with_token(kubeconfig, token, &["auth", "whoami"]).await?;
+        if success == want {
+            return Ok(format!("{out}{err}"));
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "whoami never became {want}: {out}{err}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_the_pod_or_the_service_account_revokes_their_tokens() -> Result<()> {
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("skipping: {KUBECTL} is not installed");
+        return Ok(());
+    }
+    within("token revocation", async {
+        let dir = tempfile::tempdir()?;
+        let registry = Registry::new(Arc::new(MemStore::new()), KindRegistry::builtin());
+        let opts = SecureOptions::new(dir.path().join("pki"), "127.0.0.1:0".parse()?);
+        let api = SecureApi::start(registry.clone(), opts).await?;
+        let admin: PathBuf = dir.path().join("admin");
+        api.admin_kubeconfig("test").write(&admin)?;
+        let bare: PathBuf = dir.path().join("bare");
+        let mut k = api.admin_kubeconfig("test");
+        for u in &mut k.users {
+            u.user.client_certificate_data = None;
+            u.user.client_key_data = None;
+            u.user.token = None;
+        }
+        k.write(&bare)?;
+        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+
+        ok(&admin, &["create", "namespace", "team"]).await?;
+        ok(&admin, &["create", "serviceaccount", "builder", "-n", "team"]).await?;
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"serviceAccountName": "builder", "containers": [{"name": "app", "image": "nginx"}]},
+        }))?;
+        Api::<Pod>::namespaced(client.clone(), "team").create(&pod).await?;
+        let plain = ok(&admin, &["create", "token", "builder", "-n", "team"]).await?;
+        let args = [
+            "create",
+            "token",
+            "builder",
+            "-n",
+            "team",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            "web",
+        ];
+        let bound = ok(&admin, &args).await?;
+        until_whoami(&bare, &bound, true).await?;
+
+        // The pod goes: its token stops working, the ServiceAccount's own does not.
+        ok(&admin, &["delete", "pod", "web", "-n", "team", "--wait=false"]).await?;
+        // (A pod with a node would wait for its agent; this one has none and goes at once.)
+        let refused = until_whoami(&bare, &bound, false).await?;
+        assert!(refused.contains("Unauthorized"), "{refused}");
+        until_whoami(&bare, &plain, true).await?;
+
+        // The ServiceAccount goes and comes back under the same name: a new uid, so its old
+        // tokens stay refused and new ones work.
+        ok(&admin, &["delete", "serviceaccount", "builder", "-n", "team"]).await?;
+        until_whoami(&bare, &plain, false).await?;
+        ok(&admin, &["create", "serviceaccount", "builder", "-n", "team"]).await?;
+        let fresh = ok(&admin, &["create", "token", "builder", "-n", "team"]).await?;
+        let out = until_whoami(&bare, &fresh, true).await?;
+        assert!(out.contains(SA_USER), "{out}");
+        let (success, _, err) = with_token(&bare, &plain, &["auth", "whoami"]).await?;
+        assert!(!success && err.contains("Unauthorized"), "the old token works again: {err}");
 
         api.stop().await;
         Ok(())

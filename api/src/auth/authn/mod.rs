@@ -10,6 +10,7 @@
 
 mod bootstrap;
 mod bootstrap_cache;
+mod bound_objects;
 mod service_account;
 mod token_file;
 
@@ -24,7 +25,10 @@ pub use bootstrap::{
     BOOTSTRAP_TOKEN_SECRET_TYPE, BootstrapToken, TokenError, TokenSecret, valid_extra_group,
 };
 pub use bootstrap_cache::BootstrapTokens;
-pub use service_account::{Clock, ObjectRef, ServiceAccountTokenSpec, ServiceAccountVerifier, TokenIssuer};
+pub use bound_objects::BoundObjects;
+pub use service_account::{
+    BoundRefs, Clock, ObjectRef, ServiceAccountTokenSpec, ServiceAccountVerifier, TokenIssuer,
+};
 pub use token_file::StaticTokens;
 
 /// The user name of anonymous requests.
@@ -214,6 +218,8 @@ pub struct Authenticator {
     service_accounts: Option<ServiceAccountVerifier>,
     /// Bootstrap token Secrets, if bootstrap tokens are accepted.
     bootstrap: Option<BootstrapTokens>,
+    /// The objects ServiceAccount tokens name, if their deletion revokes the tokens.
+    bound_objects: Option<BoundObjects>,
     allow_anonymous: bool,
 }
 
@@ -236,6 +242,7 @@ impl Authenticator {
             runtime_tokens: RwLock::new(HashMap::new()),
             service_accounts: config.service_accounts,
             bootstrap: None,
+            bound_objects: None,
             allow_anonymous: config.allow_anonymous,
         }
     }
@@ -244,6 +251,14 @@ impl Authenticator {
     /// before ServiceAccount tokens).
     pub fn with_bootstrap_tokens(mut self, tokens: BootstrapTokens) -> Self {
         self.bootstrap = Some(tokens);
+        self
+    }
+
+    /// Accepts a ServiceAccount token only while the objects it names exist with the uids it
+    /// names (its ServiceAccount, and the pod, Secret or node it is bound to), as
+    /// kube-apiserver does: deleting them revokes their tokens.
+    pub fn with_bound_objects(mut self, objects: BoundObjects) -> Self {
+        self.bound_objects = Some(objects);
         self
     }
 
@@ -264,7 +279,7 @@ impl Authenticator {
     /// 401). `Err(Error::Unauthorized)`: credentials were presented but are invalid (401 too,
     /// even when anonymous requests are allowed). `Ok(Some(user))` otherwise, with
     /// `system:authenticated` added to authenticated users.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         client_cert: Option<(&str, &[String])>,
@@ -277,7 +292,7 @@ impl Authenticator {
             }
         }
         match bearer_token(headers) {
-            Some(token) => self.authenticate_token(&token).map(Some),
+            Some(token) => self.authenticate_token(&token).await.map(Some),
             None if self.allow_anonymous => Ok(Some(UserInfo::anonymous())),
             None => Ok(None),
         }
@@ -285,7 +300,7 @@ impl Authenticator {
 
     /// Who bearer token `token` identifies (with `system:authenticated` added), or why it does
     /// not identify anyone.
-    pub fn authenticate_token(&self, token: &str) -> Result<UserInfo> {
+    pub async fn authenticate_token(&self, token: &str) -> Result<UserInfo> {
         if let Some(user) = self.static_tokens.get(token) {
             return Ok(user.clone().with_authenticated_group());
         }
@@ -301,8 +316,14 @@ impl Authenticator {
             });
         }
         if let Some(verifier) = &self.service_accounts
-            && let Some(user) = verifier.verify(token)?
+            && let Some((user, bound)) = verifier.verify_bound(token)?
         {
+            if let Some(objects) = &self.bound_objects
+                && let Err(reason) = objects.check(&bound).await
+            {
+                tracing::info!(user = %user.name, %reason, "service account token refused");
+                return Err(Error::unauthorized(reason));
+            }
             return Ok(user.with_authenticated_group());
         }
         Err(Error::unauthorized("invalid bearer token"))
@@ -352,28 +373,31 @@ mod tests {
         })
     }
 
-    #[test]
-    fn static_and_runtime_tokens() {
+    #[tokio::test]
+    async fn static_and_runtime_tokens() {
         let a = authenticator(false);
-        let alice = a.authenticate(&headers("Bearer t1"), None).expect("valid").expect("a user");
+        let alice = a.authenticate(&headers("Bearer t1"), None).await.expect("valid").expect("a user");
         assert_eq!(alice.name, "alice");
         assert_eq!(alice.uid, "uid-1");
         assert_eq!(alice.groups, ["dev", "ops", ALL_AUTHENTICATED]);
-        let bob = a.authenticate(&headers("Bearer t2"), None).expect("valid").expect("a user");
+        let bob = a.authenticate(&headers("Bearer t2"), None).await.expect("valid").expect("a user");
         assert_eq!(bob.groups, [ALL_AUTHENTICATED]);
 
-        let err = a.authenticate(&headers("Bearer nope"), None).expect_err("unknown token");
+        let err = a.authenticate(&headers("Bearer nope"), None).await.expect_err("unknown token");
         assert!(err.is_unauthorized());
         assert_eq!(err.to_string(), "invalid bearer token");
 
         let boot = UserInfo::bootstrap("abcdef.0123456789abcdef", &[]).expect("bootstrap form");
         a.add_token("abcdef.0123456789abcdef", boot);
-        let user =
-            a.authenticate(&headers("Bearer abcdef.0123456789abcdef"), None).expect("ok").expect("user");
+        let user = a
+            .authenticate(&headers("Bearer abcdef.0123456789abcdef"), None)
+            .await
+            .expect("ok")
+            .expect("user");
         assert_eq!(user.name, "system:bootstrap:abcdef");
         assert_eq!(user.groups, [BOOTSTRAPPERS_GROUP, ALL_AUTHENTICATED]);
         assert!(a.remove_token("abcdef.0123456789abcdef"));
-        assert!(a.authenticate(&headers("Bearer abcdef.0123456789abcdef"), None).is_err());
+        assert!(a.authenticate(&headers("Bearer abcdef.0123456789abcdef"), None).await.is_err());
         assert!(!a.remove_token("abcdef.0123456789abcdef"));
     }
 
@@ -390,33 +414,36 @@ mod tests {
         assert_eq!(user.groups, [BOOTSTRAPPERS_GROUP, "system:bootstrappers:kubeadm"]);
     }
 
-    #[test]
-    fn anonymous_and_missing_credentials() {
-        assert_eq!(authenticator(false).authenticate(&HeaderMap::new(), None).expect("no error"), None);
-        let anon = authenticator(true).authenticate(&HeaderMap::new(), None).expect("ok").expect("anonymous");
+    #[tokio::test]
+    async fn anonymous_and_missing_credentials() {
+        assert_eq!(authenticator(false).authenticate(&HeaderMap::new(), None).await.expect("no error"), None);
+        let anon =
+            authenticator(true).authenticate(&HeaderMap::new(), None).await.expect("ok").expect("anonymous");
         assert_eq!(anon, UserInfo::anonymous());
         assert_eq!(anon.groups, [ALL_UNAUTHENTICATED]);
         // An empty bearer token is no credential: anonymous when allowed.
-        let anon = authenticator(true).authenticate(&headers("Bearer "), None).expect("ok");
+        let anon = authenticator(true).authenticate(&headers("Bearer "), None).await.expect("ok");
         assert_eq!(anon, Some(UserInfo::anonymous()));
         // A bad token is refused even when anonymous requests are allowed.
-        assert!(authenticator(true).authenticate(&headers("Bearer bad"), None).is_err());
+        assert!(authenticator(true).authenticate(&headers("Bearer bad"), None).await.is_err());
     }
 
-    #[test]
-    fn client_certificates() {
+    #[tokio::test]
+    async fn client_certificates() {
         let a = authenticator(false);
         let orgs = vec!["system:masters".to_string()];
-        let user = a.authenticate(&HeaderMap::new(), Some(("admin", &orgs))).expect("ok").expect("user");
+        let user =
+            a.authenticate(&HeaderMap::new(), Some(("admin", &orgs))).await.expect("ok").expect("user");
         assert_eq!(user.name, "admin");
         assert_eq!(user.groups, ["system:masters", ALL_AUTHENTICATED]);
         // The certificate wins over a token (x509 comes first in kube-apiserver's union).
-        let user = a.authenticate(&headers("Bearer bad"), Some(("admin", &orgs))).expect("ok").expect("user");
+        let user =
+            a.authenticate(&headers("Bearer bad"), Some(("admin", &orgs))).await.expect("ok").expect("user");
         assert_eq!(user.name, "admin");
         // No common name: the token decides.
-        let user = a.authenticate(&headers("Bearer t2"), Some(("", &orgs))).expect("ok").expect("user");
+        let user = a.authenticate(&headers("Bearer t2"), Some(("", &orgs))).await.expect("ok").expect("user");
         assert_eq!(user.name, "bob");
-        assert_eq!(a.authenticate(&HeaderMap::new(), Some(("", &orgs))).expect("ok"), None);
+        assert_eq!(a.authenticate(&HeaderMap::new(), Some(("", &orgs))).await.expect("ok"), None);
     }
 
     #[test]

@@ -111,6 +111,22 @@ impl Audience {
     }
 }
 
+/// The objects a verified token names: its ServiceAccount, and the pod, Secret or node it is
+/// bound to. The token is valid only while they exist with these uids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BoundRefs {
+    /// The ServiceAccount's namespace (the pod's and Secret's too).
+    pub namespace: String,
+    /// The ServiceAccount.
+    pub service_account: ObjectRef,
+    /// The pod the token is bound to.
+    pub pod: Option<ObjectRef>,
+    /// The Secret the token is bound to.
+    pub secret: Option<ObjectRef>,
+    /// The node the token is bound to.
+    pub node: Option<ObjectRef>,
+}
+
 /// The private `kubernetes.io` claim.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct KubernetesClaims {
@@ -279,6 +295,12 @@ impl ServiceAccountVerifier {
     /// The user `token` identifies. `Ok(None)` if it is not a JWT from one of our issuers
     /// (another authenticator may know it); `Err(Unauthorized)` if it is ours but invalid.
     pub fn verify(&self, token: &str) -> Result<Option<UserInfo>> {
+        Ok(self.verify_bound(token)?.map(|(user, _)| user))
+    }
+
+    /// [`verify`](Self::verify), with the objects the token names, which must still exist
+    /// for it to be valid ([`BoundObjects`](super::BoundObjects) checks them).
+    pub fn verify_bound(&self, token: &str) -> Result<Option<(UserInfo, BoundRefs)>> {
         let unauthorized = |r: String| Error::Unauthorized { reason: r };
         if token.trim_start().starts_with('{') {
             return Ok(None);
@@ -333,9 +355,17 @@ impl ServiceAccountVerifier {
             )));
         }
         check_times(&claims, unix_seconds((self.clock)())).map_err(|r| unauthorized(r.into()))?;
-        user_of(&claims)
-            .map(Some)
-            .ok_or_else(|| unauthorized("service account token claims are incomplete".into()))
+        let user = user_of(&claims)
+            .ok_or_else(|| unauthorized("service account token claims are incomplete".into()))?;
+        let k = claims.kubernetes.unwrap_or_default();
+        let bound = BoundRefs {
+            namespace: k.namespace,
+            service_account: k.serviceaccount,
+            pod: k.pod,
+            secret: k.secret,
+            node: k.node,
+        };
+        Ok(Some((user, bound)))
     }
 }
 
