@@ -241,6 +241,7 @@ impl SecureApi {
             }
         });
         tasks.spawn(clean_bootstrap_tokens(bootstrap_tokens.clone(), client, stop.clone()));
+        tasks.spawn(crate::pki::renew_serving_until(pki.clone(), stop.clone()));
         tasks.close();
         Ok(SecureApi {
             addr,

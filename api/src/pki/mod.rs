@@ -21,6 +21,7 @@
 mod der;
 mod fs;
 mod issue;
+mod renew;
 mod sign;
 
 use std::collections::BTreeSet;
@@ -33,7 +34,7 @@ use std::time::Duration;
 use rcgen::{Issuer, KeyPair};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 use tracing::info;
@@ -42,6 +43,10 @@ use x509_parser::error::X509Error;
 
 pub(crate) use fs::{PRIVATE, create_private_dir, write_atomic};
 use issue::{Ca, Credential, Host};
+
+use crate::certificates::identity::{LiveIdentity, TlsIdentity};
+use crate::kubeconfig::ClientCertificate;
+pub use renew::{SERVING_RENEW_CHECK, renew_serving_until};
 pub use sign::{CertificateRequest, MIN_SIGNED_VALIDITY, Profile, RequestError, ca_hash, ca_hash_pem};
 
 /// The CA's common name.
@@ -182,6 +187,9 @@ pub enum Error {
     /// The TLS server configuration could not be built.
     #[error("building the TLS server configuration")]
     Tls(#[source] rustls::Error),
+    /// The serving certificate and key do not form a TLS identity.
+    #[error("the serving certificate: {0}")]
+    Identity(#[source] crate::certificates::identity::IdentityError),
 }
 
 /// Result of PKI operations.
@@ -204,7 +212,11 @@ pub enum ClientAuth {
 pub struct ClusterPki {
     dir: PathBuf,
     ca: Ca,
-    serving: Credential,
+    /// The serving certificate: replaced when renewed ([`ClusterPki::renew_serving_if_due`]).
+    serving: parking_lot::RwLock<Arc<Credential>>,
+    /// What every [`server_config`](ClusterPki::server_config) presents: the serving
+    /// certificate and the CA, replaced with the serving certificate.
+    serving_live: LiveIdentity,
     admin: Credential,
     sa_key_pem: String,
     sa_public_key_pem: String,
@@ -284,10 +296,12 @@ impl ClusterPki {
         )
         .map_err(|_| Error::ServiceAccountKeyKind { path: sa_path })?;
 
+        let serving_live = LiveIdentity::new(serving_identity(&serving, &ca)?);
         Ok(ClusterPki {
             dir: dir.to_path_buf(),
             ca,
-            serving,
+            serving: parking_lot::RwLock::new(Arc::new(serving)),
+            serving_live,
             admin,
             sa_key_pem: sa.serialize_pem(),
             sa_public_key_pem: sa.public_key_pem(),
@@ -310,14 +324,14 @@ impl ClusterPki {
         &self.ca.cert_der
     }
 
-    /// The serving certificate, PEM.
-    pub fn serving_cert_pem(&self) -> &str {
-        &self.serving.cert_pem
+    /// The serving certificate (the current one, if it was renewed), PEM.
+    pub fn serving_cert_pem(&self) -> String {
+        self.serving.read().cert_pem.clone()
     }
 
     /// The serving certificate's private key, PKCS#8 PEM.
     pub fn serving_key_pem(&self) -> String {
-        self.serving.key_pem()
+        self.serving.read().key_pem()
     }
 
     /// The admin client certificate (CN `flotilla-admin`, O `system:masters`), PEM.
@@ -373,7 +387,8 @@ impl ClusterPki {
         &self.sa_key
     }
 
-    /// A rustls server configuration presenting the serving certificate, with ALPN `h2` and
+    /// A rustls server configuration presenting the serving certificate (the current one at
+    /// each handshake, also after a renewal), with ALPN `h2` and
     /// `http/1.1`, using [`crate::tls::crypto_provider`] (never a process-wide default). Client
     /// certificates are checked against the cluster CA as `client_auth` says.
     pub fn server_config(&self, client_auth: ClientAuth) -> Result<Arc<ServerConfig>> {
@@ -395,13 +410,21 @@ impl ClusterPki {
                 builder.with_client_cert_verifier(verifier.build().map_err(Error::ClientVerifier)?)
             }
         };
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.serving.key.serialize_der()));
-        // The CA goes along, so a joining node can pin it by hash before it trusts it.
-        let chain = vec![self.serving.cert_der.clone(), self.ca.cert_der.clone()];
-        let mut config = builder.with_single_cert(chain, key).map_err(Error::Tls)?;
+        // The current serving certificate at every handshake, so a renewal needs no restart.
+        let mut config = builder.with_cert_resolver(Arc::new(self.serving_live.clone()));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// The TLS identity of serving certificate `serving`: its chain with the CA (so a joining
+/// node can pin the CA by hash before it trusts it) and its key.
+fn serving_identity(serving: &Credential, ca: &Ca) -> Result<TlsIdentity> {
+    let pem = ClientCertificate {
+        cert_pem: format!("{}{}", serving.cert_pem, ca.cert_pem).into_bytes(),
+        key_pem: serving.key_pem().into_bytes(),
+    };
+    TlsIdentity::from_pem(&pem).map_err(Error::Identity)
 }
 
 /// Loads the CA, or creates it if neither its certificate exists (a key without a

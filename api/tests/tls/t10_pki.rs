@@ -53,7 +53,7 @@ fn second_load_returns_the_same_ca_and_credentials() -> anyhow::Result<()> {
     assert_eq!(first.admin_cert_pem(), second.admin_cert_pem());
     assert_eq!(first.admin_key_pem(), second.admin_key_pem());
     assert_eq!(first.sa_signing_key_pem(), second.sa_signing_key_pem());
-    assert_eq!(sans(first.serving_cert_pem())?, set(&["localhost", "127.0.0.1", "::1"]));
+    assert_eq!(sans(&first.serving_cert_pem())?, set(&["localhost", "127.0.0.1", "::1"]));
 
     let der = CertificateDer::from_pem_slice(first.ca_pem().as_bytes())?;
     let (_, ca) = x509_parser::parse_x509_certificate(&der)?;
@@ -71,7 +71,7 @@ fn a_new_host_reissues_the_serving_certificate_with_the_union() -> anyhow::Resul
     let second = ClusterPki::load_or_create(dir.path(), &["10.1.2.3".into(), "[fd00::1]".into()])?;
     assert_ne!(first.serving_cert_pem(), second.serving_cert_pem());
     assert_eq!(
-        sans(second.serving_cert_pem())?,
+        sans(&second.serving_cert_pem())?,
         set(&["localhost", "api.example", "127.0.0.1", "10.1.2.3", "::1", "fd00::1"])
     );
     // Nothing else changes.

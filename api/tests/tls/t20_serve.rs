@@ -153,3 +153,45 @@ async fn plain_http_serving_sets_connect_info() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// The certificate the server at `addr` presents in a new handshake (trusting `ca_pem`).
+async fn presented(addr: std::net::SocketAddr, ca_pem: &str) -> anyhow::Result<Vec<u8>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(client_config(ca_pem, None, HTTP1)?);
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let tls = connector.connect(name, tcp).await?;
+    let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    Ok(certs.first().map(|c| c.as_ref().to_vec()).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_serving_certificate_near_its_end_is_renewed_and_presented_without_a_restart() -> anyhow::Result<()>
+{
+    use rustls::pki_types::pem::PemObject as _;
+    within("serving certificate renewal", 10, async {
+        let test_pki = TestPki::new()?;
+        let pki = &test_pki.pki;
+        let server =
+            TestServer::start(pki, ClientAuth::Optional, whoami_router(), ServeOptions::default()).await?;
+        let original = pki.serving_cert_pem();
+        let der = |pem: &str| -> anyhow::Result<Vec<u8>> {
+            Ok(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())?.as_ref().to_vec())
+        };
+        assert_eq!(presented(server.addr, pki.ca_pem()).await?, der(&original)?);
+
+        // A fresh certificate is not due; eleven months and a half later it is.
+        assert!(!pki.renew_serving_if_due(std::time::SystemTime::now())?);
+        let later = std::time::SystemTime::now() + Duration::from_secs(350 * 24 * 60 * 60);
+        assert!(pki.renew_serving_if_due(later)?);
+        let renewed = pki.serving_cert_pem();
+        assert_ne!(renewed, original);
+        // Stored where a start loads it, and presented by the server started before.
+        let stored = std::fs::read_to_string(pki.dir().join("apiserver.crt"))?;
+        assert_eq!(stored, renewed);
+        assert_eq!(presented(server.addr, pki.ca_pem()).await?, der(&renewed)?);
+        let reloaded = flotilla_api::pki::ClusterPki::load_or_create(pki.dir(), &[])?;
+        assert_eq!(reloaded.serving_cert_pem(), renewed, "a restart keeps the renewed certificate");
+        server.stop().await
+    })
+    .await
+}
