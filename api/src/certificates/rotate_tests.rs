@@ -203,16 +203,8 @@ async fn a_running_node_rotates_its_certificates() {
         let node_dir = dir.path().join("node");
         let server = url::Url::parse(&api.url()).expect("url");
         let config = JoinConfig {
-            server: server.clone(),
-            failover: Vec::new(),
-            token: token.to_string(),
-            ca_hash: Some(api.pki().ca_hash()),
-            ca_pem: None,
-            node_name: "n1".into(),
-            node_ips: vec!["127.0.0.1".parse().expect("ip")],
-            dir: node_dir.clone(),
-            timeout: Duration::from_secs(20),
             cert_lifetime: Some(Duration::from_secs(600)),
+            ..super::tests::config(&api, &token.to_string(), &node_dir)
         };
         let creds = join(&config).await.expect("joined");
         let original_client = creds.client.current();

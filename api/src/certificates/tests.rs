@@ -19,7 +19,8 @@ use crate::auth::authn::{BootstrapToken, TokenSecret};
 use crate::client::RemoteClient;
 use crate::secure::{SecureApi, SecureOptions};
 
-fn config(api: &SecureApi, token: &str, dir: &std::path::Path) -> JoinConfig {
+/// How node `n1` joins `api` with `token`, keeping its files in `dir`.
+pub(super) fn config(api: &SecureApi, token: &str, dir: &std::path::Path) -> JoinConfig {
     JoinConfig {
         server: url::Url::parse(&api.url()).expect("url"),
         failover: Vec::new(),

@@ -37,6 +37,34 @@ fn claims(token: &str) -> Result<Value> {
     Ok(serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1])?)?)
 }
 
+/// A secured server on the in-memory store, with kubeconfigs written in `dir`: `admin`
+/// (the admin's certificate) and `bare` (the server and its CA only: a token comes on the
+/// command line), and an in-process client.
+struct Secured {
+    api: SecureApi,
+    admin: PathBuf,
+    bare: PathBuf,
+    client: Arc<dyn Client>,
+}
+
+async fn start(dir: &Path) -> Result<Secured> {
+    let registry = Registry::new(Arc::new(MemStore::new()), KindRegistry::builtin());
+    let opts = SecureOptions::new(dir.join("pki"), "127.0.0.1:0".parse()?);
+    let api = SecureApi::start(registry.clone(), opts).await?;
+    let admin = dir.join("admin");
+    api.admin_kubeconfig("test").write(&admin)?;
+    let bare = dir.join("bare");
+    let mut k = api.admin_kubeconfig("test");
+    for u in &mut k.users {
+        u.user.client_certificate_data = None;
+        u.user.client_key_data = None;
+        u.user.token = None;
+    }
+    k.write(&bare)?;
+    let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry));
+    Ok(Secured { api, admin, bare, client })
+}
+
 #[tokio::test]
 async fn kubectl_create_token_gives_a_token_that_authenticates() -> Result<()> {
     if !Path::new(KUBECTL).exists() {
@@ -45,21 +73,7 @@ async fn kubectl_create_token_gives_a_token_that_authenticates() -> Result<()> {
     }
     within("kubectl create token", async {
         let dir = tempfile::tempdir()?;
-        let registry = Registry::new(Arc::new(MemStore::new()), KindRegistry::builtin());
-        let opts = SecureOptions::new(dir.path().join("pki"), "127.0.0.1:0".parse()?);
-        let api = SecureApi::start(registry.clone(), opts).await?;
-        let admin: PathBuf = dir.path().join("admin");
-        api.admin_kubeconfig("test").write(&admin)?;
-        // The server and its CA only: the token comes on the command line.
-        let bare: PathBuf = dir.path().join("bare");
-        let mut k = api.admin_kubeconfig("test");
-        for u in &mut k.users {
-            u.user.client_certificate_data = None;
-            u.user.client_key_data = None;
-            u.user.token = None;
-        }
-        k.write(&bare)?;
-        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+        let Secured { api, admin, bare, client } = start(dir.path()).await?;
 
         ok(&admin, &["create", "namespace", "team"]).await?;
         ok(&admin, &["create", "serviceaccount", "builder", "-n", "team"]).await?;
@@ -158,20 +172,7 @@ async fn deleting_the_pod_or_the_service_account_revokes_their_tokens() -> Resul
     }
     within("token revocation", async {
         let dir = tempfile::tempdir()?;
-        let registry = Registry::new(Arc::new(MemStore::new()), KindRegistry::builtin());
-        let opts = SecureOptions::new(dir.path().join("pki"), "127.0.0.1:0".parse()?);
-        let api = SecureApi::start(registry.clone(), opts).await?;
-        let admin: PathBuf = dir.path().join("admin");
-        api.admin_kubeconfig("test").write(&admin)?;
-        let bare: PathBuf = dir.path().join("bare");
-        let mut k = api.admin_kubeconfig("test");
-        for u in &mut k.users {
-            u.user.client_certificate_data = None;
-            u.user.client_key_data = None;
-            u.user.token = None;
-        }
-        k.write(&bare)?;
-        let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
+        let Secured { api, admin, bare, client } = start(dir.path()).await?;
 
         ok(&admin, &["create", "namespace", "team"]).await?;
         ok(&admin, &["create", "serviceaccount", "builder", "-n", "team"]).await?;
