@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use flotilla_benches::process::{memory_mib, reset_peak_rss};
 use flotilla_core::store::{PutRequest, Store};
-use flotilla_raft_store::{RaftStore, RaftStoreConfig, restore_backup, restore_backup_file};
+use flotilla_raft_store::{RaftStore, RaftStoreConfig, RestoreSummary, restore_backup, restore_backup_file};
 use futures::StreamExt as _;
 use tokio::time::Instant;
 
@@ -92,6 +92,12 @@ async fn backup_streamed(store: &RaftStore, file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails unless a restore wrote the keys.
+fn restored(summary: &RestoreSummary) -> anyhow::Result<()> {
+    anyhow::ensure!(summary.versions > 0, "the restore wrote no key versions: {summary:?}");
+    Ok(())
+}
+
 /// Child mode: runs `step` and prints `<seconds> <peak above start, MiB>`.
 async fn run_step(step: Step, dir: &Path) -> anyhow::Result<()> {
     let file = dir.join("backup.db");
@@ -106,8 +112,8 @@ async fn run_step(step: Step, dir: &Path) -> anyhow::Result<()> {
     match (step, &store) {
         (Step::BackupWhole, Some(store)) => std::fs::write(dir.join("whole.db"), store.backup().await?)?,
         (Step::BackupStreamed, Some(store)) => backup_streamed(store, &dir.join("streamed.db")).await?,
-        (Step::RestoreWhole, _) => drop(restore_backup(&target, &std::fs::read(&file)?)?),
-        (Step::RestoreStreamed, _) => drop(restore_backup_file(&target, &file)?),
+        (Step::RestoreWhole, _) => restored(&restore_backup(&target, &std::fs::read(&file)?)?)?,
+        (Step::RestoreStreamed, _) => restored(&restore_backup_file(&target, &file)?)?,
         _ => anyhow::bail!("no store for {step:?}"),
     }
     let secs = started.elapsed().as_secs_f64();
