@@ -1,8 +1,14 @@
 //! The simulated cluster: members on one [`SimNet`], each with its own data directory,
 //! stopped and reopened by the nemesis.
+//!
+//! A member's place in the cluster is its slot (`0..len`), with a fixed address on the
+//! network. The raft id in a slot starts as [`id_of`] the slot and changes when the membership
+//! fault brings a removed member back: like the real runs, it comes back on a fresh data
+//! directory with a new id (ids are never reused), at the same address ([`SimCluster::renew`]).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,15 +21,26 @@ use super::invariants::Invariants;
 /// The members of one simulated cluster.
 pub(crate) struct SimCluster {
     pub(crate) net: Arc<SimNet>,
-    configs: Vec<RaftStoreConfig>,
-    stores: Mutex<Vec<Option<RaftStore>>>,
+    slots: Mutex<Slots>,
     invariants: Arc<Invariants>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
-/// Member `i`'s raft id (1-based).
+/// What each slot runs, and the next raft id to hand out.
+struct Slots {
+    configs: Vec<RaftStoreConfig>,
+    stores: Vec<Option<RaftStore>>,
+    next_id: NodeId,
+}
+
+/// The raft id slot `i` starts with (1-based).
 pub(crate) fn id_of(i: usize) -> NodeId {
     i as NodeId + 1
+}
+
+/// Member `id`'s data directory under the cluster's directory.
+fn data_dir(dir: &tempfile::TempDir, id: NodeId) -> PathBuf {
+    dir.path().join(format!("m{id}"))
 }
 
 impl SimCluster {
@@ -35,10 +52,10 @@ impl SimCluster {
     ) -> Result<SimCluster, SimError> {
         let dir = tempfile::tempdir().map_err(SimError::TempDir)?;
         let net = SimNet::new(seed);
-        let configs = (0..members)
+        let configs: Vec<RaftStoreConfig> = (0..members)
             .map(|i| {
                 let listen = SocketAddr::from((Ipv4Addr::new(10, 77, 0, i as u8 + 1), 2380));
-                let mut c = RaftStoreConfig::new(id_of(i), dir.path().join(format!("m{}", id_of(i))), listen);
+                let mut c = RaftStoreConfig::new(id_of(i), data_dir(&dir, id_of(i)), listen);
                 c.sim_net = Some(net.clone());
                 // Small enough that snapshots happen on their own during a run.
                 c.snapshot_every = 500;
@@ -47,62 +64,102 @@ impl SimCluster {
                 c
             })
             .collect();
-        let cluster =
-            SimCluster { net, configs, stores: Mutex::new(vec![None; members]), invariants, _dir: dir };
+        let voters: BTreeMap<NodeId, String> = configs.iter().map(|c| (c.id, c.listen.to_string())).collect();
+        let slots = Slots { configs, stores: vec![None; members], next_id: id_of(members) };
+        let cluster = SimCluster { net, slots: Mutex::new(slots), invariants, dir };
         for i in 0..members {
             cluster.open(i).await?;
         }
-        let voters: BTreeMap<NodeId, String> =
-            cluster.configs.iter().map(|c| (c.id, c.listen.to_string())).collect();
         let first = cluster.store(0).ok_or(SimError::Setup("member 1 did not open".into()))?;
         first.initialize(voters).await.map_err(|e| SimError::Setup(format!("initialize: {e}")))?;
         Ok(cluster)
     }
 
-    /// How many members the cluster has.
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many members (slots) the cluster has.
     pub(crate) fn len(&self) -> usize {
-        self.configs.len()
+        self.slots().configs.len()
     }
 
-    /// Member `i`'s store, while it runs.
+    /// The raft id in slot `i` now.
+    pub(crate) fn id(&self, i: usize) -> NodeId {
+        self.slots().configs.get(i).map_or(0, |c| c.id)
+    }
+
+    /// The raft ids of every slot, in slot order.
+    pub(crate) fn ids(&self) -> Vec<NodeId> {
+        self.slots().configs.iter().map(|c| c.id).collect()
+    }
+
+    /// Slot `i`'s member-transport address.
+    pub(crate) fn addr(&self, i: usize) -> String {
+        self.slots().configs.get(i).map(|c| c.listen.to_string()).unwrap_or_default()
+    }
+
+    /// Slot `i`'s store, while it runs.
     pub(crate) fn store(&self, i: usize) -> Option<RaftStore> {
-        self.stores.lock().unwrap_or_else(PoisonError::into_inner).get(i).cloned().flatten()
+        self.slots().stores.get(i).cloned().flatten()
     }
 
-    /// The members running now.
+    /// The slots running now.
     pub(crate) fn running(&self) -> Vec<usize> {
-        let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        (0..stores.len()).filter(|&i| stores[i].is_some()).collect()
+        let slots = self.slots();
+        (0..slots.stores.len()).filter(|&i| slots.stores[i].is_some()).collect()
     }
 
-    /// The member that says it leads, if one does.
+    /// The slot whose member says it leads, if one does.
     pub(crate) fn leader(&self) -> Option<usize> {
         self.running().into_iter().find(|&i| {
-            self.store(i)
-                .is_some_and(|s| s.raft().metrics().borrow_watched().current_leader == Some(id_of(i)))
+            self.store(i).is_some_and(|s| s.raft().metrics().borrow_watched().current_leader == Some(s.id()))
         })
     }
 
-    /// Opens member `i` from its data directory (a start or a restart).
+    /// Opens slot `i`'s member from its data directory (a start or a restart).
     pub(crate) async fn open(&self, i: usize) -> Result<(), SimError> {
         if self.store(i).is_some() {
             return Ok(());
         }
-        let store = RaftStore::open(self.configs[i].clone())
+        let config = self.slots().configs[i].clone();
+        let id = config.id;
+        let store = RaftStore::open(config)
             .await
-            .map_err(|e| SimError::Setup(format!("member {} did not open: {e}", id_of(i))))?;
-        self.invariants.watch_member(id_of(i), &store);
-        self.stores.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(store);
+            .map_err(|e| SimError::Setup(format!("member {id} did not open: {e}")))?;
+        self.invariants.watch_member(id, &store);
+        self.slots().stores[i] = Some(store);
         Ok(())
     }
 
-    /// Stops member `i` (what it wrote stays on its disk).
+    /// Stops slot `i`'s member (what it wrote stays on its disk).
     pub(crate) async fn stop(&self, i: usize) {
-        let store = self.stores.lock().unwrap_or_else(PoisonError::into_inner)[i].take();
+        let store = self.slots().stores[i].take();
         if let Some(store) = store {
             store.shutdown().await;
-            self.invariants.stopped(id_of(i));
+            self.invariants.stopped(store.id());
         }
+    }
+
+    /// Stops slot `i`'s member, deletes its data directory and gives the slot a new raft id
+    /// (higher than any handed out) with a fresh data directory, at the same address; the
+    /// slot is left stopped. The new id.
+    pub(crate) async fn renew(&self, i: usize) -> Result<NodeId, SimError> {
+        self.stop(i).await;
+        let old = self.slots().configs[i].data_dir.clone();
+        match std::fs::remove_dir_all(&old) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(SimError::Setup(format!("cannot wipe {}: {e}", old.display())));
+            }
+            _ => {}
+        }
+        let mut slots = self.slots();
+        slots.next_id += 1;
+        let id = slots.next_id;
+        let config = &mut slots.configs[i];
+        config.id = id;
+        config.data_dir = data_dir(&self.dir, id);
+        Ok(id)
     }
 
     /// Stops every member.

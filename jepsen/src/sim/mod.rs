@@ -7,16 +7,18 @@
 //! [`RaftStoreConfig::sim_net`](flotilla_raft_store::RaftStoreConfig::sim_net): messages go
 //! through a seeded [`SimNet`](flotilla_raft_store::SimNet) instead of TCP. A run is one seed:
 //! the seed fixes the nemesis schedule ([`faults`]: partitions, leader isolation, delayed and
-//! lost messages, member stops and restarts, forced snapshots), the network's random choices
-//! and the clients' operations. Time is virtual, so a run of 30 simulated seconds takes about
-//! a second or two of real time, and timeouts and elections happen at simulated instants,
-//! whatever the machine's load.
+//! lost messages, member stops and restarts, forced snapshots, and membership changes: a voter
+//! removed, then back on a fresh data directory with a new id as a learner and promoted,
+//! [`membership`]), the network's random choices and the clients' operations. Time is
+//! virtual, so a run takes less real time than it simulates (a 20 s seed took about 10 s on a
+//! loaded 2-core machine), and timeouts and elections happen at simulated instants, whatever
+//! the machine's load.
 //!
 //! Checked: the register history for linearizability (the checker of the Jepsen-style
 //! runs, [`crate::checker`]); Raft invariants while it runs ([`invariants`]: terms never go
 //! back, a member never leads again in a term it stepped down in, replicas never diverge);
-//! and at the end, once healed, that every member applied the same log to the same state
-//! (equal state digests at equal applied index).
+//! and at the end, once healed and every member a voter again, that every member applied the
+//! same log to the same state (equal state digests at equal applied index).
 //!
 //! What a seed does not fix: tokio picks at random among ready branches of a `select!`, which
 //! openraft uses, and openraft draws election timeouts from the thread's random generator; so
@@ -28,6 +30,7 @@ mod client;
 mod cluster;
 pub mod faults;
 mod invariants;
+pub mod membership;
 #[cfg(test)]
 mod tests;
 
@@ -45,9 +48,10 @@ use tokio::time::Instant;
 use crate::checker::{CheckLimits, OpCounts, Validity, check_registers};
 use crate::history::{History, Recorder};
 use client::Clients;
-use cluster::{SimCluster, id_of};
+use cluster::SimCluster;
 pub use faults::FaultEvent;
 use invariants::Invariants;
+pub use membership::MembershipCounts;
 
 /// Why a simulation could not run (not a verdict: a run that ran reports its findings).
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,8 @@ pub struct SimReport {
     pub virtual_ms: u64,
     /// The faults applied, in order.
     pub faults: Vec<FaultEvent>,
+    /// The membership changes made (removals and returns of a voter).
+    pub membership: MembershipCounts,
     /// How the clients' operations ended.
     pub ops: OpCounts,
     /// The register checker's verdict.
@@ -140,12 +146,15 @@ impl SimReport {
     /// One line for a terminal.
     pub fn summary(&self) -> String {
         format!(
-            "seed {}: {} ({} members, {:.1} s simulated, {} faults, {} ops: {} ok, {} fail, {} info; term {}, {} messages, {} lost; {} replica checks){}",
+            "seed {}: {} ({} members, {:.1} s simulated, {} faults, {} removed and {} rejoined ({} retries), {} ops: {} ok, {} fail, {} info; term {}, {} messages, {} lost; {} replica checks){}",
             self.seed,
             if self.valid() { "valid" } else { "NOT VALID" },
             self.members,
             self.virtual_ms as f64 / 1000.0,
             self.faults.len(),
+            self.membership.removed,
+            self.membership.rejoined,
+            self.membership.retried,
             self.ops.invoked,
             self.ops.ok,
             self.ops.fail,
@@ -209,7 +218,7 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
     for t in client_tasks {
         let _ = t.await;
     }
-    let faults = match faults {
+    let applied = match faults {
         Ok(f) => f,
         Err(e) => {
             sampler.abort();
@@ -237,7 +246,8 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
         seed: spec.seed,
         members: spec.members,
         virtual_ms: start.elapsed().as_millis() as u64,
-        faults,
+        faults: applied.faults,
+        membership: applied.membership,
         ops: verdict.ops,
         linearizable: verdict.valid,
         violations,
@@ -252,11 +262,12 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
 
 /// The running members with their ids.
 fn running(cluster: &SimCluster) -> Vec<(u64, flotilla_raft_store::RaftStore)> {
-    cluster.running().into_iter().filter_map(|i| cluster.store(i).map(|s| (id_of(i), s))).collect()
+    cluster.running().into_iter().filter_map(|i| cluster.store(i).map(|s| (s.id(), s))).collect()
 }
 
-/// Waits until every member has applied the leader's whole log, then compares their state
-/// digests; not getting there within [`CONVERGE_WITHIN`] is a violation too.
+/// Waits until every slot's member runs and is a voter (the leader's committed membership is
+/// exactly them) and has applied the leader's whole log, then compares their state digests;
+/// not getting there within [`CONVERGE_WITHIN`] is a violation too.
 async fn converge(cluster: &SimCluster, invariants: &Invariants) {
     let deadline = Instant::now() + CONVERGE_WITHIN;
     loop {
@@ -269,7 +280,12 @@ async fn converge(cluster: &SimCluster, invariants: &Invariants) {
             .iter()
             .map(|(_, s)| s.raft().metrics().borrow_watched().last_applied.as_ref().map(|l| l.index))
             .collect();
-        if stores.len() == cluster.len() && leader_log.is_some() && applied.iter().all(|a| *a == leader_log) {
+        let whole = membership::whole(cluster);
+        if stores.len() == cluster.len()
+            && whole.is_ok()
+            && leader_log.is_some()
+            && applied.iter().all(|a| *a == leader_log)
+        {
             let digests: Vec<(u64, [u8; 32])> =
                 stores.iter().map(|(id, s)| (*id, s.state_digest())).collect();
             if digests.iter().any(|(_, d)| *d != digests[0].1) {
@@ -281,8 +297,9 @@ async fn converge(cluster: &SimCluster, invariants: &Invariants) {
             return;
         }
         if Instant::now() >= deadline {
+            let members = whole.err().unwrap_or_else(|| "every slot's member a voter".into());
             invariants.violation(format!(
-                "not converged {CONVERGE_WITHIN:?} after healing: leader's last log index {leader_log:?}, applied {applied:?}"
+                "not converged {CONVERGE_WITHIN:?} after healing: leader's last log index {leader_log:?}, applied {applied:?}, {members}"
             ));
             return;
         }
