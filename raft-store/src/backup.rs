@@ -117,16 +117,9 @@ pub fn verify_backup_file(path: &Path) -> Result<u64, BackupError> {
     let len = file.metadata().map_err(io)?.len();
     let body_len = len.checked_sub(BACKUP_CHECKSUM_BYTES as u64).ok_or_else(|| short(len))?;
     let mut hasher = sha2::Sha256::new();
-    let mut body = (&mut file).take(body_len);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = body.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    if body.limit() != 0 {
+    let mut body = BufReader::with_capacity(256 * 1024, (&mut file).take(body_len));
+    let hashed = std::io::copy(&mut body, &mut hasher).map_err(io)?;
+    if hashed != body_len {
         return Err(BackupError::Damaged(format!("{} changed while it was read", path.display())));
     }
     let mut sum = [0u8; BACKUP_CHECKSUM_BYTES];

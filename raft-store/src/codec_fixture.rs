@@ -12,10 +12,10 @@
 
 use std::path::PathBuf;
 
-use flotilla_core::store::{
-    Command, CommandResult, KeyValue, PutResponse, ResponseHeader, TxnResponse, VersionData, VersionRecord,
+use flotilla_core::store::Command;
+use flotilla_store_wire::codec::fixture::{
+    Sample, check_fixture, log_id, membership, put_record, sample, txn_result,
 };
-use flotilla_store_wire::codec::fixture::{Sample, check_fixture, log_id, membership, sample};
 
 use super::encode;
 use crate::forward::{ForwardRequest, ForwardResponse};
@@ -24,41 +24,19 @@ use crate::typ::{SnapshotMeta, StoredMembership};
 
 fn samples() -> Vec<Sample> {
     let stored = StoredMembership::new(Some(log_id(1, 1, 1)), membership());
-    let put_record = VersionRecord {
-        key: b"k".to_vec(),
-        main: 42,
-        sub: 1,
-        data: Some(VersionData { create_revision: 3, version: 4, value: b"v".to_vec(), lease: 7 }),
-    };
-    let kv = KeyValue {
-        key: b"k".to_vec(),
-        create_revision: 3,
-        mod_revision: 42,
-        version: 4,
-        value: b"v".to_vec(),
-        lease: 7,
-    };
-    let result = CommandResult::Txn(TxnResponse {
-        header: ResponseHeader { revision: 42 },
-        succeeded: true,
-        responses: vec![flotilla_core::store::ResponseOp::Put(PutResponse {
-            header: ResponseHeader { revision: 42 },
-            prev_kv: Some(kv),
-        })],
-    });
     let blob = SnapshotBlob {
         meta: SnapshotMeta { last_log_id: Some(log_id(3, 2, 18)), last_membership: stored },
         records: vec![crate::snapshot::Record {
             cf: 0,
             key: b"k".to_vec(),
-            value: encode(&put_record).expect("encodes"),
+            value: encode(&put_record()).expect("encodes"),
         }],
     };
     vec![
         sample("db_format", crate::db::DB_FORMAT),
         sample("forward_write", ForwardRequest::Write(Command::LeaseGrant { id: 7, ttl: 60 })),
         sample("forward_read_index", ForwardRequest::ReadIndex),
-        sample("forward_written", ForwardResponse::Write(Ok(result), 18)),
+        sample("forward_written", ForwardResponse::Write(Ok(txn_result()), 18)),
         sample("forward_not_leader", ForwardResponse::NotLeader),
         sample("snapshot_blob", blob),
     ]

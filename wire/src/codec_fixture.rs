@@ -84,18 +84,54 @@ pub fn membership() -> openraft::Membership<u64, openraft::BasicNode> {
     openraft::Membership::new(vec![voters], nodes.collect::<BTreeMap<_, _>>()).expect("a valid membership")
 }
 
+/// The key version of the samples: key `k` at revision 42.1, value `v`, lease 7.
+pub fn put_record() -> flotilla_core::store::VersionRecord {
+    flotilla_core::store::VersionRecord {
+        key: b"k".to_vec(),
+        main: 42,
+        sub: 1,
+        data: Some(flotilla_core::store::VersionData {
+            create_revision: 3,
+            version: 4,
+            value: b"v".to_vec(),
+            lease: 7,
+        }),
+    }
+}
+
+/// The write result of the samples: a transaction at revision 42 whose one put returned the
+/// previous value of [`put_record`]'s key.
+pub fn txn_result() -> flotilla_core::store::CommandResult {
+    use flotilla_core::store::{KeyValue, PutResponse, ResponseHeader, ResponseOp, TxnResponse};
+    let kv = KeyValue {
+        key: b"k".to_vec(),
+        create_revision: 3,
+        mod_revision: 42,
+        version: 4,
+        value: b"v".to_vec(),
+        lease: 7,
+    };
+    flotilla_core::store::CommandResult::Txn(TxnResponse {
+        header: ResponseHeader { revision: 42 },
+        succeeded: true,
+        responses: vec![ResponseOp::Put(PutResponse {
+            header: ResponseHeader { revision: 42 },
+            prev_kv: Some(kv),
+        })],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use flotilla_core::store::{
-        Command, CommandResult, Compare, CompareOp, DeleteRangeRequest, Error as StoreError, KeyRange,
-        KeyValue, PutRequest, PutResponse, RequestOp, ResponseHeader, TxnRequest, TxnResponse, VersionData,
-        VersionRecord,
+        Command, Compare, CompareOp, DeleteRangeRequest, Error as StoreError, KeyRange, PutRequest,
+        RequestOp, TxnRequest, VersionRecord,
     };
     use openraft::entry::RaftEntry;
 
-    use super::{Sample, check_fixture, log_id, membership, sample};
+    use super::{Sample, check_fixture, log_id, membership, put_record, sample, txn_result};
     use crate::{Entry, Request, Response, StoredMembership, Vote};
 
     fn txn() -> TxnRequest {
@@ -115,36 +151,11 @@ mod tests {
         }
     }
 
-    fn kv() -> KeyValue {
-        KeyValue {
-            key: b"k".to_vec(),
-            create_revision: 3,
-            mod_revision: 42,
-            version: 4,
-            value: b"v".to_vec(),
-            lease: 7,
-        }
-    }
-
     fn samples() -> Vec<Sample> {
         let normal = Entry::new_normal(log_id(3, 2, 18), Request { cmd: Command::Txn(txn()) });
         let member_entry = Entry::new_membership(log_id(1, 1, 1), membership());
         let stored = StoredMembership::new(Some(log_id(1, 1, 1)), membership());
-        let put_record = VersionRecord {
-            key: b"k".to_vec(),
-            main: 42,
-            sub: 1,
-            data: Some(VersionData { create_revision: 3, version: 4, value: b"v".to_vec(), lease: 7 }),
-        };
         let tombstone = VersionRecord { key: b"k".to_vec(), main: 43, sub: 0, data: None };
-        let result = CommandResult::Txn(TxnResponse {
-            header: ResponseHeader { revision: 42 },
-            succeeded: true,
-            responses: vec![flotilla_core::store::ResponseOp::Put(PutResponse {
-                header: ResponseHeader { revision: 42 },
-                prev_kv: Some(kv()),
-            })],
-        });
         vec![
             sample("vote", Vote::new_committed(3, 2)),
             sample("log_id", Some(log_id(3, 2, 17))),
@@ -152,11 +163,11 @@ mod tests {
             sample("entry_normal", normal),
             sample("entry_membership", member_entry),
             sample("stored_membership", stored),
-            sample("version_record", put_record),
+            sample("version_record", put_record()),
             sample("version_tombstone", tombstone),
             sample("lease_ttl", 60i64),
             sample("revision", 42i64),
-            sample("response", Response { result: Some(Ok(result)) }),
+            sample("response", Response { result: Some(Ok(txn_result())) }),
             sample("response_error", Response { result: Some(Err(StoreError::LeaseNotFound(7))) }),
         ]
     }
