@@ -408,10 +408,11 @@ impl ControlPlane {
         println!("  data:        {}", self.dir.display());
     }
 
-    /// Stops the scheduler, the controllers and the store compactor, then the API server, the
-    /// registry and the store. Each stage has [`STOP_STAGE_LIMIT`]: a stage that does not
-    /// finish in time is logged and left behind, so SIGTERM always ends the process (the store
-    /// is crash-safe).
+    /// Stops the scheduler, the controllers and the store compactor, hands the store's
+    /// leadership to another voter if this member leads (so writes do not wait out an
+    /// election timeout), then stops the API server, the registry and the store. Each stage has
+    /// [`STOP_STAGE_LIMIT`]: a stage that does not finish in time is logged and left behind,
+    /// so SIGTERM always ends the process (the store is crash-safe).
     pub(crate) async fn shutdown(self) {
         self.stop.cancel();
         stop_stage("the scheduler", async { drop(self.scheduler.await) }).await;
@@ -420,6 +421,12 @@ impl ControlPlane {
             stop_stage("the store compactor", async { drop(compactor.await) }).await;
         }
         stop_stage("the SIGUSR1 listener", async { drop(self.compact_on_signal.await) }).await;
+        stop_stage("the leadership handover", async {
+            if let Some(leader) = self.store.hand_over_leadership(HANDOVER_LIMIT).await {
+                tracing::info!(leader, "handed the store's leadership over");
+            }
+        })
+        .await;
         stop_stage("the API server", self.api.stop()).await;
         stop_stage("the registry", self.registry.shutdown()).await;
         stop_stage("the store", self.store.shutdown()).await;
@@ -451,6 +458,9 @@ async fn compact_log_on_sigusr1(mut usr1: Signal, store: Arc<RaftStore>, stop: C
         }
     }
 }
+
+/// How long a stopping leader waits for another member to take over.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long each stage of a shutdown may take.
 pub(crate) const STOP_STAGE_LIMIT: Duration = Duration::from_secs(15);

@@ -6,8 +6,8 @@
 //! a vote, a stored membership, a snapshot meta, a request, a response, a key version
 //! (`VersionRecord`), a lease TTL or revision (`i64`), the database format (`u32`), an MVCC
 //! snapshot, and the member transport's messages (AppendEntries and Vote requests and
-//! answers, the snapshot header `(Vote, SnapshotMeta)` and its answer). The rest is the
-//! encoded value.
+//! answers, the snapshot header `(Vote, SnapshotMeta)` and its answer, a leader's
+//! TransferLeader request and its answer). The rest is the encoded value.
 //!
 //! Properties: nothing panics; decoding allocates little more than its input (libFuzzer's
 //! `-malloc_limit_mb` catches a length prefix that is trusted); a value that decodes
@@ -20,7 +20,8 @@ use std::fmt::Debug;
 use flotilla_core::store::{MvccSnapshot, VersionRecord};
 use flotilla_store_wire::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, LogId, RaftError, Request, Response, SnapshotMeta,
-    SnapshotResponse, StoredMembership, Vote, VoteRequest, VoteResponse, codec,
+    SnapshotResponse, StoredMembership, TransferLeaderRequest, TransferLeaderResponse, Vote, VoteRequest,
+    VoteResponse, codec,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
@@ -41,7 +42,7 @@ fn check<T: Serialize + DeserializeOwned + Debug>(bytes: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, body)) = data.split_first() else { return };
-    match kind % 17 {
+    match kind % 19 {
         0 => check::<Entry>(body),
         1 => check::<Option<LogId>>(body),
         2 => check::<Vote>(body),
@@ -58,6 +59,8 @@ fuzz_target!(|data: &[u8]| {
         13 => check::<VoteRequest>(body),
         14 => check::<Result<VoteResponse, RaftError>>(body),
         15 => check::<(Vote, SnapshotMeta)>(body),
+        17 => check::<TransferLeaderRequest>(body),
+        18 => check::<Result<TransferLeaderResponse, RaftError>>(body),
         _ => check::<Result<SnapshotResponse, String>>(body),
     }
 });

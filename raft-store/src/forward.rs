@@ -234,13 +234,17 @@ impl Inner {
 /// The pause between attempts while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
-/// Whether a failed call surely never reached the leader: only when the connection could not
+/// Whether a failed call surely never reached the leader: when the connection could not
 /// be made (refused, unreachable, connect timeout), which tonic reports with a
-/// [`tonic::ConnectError`] in the status's source chain. A connection reset or closed while
+/// [`tonic::ConnectError`] in the status's source chain, or when the member there refused it
+/// as addressed to another member. A connection reset or closed while
 /// the request was in flight may have delivered it: a write then has an unknown outcome and
 /// must not be sent again, or it could be applied twice (a compare-and-set would apply, then
 /// fail its own comparison and be reported as failed).
 pub(crate) fn never_sent(status: &tonic::Status) -> bool {
+    if status.metadata().get(crate::server::MISADDRESSED).is_some() {
+        return true;
+    }
     let mut source = std::error::Error::source(status);
     while let Some(e) = source {
         if e.is::<tonic::ConnectError>() {

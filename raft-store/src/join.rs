@@ -433,7 +433,7 @@ pub(crate) async fn request_change(local: SocketAddr, change: Change) -> Result<
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| ChangeError::Unavailable(format!("bad member address {addr}: {e}")))?;
     let channel = endpoint.connect_timeout(Duration::from_secs(2)).connect_lazy();
-    let mut client = RaftTransportClient::new(MemberChannel::Tcp(channel));
+    let mut client = RaftTransportClient::new(MemberChannel::unaddressed(channel));
     let req = JoinRequest::signed(local_key(), "", JoinStep::Change(change));
     match call(&mut client, &req, LOCAL_RPC_TIMEOUT).await {
         Ok(JoinAnswer::Changed(r)) => r,
@@ -462,7 +462,10 @@ async fn run_step(
                 match Endpoint::from_shared(format!("http://{seed}")) {
                     Ok(e) => {
                         let channel = e.connect_timeout(Duration::from_secs(2)).connect_lazy();
-                        clients.insert(seed.as_str(), RaftTransportClient::new(MemberChannel::Tcp(channel)));
+                        clients.insert(
+                            seed.as_str(),
+                            RaftTransportClient::new(MemberChannel::unaddressed(channel)),
+                        );
                     }
                     Err(e) => {
                         last = format!("bad seed address {seed:?}: {e}");

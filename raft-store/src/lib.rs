@@ -23,6 +23,7 @@ mod describe;
 mod error;
 mod etcd;
 mod forward;
+mod handover;
 mod join;
 mod log_store;
 mod membership;

@@ -21,7 +21,8 @@ use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::pb::{Blob, SnapshotChunk};
 use crate::typ::{
     AppendEntriesRequest, AppendEntriesResponse, NodeId, RPCError, RaftError, Snapshot, SnapshotData,
-    SnapshotResponse, StreamingError, Vote, VoteRequest, VoteResponse,
+    SnapshotResponse, StreamingError, TransferLeaderRequest, TransferLeaderResponse, Vote, VoteRequest,
+    VoteResponse,
 };
 
 /// Bytes per snapshot chunk on the wire.
@@ -98,13 +99,37 @@ pub(crate) fn links_between<'a>(
     a.iter().flat_map(move |&x| b.iter().flat_map(move |&y| [(x, y), (y, x)]))
 }
 
-/// A channel to one member: a TCP connection, or a simulated link ([`crate::sim`]).
+/// The request header naming the member a message is for. A member refuses a message
+/// addressed to another id: after a member is replaced by a new one at the same address (a
+/// fresh data directory, a new id), messages still addressed to the old id must not be
+/// taken, or the leader would count the newcomer's acknowledgements as the old member's.
+pub(crate) const TO_HEADER: &str = "flotilla-member-to";
+/// The request header naming the member a message is from (for the refusal's log line).
+pub(crate) const FROM_HEADER: &str = "flotilla-member-from";
+
+/// A channel to one member: a TCP connection, or a simulated link ([`crate::sim`]), with the
+/// ids of the members it links when they are known.
 #[derive(Clone, Debug)]
-pub(crate) enum MemberChannel {
+pub(crate) struct MemberChannel {
+    link: Link,
+    /// `(from, to)`: sent as [`FROM_HEADER`] and [`TO_HEADER`] on every request. `None` for a
+    /// seed address whose member is not known yet (a joiner's first contact).
+    ids: Option<(NodeId, NodeId)>,
+}
+
+#[derive(Clone, Debug)]
+enum Link {
     /// A tonic channel over TCP.
     Tcp(Channel),
     /// A link of a simulated network.
     Sim(crate::sim::SimChannel),
+}
+
+impl MemberChannel {
+    /// A channel to an address whose member's id is not known: its requests name no recipient.
+    pub(crate) fn unaddressed(channel: Channel) -> Self {
+        MemberChannel { link: Link::Tcp(channel), ids: None }
+    }
 }
 
 impl Service<Request<Body>> for MemberChannel {
@@ -113,19 +138,24 @@ impl Service<Request<Body>> for MemberChannel {
     type Future = BoxFuture<Response<Body>, StdError>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StdError>> {
-        match self {
-            MemberChannel::Tcp(c) => c.poll_ready(cx).map_err(Into::into),
-            MemberChannel::Sim(_) => Poll::Ready(Ok(())),
+        match &mut self.link {
+            Link::Tcp(c) => c.poll_ready(cx).map_err(Into::into),
+            Link::Sim(_) => Poll::Ready(Ok(())),
         }
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match self {
-            MemberChannel::Tcp(c) => {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        if let Some((from, to)) = self.ids {
+            let headers = req.headers_mut();
+            headers.insert(FROM_HEADER, from.into());
+            headers.insert(TO_HEADER, to.into());
+        }
+        match &mut self.link {
+            Link::Tcp(c) => {
                 let fut = c.call(req);
                 Box::pin(async move { fut.await.map_err(Into::into) })
             }
-            MemberChannel::Sim(s) => s.call(req),
+            Link::Sim(s) => s.call(req),
         }
     }
 }
@@ -152,8 +182,8 @@ impl Transport {
         addr: &str,
     ) -> Result<RaftTransportClient<MemberChannel>, String> {
         self.filter.pass(self.id, to).await?;
-        let channel = match &self.sim {
-            Some(net) => MemberChannel::Sim(crate::sim::SimChannel {
+        let link = match &self.sim {
+            Some(net) => Link::Sim(crate::sim::SimChannel {
                 net: net.clone(),
                 from: self.id,
                 to,
@@ -162,7 +192,7 @@ impl Transport {
             None => {
                 let mut channels = self.channels.lock();
                 match channels.get(addr) {
-                    Some(c) => MemberChannel::Tcp(c.clone()),
+                    Some(c) => Link::Tcp(c.clone()),
                     None => {
                         let c = Endpoint::from_shared(format!("http://{addr}"))
                             .map_err(|e| format!("bad member address {addr:?}: {e}"))?
@@ -170,11 +200,12 @@ impl Transport {
                             .tcp_nodelay(true)
                             .connect_lazy();
                         channels.insert(addr.to_string(), c.clone());
-                        MemberChannel::Tcp(c)
+                        Link::Tcp(c)
                     }
                 }
             }
         };
+        let channel = MemberChannel { link, ids: Some((self.id, to)) };
         Ok(RaftTransportClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -219,6 +250,7 @@ impl Connection {
             match kind {
                 Rpc::Append => client.append_entries(request).await,
                 Rpc::Vote => client.vote(request).await,
+                Rpc::TransferLeader => client.transfer_leader(request).await,
             }
         };
         let resp = tokio::time::timeout(option.hard_ttl(), fut)
@@ -242,11 +274,14 @@ impl Connection {
 enum Rpc {
     Append,
     Vote,
+    TransferLeader,
 }
 
 fn status_to_rpc_error(target: NodeId, status: tonic::Status) -> RPCError {
     let msg = format!("member {target}: {}", status.message());
-    if status.code() == tonic::Code::Unavailable {
+    // Another member at the target's address is as good as no member there.
+    let misaddressed = status.metadata().get(crate::server::MISADDRESSED).is_some();
+    if status.code() == tonic::Code::Unavailable || misaddressed {
         RPCError::Unreachable(Unreachable::from_string(msg))
     } else {
         RPCError::Network(NetworkError::from_string(msg))
@@ -266,6 +301,14 @@ impl RaftNetworkV2<crate::typ::TypeConfig> for Connection {
 
     async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RPCError> {
         self.call(&rpc, &option, Rpc::Vote).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse, RPCError> {
+        self.call(&rpc, &option, Rpc::TransferLeader).await
     }
 
     async fn full_snapshot(
@@ -293,9 +336,12 @@ impl RaftNetworkV2<crate::typ::TypeConfig> for Connection {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             r = tokio::time::timeout(option.hard_ttl().max(Duration::from_secs(30)), send) => r,
         };
-        let resp = resp
-            .map_err(|_| unreachable(format!("snapshot to {} timed out", self.target)))?
-            .map_err(|s| StreamingError::Network(NetworkError::from_string(s.message())))?;
+        let resp = resp.map_err(|_| unreachable(format!("snapshot to {} timed out", self.target)))?.map_err(
+            |s| match status_to_rpc_error(self.target, s) {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+            },
+        )?;
         let decoded: Result<SnapshotResponse, String> = codec::decode(&resp.into_inner().data)
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         decoded.map_err(|e| StreamingError::Network(NetworkError::from_string(e)))

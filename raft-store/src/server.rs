@@ -9,11 +9,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
 use crate::forward::ForwardRequest;
-use crate::network::MAX_MESSAGE_BYTES;
+use crate::network::{FROM_HEADER, MAX_MESSAGE_BYTES, TO_HEADER};
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::pb::{Blob, SnapshotChunk};
 use crate::store::Inner;
-use crate::typ::{AppendEntriesRequest, Snapshot, SnapshotData, SnapshotMeta, Vote, VoteRequest};
+use crate::typ::{
+    AppendEntriesRequest, RaftError, Snapshot, SnapshotData, SnapshotMeta, TransferLeaderRequest, Vote,
+    VoteRequest,
+};
 
 /// The member transport service of one member.
 pub(crate) struct Service {
@@ -54,6 +57,45 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener, cancel: Canc
     }
 }
 
+/// The status metadata key marking a refusal of a message addressed to another member: the
+/// sender knows it was not handled.
+pub(crate) const MISADDRESSED: &str = "flotilla-misaddressed";
+
+impl Service {
+    /// Refuses a request addressed (by [`TO_HEADER`]) to another member than this one. A
+    /// request naming no recipient (a joiner's first contact, or a member of an older version)
+    /// is taken.
+    fn check_recipient<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(to) = req.metadata().get(TO_HEADER) else { return Ok(()) };
+        let to: u64 = to
+            .to_str()
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Status::invalid_argument(format!("header {TO_HEADER} is not a member id")))?;
+        if to == self.inner.id {
+            return Ok(());
+        }
+        let from = req.metadata().get(FROM_HEADER).and_then(|f| f.to_str().ok()).unwrap_or("?");
+        let refused = self.inner.misaddressed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if refused.is_power_of_two() {
+            tracing::warn!(
+                id = self.inner.id,
+                from,
+                to,
+                refused,
+                "refused a message for member {to}: member {} listens at this address now",
+                self.inner.id
+            );
+        }
+        let mut status = Status::failed_precondition(format!(
+            "message for member {to} reached member {} (the member at this address changed)",
+            self.inner.id
+        ));
+        status.metadata_mut().insert(MISADDRESSED, tonic::metadata::MetadataValue::from_static("1"));
+        Err(status)
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     codec::decode(bytes).map_err(|e| Status::invalid_argument(format!("undecodable message: {e}")))
 }
@@ -66,11 +108,13 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Blob>, Status> {
 #[tonic::async_trait]
 impl RaftTransport for Service {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_recipient(&req)?;
         let rpc: AppendEntriesRequest = decode(&req.into_inner().data)?;
         reply(&self.inner.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_recipient(&req)?;
         let rpc: VoteRequest = decode(&req.into_inner().data)?;
         reply(&self.inner.raft.vote(rpc).await)
     }
@@ -79,6 +123,7 @@ impl RaftTransport for Service {
         &self,
         req: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<Blob>, Status> {
+        self.check_recipient(&req)?;
         let mut stream = req.into_inner();
         let mut header: Option<(Vote, SnapshotMeta)> = None;
         let mut data = Vec::new();
@@ -95,16 +140,26 @@ impl RaftTransport for Service {
         reply(&res)
     }
 
+    async fn transfer_leader(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_recipient(&req)?;
+        let rpc: TransferLeaderRequest = decode(&req.into_inner().data)?;
+        let res: Result<_, RaftError> =
+            self.inner.raft.handle_transfer_leader(rpc).await.map_err(RaftError::Fatal);
+        reply(&res)
+    }
+
     async fn describe(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
         reply(&crate::describe::MemberInfo { id: self.inner.id, etcd: self.inner.etcd_addr })
     }
 
     async fn join(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_recipient(&req)?;
         let join: crate::join::JoinRequest = decode(&req.into_inner().data)?;
         reply(&self.inner.serve_join(join).await)
     }
 
     async fn forward(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.check_recipient(&req)?;
         let fwd: ForwardRequest = decode(&req.into_inner().data)?;
         reply(&self.inner.serve_as_leader_within(fwd, self.inner.request_timeout).await)
     }

@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) etcd_addr: Option<SocketAddr>,
     /// The state machine's apply gate, for [`RaftStore::pause_apply`].
     apply_gate: Arc<tokio::sync::RwLock<()>>,
+    /// Messages refused because they were addressed to another member.
+    pub(crate) misaddressed: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -221,6 +223,7 @@ impl RaftStore {
             db_path,
             etcd_addr: etcd_listener.as_ref().map(|(_, addr)| *addr),
             apply_gate,
+            misaddressed: Default::default(),
         });
         Ok((inner, listener, local_addr, etcd_listener))
     }
@@ -253,6 +256,13 @@ impl RaftStore {
     #[doc(hidden)]
     pub async fn pause_apply(&self) -> ApplyPause {
         ApplyPause::new(self.inner.apply_gate.clone().write_owned().await)
+    }
+
+    /// How many messages this member refused because another member's id was on them: a
+    /// member still sending to a member replaced at this address (for example one restarted
+    /// on a fresh data directory under a new id while the old id is still a member).
+    pub fn misaddressed_messages(&self) -> u64 {
+        self.inner.misaddressed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The raft handle, for metrics and membership operations not wrapped here.

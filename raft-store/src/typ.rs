@@ -4,8 +4,8 @@
 
 pub(crate) use flotilla_store_wire::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, EntryResponder, IOFlushed, LogId, LogState, RPCError,
-    RaftError, Snapshot, SnapshotMeta, SnapshotResponse, StoredMembership, StreamingError, Vote, VoteRequest,
-    VoteResponse,
+    RaftError, Snapshot, SnapshotMeta, SnapshotResponse, StoredMembership, StreamingError,
+    TransferLeaderRequest, TransferLeaderResponse, Vote, VoteRequest, VoteResponse,
 };
 pub use flotilla_store_wire::{NodeId, Request, Response, SnapshotData, TypeConfig};
 

@@ -32,5 +32,6 @@ pub use codec::{CodecError, FORMAT_VERSION};
 pub use typ::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, EntryResponder, IOFlushed, LogId, LogState, NodeId,
     RPCError, RaftError, Request, Response, Snapshot, SnapshotData, SnapshotMeta, SnapshotResponse,
-    StoredMembership, StreamingError, TypeConfig, Vote, VoteRequest, VoteResponse,
+    StoredMembership, StreamingError, TransferLeaderRequest, TransferLeaderResponse, TypeConfig, Vote,
+    VoteRequest, VoteResponse,
 };

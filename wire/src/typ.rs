@@ -87,5 +87,9 @@ pub type AppendEntriesResponse = openraft::raft::AppendEntriesResponse<TypeConfi
 pub type VoteRequest = openraft::raft::VoteRequest<TypeConfig>;
 /// The answer to [`VoteRequest`].
 pub type VoteResponse = openraft::raft::VoteResponse<TypeConfig>;
+/// A leader's request that the other voters let one of them take over.
+pub type TransferLeaderRequest = openraft::raft::TransferLeaderRequest<TypeConfig>;
+/// The answer to [`TransferLeaderRequest`].
+pub type TransferLeaderResponse = openraft::raft::TransferLeaderResponse<TypeConfig>;
 /// The answer to a full snapshot sent to a member.
 pub type SnapshotResponse = openraft::raft::SnapshotResponse<TypeConfig>;

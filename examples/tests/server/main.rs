@@ -5,6 +5,7 @@
 //! docs/operations.md shows.
 
 mod member;
+mod upgrade;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,20 @@ async fn start(dir: &Path, addrs: &Addrs, extra: &[&str]) -> Result<Server> {
         }
     });
     Ok(Server { child, dir: dir.to_path_buf(), addrs: addrs.clone() })
+}
+
+/// Three servers on 127.0.0.1-3 under `root` (`s1`, `s2`, `s3`): the first starts a cluster,
+/// the others join it with a server token, which is returned with them.
+async fn three_servers(root: &Path) -> Result<([Server; 3], String)> {
+    let dirs: Vec<PathBuf> = (1..=3).map(|i| root.join(format!("s{i}"))).collect();
+    let addrs = [Addrs::new("127.0.0.1")?, Addrs::new("127.0.0.2")?, Addrs::new("127.0.0.3")?];
+    let s1 = start(&dirs[0], &addrs[0], &[]).await?;
+    let token = flotilla(&["token", "server", "--data-dir", path(&dirs[0])?]).await?;
+    let seed = addrs[0].raft();
+    let join = ["--join", seed.as_str(), "--token", token.as_str()];
+    let s2 = start(&dirs[1], &addrs[1], &join).await?;
+    let s3 = start(&dirs[2], &addrs[2], &join).await?;
+    Ok(([s1, s2, s3], token))
 }
 
 /// Sends `signal` to the server and waits for it to exit.

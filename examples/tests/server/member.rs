@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Addrs, Server, flotilla, kill, path, server_logs, start, status, step};
+use super::{Addrs, Server, flotilla, kill, path, server_logs, status, step, three_servers};
 
 /// A put through `server`'s etcd endpoint, then a get of the same key through `reader`'s.
 async fn write_then_read(server: &Server, reader: &Server, key: &str) -> Result<()> {
@@ -29,15 +29,9 @@ async fn write_then_read(server: &Server, reader: &Server, key: &str) -> Result<
 async fn removing_a_follower_leaves_two_voters_taking_writes() -> Result<()> {
     let root = tempfile::tempdir()?;
     let scenario = tokio::time::timeout(Duration::from_secs(300), async {
-        let dirs: Vec<PathBuf> = (1..=3).map(|i| root.path().join(format!("s{i}"))).collect();
-        let addrs = [Addrs::new("127.0.0.1")?, Addrs::new("127.0.0.2")?, Addrs::new("127.0.0.3")?];
-        let s1 = start(&dirs[0], &addrs[0], &[]).await?;
-        let token = flotilla(&["token", "server", "--data-dir", path(&dirs[0])?]).await?;
-        let seed = addrs[0].raft();
-        let join = ["--join", seed.as_str(), "--token", token.as_str()];
-        let s2 = start(&dirs[1], &addrs[1], &join).await?;
-        let s3 = start(&dirs[2], &addrs[2], &join).await?;
-        let mut servers = [s1, s2, s3];
+        let (mut servers, _) = three_servers(root.path()).await?;
+        let dirs: Vec<PathBuf> = servers.iter().map(|s| s.dir.clone()).collect();
+        let addrs: Vec<Addrs> = servers.iter().map(|s| s.addrs.clone()).collect();
 
         let st = status(&dirs[0]).await?;
         assert_eq!(st.members.len(), 3, "{st:?}");

@@ -108,3 +108,30 @@ async fn leadership_watch_follows_the_raft_leader() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// A leader stopping on purpose hands leadership over. The followers' own elections are turned
+/// off, so only the handover can give the cluster a new leader; a follower has nothing to hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopping_on_purpose_hands_leadership_over() -> anyhow::Result<()> {
+    within("leadership handover", 60, async {
+        let mut c = Cluster::start(3).await?;
+        let old = c.wait_leader(Duration::from_secs(10)).await?;
+        c.member(old).put(PutRequest::new("h/1", "x")).await?;
+        for id in c.running().into_iter().filter(|id| *id != old) {
+            c.member(id).raft().runtime_config().elect(false);
+        }
+        let follower = *c.running().iter().find(|id| **id != old).expect("three members");
+        assert_eq!(c.member(follower).hand_over_leadership(Duration::from_secs(1)).await, None);
+
+        let new = c.member(old).hand_over_leadership(Duration::from_secs(10)).await;
+        let new = new.ok_or_else(|| anyhow::anyhow!("no member took leadership over"))?;
+        assert_ne!(new, old);
+        c.stop(old).await;
+        assert_eq!(c.wait_leader(Duration::from_secs(10)).await?, new);
+        c.member(follower).put(PutRequest::new("h/2", "y")).await?;
+        assert_eq!(read_prefix(c.member(new), "h/").await?.len(), 2);
+        c.shutdown().await;
+        Ok(())
+    })
+    .await
+}
