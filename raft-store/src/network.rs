@@ -20,9 +20,8 @@ use crate::codec;
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::pb::{Blob, SnapshotChunk};
 use crate::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, NodeId, RPCError, RaftError, Snapshot, SnapshotData,
-    SnapshotResponse, StreamingError, TransferLeaderRequest, TransferLeaderResponse, Vote, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, NodeId, RPCError, RaftError, Snapshot, SnapshotResponse,
+    StreamingError, TransferLeaderRequest, TransferLeaderResponse, Vote, VoteRequest, VoteResponse,
 };
 
 /// Bytes per snapshot chunk on the wire.
@@ -277,6 +276,47 @@ enum Rpc {
     TransferLeader,
 }
 
+/// The chunks of a snapshot file, each read as the previous one has been taken; the first
+/// carries `header` (and is sent even when the file is empty). A read error ends the stream
+/// early (the receiver then finds the snapshot short) and is left in `error` for the sender.
+fn file_chunks(
+    file: std::fs::File,
+    header: Vec<u8>,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+) -> impl futures::Stream<Item = SnapshotChunk> + Send + 'static {
+    futures::stream::unfold((Some(file), Some(header)), move |(file, header)| {
+        let error = error.clone();
+        async move {
+            let mut file = file?;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut data = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES);
+                let read = std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut file, SNAPSHOT_CHUNK_BYTES as u64),
+                    &mut data,
+                );
+                (file, data, read)
+            })
+            .await;
+            let (file, data) = match read {
+                Ok((file, data, Ok(_))) => (file, data),
+                Ok((_, _, Err(e))) => {
+                    *error.lock() = Some(e);
+                    return None;
+                }
+                Err(e) => {
+                    *error.lock() = Some(std::io::Error::other(e));
+                    return None;
+                }
+            };
+            match header {
+                Some(header) => Some((SnapshotChunk { header, data }, (Some(file), None))),
+                None if data.is_empty() => None,
+                None => Some((SnapshotChunk { header: Vec::new(), data }, (Some(file), None))),
+            }
+        }
+    })
+}
+
 fn status_to_rpc_error(target: NodeId, status: tonic::Status) -> RPCError {
     let msg = format!("member {target}: {}", status.message());
     // Another member at the target's address is as good as no member there.
@@ -289,7 +329,7 @@ fn status_to_rpc_error(target: NodeId, status: tonic::Status) -> RPCError {
 }
 
 impl RaftNetworkV2<crate::typ::TypeConfig> for Connection {
-    type SnapshotData = SnapshotData;
+    type SnapshotData = crate::snapshot_file::SnapshotFile;
 
     async fn append_entries(
         &mut self,
@@ -321,21 +361,19 @@ impl RaftNetworkV2<crate::typ::TypeConfig> for Connection {
         let unreachable = |e: String| StreamingError::Unreachable(Unreachable::from_string(e));
         let header = codec::encode(&(vote, snapshot.meta.clone()))
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let data = snapshot.snapshot.into_inner();
-        let mut chunks: Vec<SnapshotChunk> = data
-            .chunks(SNAPSHOT_CHUNK_BYTES)
-            .map(|c| SnapshotChunk { header: Vec::new(), data: c.to_vec() })
-            .collect();
-        if chunks.is_empty() {
-            chunks.push(SnapshotChunk::default());
-        }
-        chunks[0].header = header;
+        let file =
+            snapshot.snapshot.into_file().map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let read_error = Arc::new(Mutex::new(None));
+        let chunks = file_chunks(file, header, read_error.clone());
         let mut client = self.transport.client(self.target, &self.addr).await.map_err(unreachable)?;
-        let send = client.install_snapshot(tokio_stream::iter(chunks));
+        let send = client.install_snapshot(chunks);
         let resp = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             r = tokio::time::timeout(option.hard_ttl().max(Duration::from_secs(30)), send) => r,
         };
+        if let Some(e) = read_error.lock().take() {
+            return Err(StreamingError::Network(NetworkError::new(&e)));
+        }
         let resp = resp.map_err(|_| unreachable(format!("snapshot to {} timed out", self.target)))?.map_err(
             |s| match status_to_rpc_error(self.target, s) {
                 RPCError::Unreachable(u) => StreamingError::Unreachable(u),

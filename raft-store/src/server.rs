@@ -12,10 +12,10 @@ use crate::forward::ForwardRequest;
 use crate::network::{FROM_HEADER, MAX_MESSAGE_BYTES, TO_HEADER};
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::pb::{Blob, SnapshotChunk};
+use crate::snapshot_file::Receiver;
 use crate::store::Inner;
 use crate::typ::{
-    AppendEntriesRequest, RaftError, Snapshot, SnapshotData, SnapshotMeta, TransferLeaderRequest, Vote,
-    VoteRequest,
+    AppendEntriesRequest, RaftError, Snapshot, SnapshotMeta, TransferLeaderRequest, Vote, VoteRequest,
 };
 
 /// The member transport service of one member.
@@ -96,6 +96,16 @@ impl Service {
     }
 }
 
+/// Runs blocking file I/O off the async threads; a failure is the receiving member's.
+async fn spawn_io<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("snapshot receiver failed: {e}")))?
+        .map_err(|e| Status::internal(format!("cannot store the received snapshot: {e}")))
+}
+
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     codec::decode(bytes).map_err(|e| Status::invalid_argument(format!("undecodable message: {e}")))
 }
@@ -126,16 +136,23 @@ impl RaftTransport for Service {
         self.check_recipient(&req)?;
         let mut stream = req.into_inner();
         let mut header: Option<(Vote, SnapshotMeta)> = None;
-        let mut data = Vec::new();
+        let dir = self.inner.data_dir.clone();
+        let mut received = spawn_io(move || Receiver::new(&dir)).await?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             if header.is_none() {
                 header = Some(decode(&chunk.header)?);
             }
-            data.extend_from_slice(&chunk.data);
+            received = spawn_io(move || {
+                let mut received = received;
+                received.write(&chunk.data)?;
+                Ok(received)
+            })
+            .await?;
         }
         let (vote, meta) = header.ok_or_else(|| Status::invalid_argument("snapshot stream had no chunks"))?;
-        let snapshot = Snapshot { meta, snapshot: SnapshotData::new(data) };
+        let file = spawn_io(move || received.finish()).await?;
+        let snapshot = Snapshot { meta, snapshot: file };
         let res = self.inner.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
         reply(&res)
     }

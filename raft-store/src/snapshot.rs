@@ -1,17 +1,16 @@
 //! Snapshot contents: a consistent copy of the state-machine column families.
 //!
 //! A snapshot is built from a RocksDB point-in-time snapshot, so applies continue while it
-//! is read; installing one replaces the state-machine column families in one write batch.
-//! The built snapshot is also kept in a file so it can be sent to lagging members and
-//! survives restarts.
+//! is read. The built snapshot is kept in a file so it can be sent to lagging members and
+//! survives restarts; `snapshot_file.rs` builds, sends, receives and installs those files.
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{IteratorMode, WriteBatch};
+use rocksdb::IteratorMode;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::db::{CF_SM_KV, CF_SM_LEASE, CF_SM_META, Db, DbError, hex};
+use crate::db::{CF_SM_KV, CF_SM_LEASE, CF_SM_META, Db, DbError};
 use crate::typ::{LogId, SnapshotMeta, StoredMembership};
 
 /// The state-machine column families, in the order a snapshot lists them.
@@ -25,7 +24,9 @@ pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 pub(crate) const KEY_REVISION: &[u8] = b"revision";
 pub(crate) const KEY_COMPACT: &[u8] = b"compact_revision";
 
-/// A snapshot: its meta and every record of the state-machine column families.
+/// A snapshot: its meta and every record of the state-machine column families. The format's
+/// definition; members never hold one whole (see [`Encoder`] and `snapshot_file.rs`).
+#[cfg(test)]
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct SnapshotBlob {
     pub(crate) meta: SnapshotMeta,
@@ -158,7 +159,8 @@ impl<'a> Encoder<'a> {
         Ok(())
     }
 
-    /// The whole encoding in memory (for a raft snapshot, which openraft holds whole).
+    /// The whole encoding in memory.
+    #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Result<Vec<u8>, DbError> {
         // One chunk: `write` hands over its buffer only at the end.
         let mut whole = Vec::new();
@@ -175,43 +177,7 @@ fn encoding(e: codec::CodecError) -> DbError {
     DbError::Inconsistent(format!("snapshot does not encode: {e}"))
 }
 
-/// Replaces the state-machine column families with the snapshot's records, atomically.
-pub(crate) fn install(db: &Db, blob: &SnapshotBlob) -> Result<(), DbError> {
-    let mut batch = WriteBatch::default();
-    for cf in SM_CFS {
-        // Every key is shorter than this bound (keys are at most 16 bytes or short names).
-        batch.delete_range_cf(db.cf(cf), [0u8].as_slice(), [0xffu8; 64].as_slice());
-        batch.delete_cf(db.cf(cf), []);
-    }
-    for Record { cf: i, key, value } in &blob.records {
-        let cf = SM_CFS.get(*i as usize).ok_or_else(|| {
-            DbError::Inconsistent(format!("snapshot record {} names column family #{i}", hex(key)))
-        })?;
-        batch.put_cf(db.cf(cf), key, value);
-    }
-    db.db.write(batch).map_err(|source| DbError::Rocks { doing: "snapshot install", source })
-}
-
 /// The path of the kept snapshot.
 pub(crate) fn file_path(dir: &Path) -> PathBuf {
     dir.join(SNAPSHOT_FILE)
-}
-
-/// Keeps `bytes` (an encoded blob) as the current snapshot, whole or not at all after a crash
-/// or power loss ([`flotilla_core::durable_fs::write_atomic`]).
-pub(crate) fn save(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    flotilla_core::durable_fs::write_atomic(&file_path(dir), bytes, 0o600)
-}
-
-/// Loads the kept snapshot's bytes and meta, if there is one.
-pub(crate) fn load(dir: &Path) -> Result<Option<(Vec<u8>, SnapshotMeta)>, DbError> {
-    let path = file_path(dir);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(DbError::Inconsistent(format!("cannot read {}: {e}", path.display()))),
-    };
-    let blob: SnapshotBlob = codec::decode(&bytes)
-        .map_err(|e| DbError::Inconsistent(format!("snapshot file {} is corrupt: {e}", path.display())))?;
-    Ok(Some((bytes, blob.meta)))
 }

@@ -18,10 +18,9 @@ use rocksdb::{IteratorMode, WriteBatch};
 
 use crate::codec;
 use crate::db::{CF_SM_KV, CF_SM_LEASE, CF_SM_META, Db, DbError, key_u64, revision_key, u64_key};
-use crate::snapshot::{self, KEY_APPLIED, KEY_COMPACT, KEY_MEMBERSHIP, KEY_REVISION, SnapshotBlob};
-use crate::typ::{
-    EntryResponder, LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
-};
+use crate::snapshot::{self, KEY_APPLIED, KEY_COMPACT, KEY_MEMBERSHIP, KEY_REVISION};
+use crate::snapshot_file::{self, SnapshotFile};
+use crate::typ::{EntryResponder, LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// What the state machine last applied.
 #[derive(Clone, Debug, Default)]
@@ -39,6 +38,9 @@ pub struct StateMachine {
     dir: PathBuf,
     /// Held shared by every `apply`; [`ApplyPause`] holds it exclusively.
     gate: Arc<tokio::sync::RwLock<()>>,
+    /// Held while a snapshot is built or installed: a build must not read a state machine an
+    /// install is half-way through, nor two of them replace the kept snapshot at once.
+    snapshots: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// While alive, the member it came from applies nothing: entries are still appended and
@@ -64,6 +66,12 @@ impl StateMachine {
         dir: PathBuf,
         engine_for: impl FnOnce(MvccState) -> KvEngine,
     ) -> Result<Self, DbError> {
+        if snapshot_file::clear_interrupted_install(&db)? {
+            tracing::warn!(
+                "the last snapshot install was interrupted: the state machine starts empty and the kept \
+                 snapshot is installed again"
+            );
+        }
         let applied = Applied {
             log_id: db.get::<Option<LogId>>(CF_SM_META, KEY_APPLIED)?.flatten(),
             membership: db.get(CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default(),
@@ -75,6 +83,7 @@ impl StateMachine {
             applied: Arc::new(Mutex::new(applied)),
             dir,
             gate: Arc::default(),
+            snapshots: Arc::default(),
         })
     }
 
@@ -155,26 +164,28 @@ pub(crate) fn load_state(db: &Db) -> Result<MvccState, DbError> {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    type SnapshotData = SnapshotData;
+    type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let _alone = self.snapshots.clone().lock_owned().await;
         let db = self.db.clone();
         let dir = self.dir.clone();
-        let (bytes, meta) = tokio::task::spawn_blocking(move || -> io::Result<(Vec<u8>, SnapshotMeta)> {
-            let encoder = snapshot::Encoder::open(&db, || Ok::<(), DbError>(())).map_err(io::Error::other)?;
-            let bytes = encoder.to_vec().map_err(io::Error::other)?;
-            snapshot::save(&dir, &bytes)?;
-            Ok((bytes, encoder.meta.clone()))
-        })
-        .await
-        .map_err(io::Error::other)??;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: SnapshotData::new(bytes) })
+        let (file, meta) =
+            tokio::task::spawn_blocking(move || -> io::Result<(SnapshotFile, SnapshotMeta)> {
+                let encoder =
+                    snapshot::Encoder::open(&db, || Ok::<(), DbError>(())).map_err(io::Error::other)?;
+                let file = snapshot_file::keep_built(&dir, &encoder)?;
+                Ok((file, encoder.meta.clone()))
+            })
+            .await
+            .map_err(io::Error::other)??;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = file.len(), "built snapshot");
+        Ok(Snapshot { meta, snapshot: file })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = SnapshotData;
+    type SnapshotData = SnapshotFile;
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
@@ -223,18 +234,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
-        let bytes = snapshot.into_inner();
-        let blob: SnapshotBlob =
-            codec::decode(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        if &blob.meta != meta {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot data does not match its meta"));
-        }
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
+        let _alone = self.snapshots.clone().lock_owned().await;
         let db = self.db.clone();
-        let dir = self.dir.clone();
+        let target = meta.clone();
         let state = tokio::task::spawn_blocking(move || -> io::Result<MvccState> {
-            snapshot::install(&db, &blob).map_err(io::Error::other)?;
-            snapshot::save(&dir, &bytes)?;
+            snapshot_file::install(&db, &target, snapshot, None).map_err(invalid_data)?;
             load_state(&db).map_err(io::Error::other)
         })
         .await
@@ -247,10 +252,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let dir = self.dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || snapshot::load(&dir))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?;
-        Ok(loaded.map(|(bytes, meta)| Snapshot { meta, snapshot: SnapshotData::new(bytes) }))
+        tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot>> {
+            let Some(mut file) = SnapshotFile::open_kept(&dir)? else { return Ok(None) };
+            // Every record is checked, so a damaged file is found here, not by the member it
+            // would be sent to.
+            let meta = file.read(|_| Ok(())).map_err(|e| {
+                let path = snapshot::file_path(&dir);
+                invalid_data(DbError::Inconsistent(format!(
+                    "snapshot file {} is corrupt: {e}",
+                    path.display()
+                )))
+            })?;
+            Ok(Some(Snapshot { meta, snapshot: file }))
+        })
+        .await
+        .map_err(io::Error::other)?
     }
+}
+
+/// A snapshot that does not decode or does not fit its meta, as an I/O error.
+fn invalid_data(e: DbError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     /// when raft stops.
     db: std::sync::Weak<crate::db::Handle>,
     db_path: std::path::PathBuf,
+    /// The member's data directory (where its kept snapshot is, and received ones go).
+    pub(crate) data_dir: std::path::PathBuf,
     /// Where this member serves the etcd API, if it does.
     pub(crate) etcd_addr: Option<SocketAddr>,
     /// The state machine's apply gate, for [`RaftStore::pause_apply`].
@@ -221,6 +223,7 @@ impl RaftStore {
             join_lock: tokio::sync::Mutex::new(()),
             db: db_handle,
             db_path,
+            data_dir: config.data_dir.clone(),
             etcd_addr: etcd_listener.as_ref().map(|(_, addr)| *addr),
             apply_gate,
             misaddressed: Default::default(),

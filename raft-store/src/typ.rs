@@ -4,10 +4,13 @@
 
 pub(crate) use flotilla_store_wire::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, EntryResponder, IOFlushed, LogId, LogState, RPCError,
-    RaftError, Snapshot, SnapshotMeta, SnapshotResponse, StoredMembership, StreamingError,
-    TransferLeaderRequest, TransferLeaderResponse, Vote, VoteRequest, VoteResponse,
+    RaftError, SnapshotMeta, SnapshotResponse, StoredMembership, StreamingError, TransferLeaderRequest,
+    TransferLeaderResponse, Vote, VoteRequest, VoteResponse,
 };
-pub use flotilla_store_wire::{NodeId, Request, Response, SnapshotData, TypeConfig};
+pub use flotilla_store_wire::{NodeId, Request, Response, TypeConfig};
+
+/// A snapshot: its meta and the file holding its data.
+pub(crate) type Snapshot = openraft::alias::SnapshotOf<TypeConfig, crate::snapshot_file::SnapshotFile>;
 
 /// A raft handle over our state machine.
 pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;

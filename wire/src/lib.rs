@@ -31,7 +31,6 @@ pub mod pb {
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use typ::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, EntryResponder, IOFlushed, LogId, LogState, NodeId,
-    RPCError, RaftError, Request, Response, Snapshot, SnapshotData, SnapshotMeta, SnapshotResponse,
-    StoredMembership, StreamingError, TransferLeaderRequest, TransferLeaderResponse, TypeConfig, Vote,
-    VoteRequest, VoteResponse,
+    RPCError, RaftError, Request, Response, SnapshotMeta, SnapshotResponse, StoredMembership, StreamingError,
+    TransferLeaderRequest, TransferLeaderResponse, TypeConfig, Vote, VoteRequest, VoteResponse,
 };

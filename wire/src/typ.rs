@@ -3,7 +3,6 @@
 //! adds `Raft`, which names its state machine.)
 
 use std::fmt;
-use std::io::Cursor;
 
 use flotilla_core::store::{Command, CommandResult, Error as StoreError};
 use serde::{Deserialize, Serialize};
@@ -43,9 +42,6 @@ pub struct Response {
     pub result: Option<Result<CommandResult, StoreError>>,
 }
 
-/// What a snapshot's bytes are held in.
-pub type SnapshotData = Cursor<Vec<u8>>;
-
 openraft::declare_raft_types!(
     /// Flotilla's raft type configuration.
     pub TypeConfig:
@@ -65,8 +61,6 @@ pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 /// What a snapshot covers: the last log id and membership it includes.
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-/// A snapshot: its meta and its bytes.
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
 /// The log's first (last purged) and last log ids.
 pub type LogState = openraft::storage::LogState<TypeConfig>;
 /// The callback a log store completes once appended entries are durable.
