@@ -23,7 +23,6 @@ use crate::auth::authn::{BOOTSTRAP_TOKEN_NAMESPACE, BootstrapTokens, BoundObject
 use crate::auth::{Authenticator, AuthenticatorConfig, RbacAuthorizer, StaticTokens, TokenIssuer, rbac};
 use crate::certificates::CsrController;
 use crate::client::ClientConfig;
-use crate::kubeconfig::ClientCertificate;
 use crate::kubeconfig::Kubeconfig;
 use crate::pki::{self, ClientAuth, ClusterPki};
 use crate::server::{ApiServer, KubeletClient, Security, ServerConfig, ServiceAccountTokens};
@@ -35,7 +34,7 @@ pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster
 /// The user the API server presents to node agents (in `system:masters`).
 pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// How long the API server's node-agent client certificate is valid; a new one is issued at
-/// every start.
+/// every start, and while the server runs before this ends ([`pki::renew_until`]).
 const KUBELET_CLIENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// Namespaces every cluster has.
@@ -165,16 +164,17 @@ impl std::fmt::Debug for SecureApi {
 }
 
 /// How the API server reaches node agents: HTTPS trusting the cluster CA, presenting a fresh
-/// client certificate of [`KUBELET_CLIENT_USER`] from it (agents accept only those).
-fn kubelet_client(pki: &ClusterPki) -> Result<KubeletClient> {
-    let (cert_pem, key_pem) =
-        pki.issue_client_cert(KUBELET_CLIENT_USER, &["system:masters".to_string()], KUBELET_CLIENT_VALIDITY)?;
+/// in-memory client certificate of [`KUBELET_CLIENT_USER`] from it (agents accept only
+/// those), which the PKI renews while the server runs: each new connection presents the
+/// current one.
+fn kubelet_tls(pki: &ClusterPki) -> Result<Arc<rustls::ClientConfig>> {
+    let identity =
+        pki.live_client_cert(KUBELET_CLIENT_USER, &[pki::ADMIN_GROUP.to_string()], KUBELET_CLIENT_VALIDITY)?;
     // The URL is only a placeholder: this configuration is used for its TLS settings.
     let mut config = ClientConfig::new(url::Url::parse("https://127.0.0.1/").expect("a valid literal URL"));
     config.ca_pem = Some(pki.ca_pem().as_bytes().to_vec());
-    config.client_certificate =
-        Some(ClientCertificate { cert_pem: cert_pem.into_bytes(), key_pem: key_pem.into_bytes() });
-    Ok(KubeletClient::https(config.rustls_config().map_err(Error::KubeletClient)?))
+    config.client_identity = Some(identity);
+    config.rustls_config().map_err(Error::KubeletClient)
 }
 
 impl SecureApi {
@@ -218,7 +218,7 @@ impl SecureApi {
         let security = Security { authenticator: authenticator.clone(), authorizer: Arc::new(rbac) };
         let mut server_config = opts.server.clone();
         if server_config.kubelet.is_none() {
-            server_config.kubelet = Some(kubelet_client(&pki)?);
+            server_config.kubelet = Some(KubeletClient::https(kubelet_tls(&pki)?));
         }
         // `serviceaccounts/<name>/token` signs with the key the verifier above trusts.
         if server_config.service_account_tokens.is_none() {
@@ -241,7 +241,7 @@ impl SecureApi {
             }
         });
         tasks.spawn(clean_bootstrap_tokens(bootstrap_tokens.clone(), client, stop.clone()));
-        tasks.spawn(crate::pki::renew_serving_until(pki.clone(), stop.clone()));
+        tasks.spawn(pki::renew_until(pki.clone(), stop.clone()));
         tasks.close();
         Ok(SecureApi {
             addr,
@@ -285,8 +285,17 @@ impl SecureApi {
     }
 
     /// A kubeconfig for the administrator (client certificate in group `system:masters`).
+    /// It holds the admin certificate of now; see
+    /// [`keep_admin_kubeconfig`](Self::keep_admin_kubeconfig) for a file kept current.
     pub fn admin_kubeconfig(&self, cluster_name: &str) -> Kubeconfig {
         Kubeconfig::for_admin(cluster_name, &self.url(), &self.pki)
+    }
+
+    /// Writes [`admin_kubeconfig`](Self::admin_kubeconfig) to `path` (mode 0600,
+    /// atomically), and again whenever the server renews the admin certificate
+    /// ([`ClusterPki::keep_admin_kubeconfig`]).
+    pub fn keep_admin_kubeconfig(&self, cluster_name: &str, path: &std::path::Path) -> Result<()> {
+        Ok(self.pki.keep_admin_kubeconfig(path, cluster_name, &self.url())?)
     }
 
     /// Stops serving: open watches end, in-flight requests finish (within the drain deadline).
@@ -337,7 +346,59 @@ pub fn dialable(addr: SocketAddr) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::dialable;
+    use std::time::SystemTime;
+
+    use rustls::pki_types::ServerName;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+
+    type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    /// The client certificate `client` presents in a new handshake with a server that, like
+    /// a node agent, requires one from the cluster CA.
+    async fn presented(client: &Arc<rustls::ClientConfig>, pki: &ClusterPki) -> TestResult<Vec<u8>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let acceptor = TlsAcceptor::from(pki.server_config(ClientAuth::Required)?);
+        let connector = TlsConnector::from(client.clone());
+        let name = ServerName::try_from("localhost")?;
+        let accept = async { acceptor.accept(listener.accept().await?.0).await };
+        let connect = async { connector.connect(name, TcpStream::connect(addr).await?).await };
+        let (accepted, connected) = tokio::join!(accept, connect);
+        connected?;
+        let accepted = accepted?;
+        let chain = accepted.get_ref().1.peer_certificates().unwrap_or_default();
+        Ok(chain.first().ok_or("no client certificate presented")?.as_ref().to_vec())
+    }
+
+    fn common_name(der: &[u8]) -> TestResult<String> {
+        let (_, x509) = x509_parser::parse_x509_certificate(der)?;
+        let cn = x509.subject().iter_common_name().next().ok_or("no common name")?;
+        Ok(cn.as_str()?.to_string())
+    }
+
+    #[tokio::test]
+    async fn agents_see_the_renewed_client_certificate_from_the_next_handshake() -> TestResult {
+        let test = async {
+            let dir = tempfile::tempdir()?;
+            let pki = ClusterPki::load_or_create(dir.path(), &[])?;
+            let client = kubelet_tls(&pki)?;
+            let first = presented(&client, &pki).await?;
+            assert_eq!(common_name(&first)?, KUBELET_CLIENT_USER);
+
+            assert_eq!(pki.renew_clients_if_due(SystemTime::now())?, 0, "a fresh certificate is not due");
+            assert_eq!(presented(&client, &pki).await?, first);
+            let later = SystemTime::now() + Duration::from_secs(340 * 24 * 60 * 60);
+            assert_eq!(pki.renew_clients_if_due(later)?, 1);
+            let renewed = presented(&client, &pki).await?;
+            assert_ne!(renewed, first, "the same configuration presents the new certificate");
+            assert_eq!(common_name(&renewed)?, KUBELET_CLIENT_USER);
+            TestResult::Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(30), test).await.map_err(|_| "handshakes hung")?
+    }
 
     #[test]
     fn wildcard_addresses_are_dialed_on_loopback() {

@@ -329,7 +329,7 @@ impl ControlPlane {
         let controllers = tokio::spawn(controllers.run(store.leadership(), stop.clone()));
         let compactor = compactor.map(|c| tokio::spawn(c.run(stop.clone())));
         let compact_on_signal = tokio::spawn(compact_log_on_sigusr1(usr1, store.clone(), stop.clone()));
-        api.admin_kubeconfig("flotilla").write(&dir.join(KUBECONFIG_FILE))?;
+        api.keep_admin_kubeconfig("flotilla", &dir.join(KUBECONFIG_FILE))?;
         let endpoints = Endpoints {
             id: member.id,
             api: api.url(),

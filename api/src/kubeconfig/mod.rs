@@ -267,6 +267,9 @@ impl Kubeconfig {
     pub fn for_admin(cluster_name: &str, server_url: &str, pki: &ClusterPki) -> Kubeconfig {
         let user = pki::ADMIN_COMMON_NAME.to_string();
         let context = format!("{user}@{cluster_name}");
+        // One read of both: a renewal between two reads could pair a new certificate with
+        // the old key.
+        let admin = pki.admin_credential();
         Kubeconfig {
             clusters: vec![NamedCluster {
                 name: cluster_name.to_string(),
@@ -279,8 +282,8 @@ impl Kubeconfig {
             users: vec![NamedUser {
                 name: user.clone(),
                 user: User {
-                    client_certificate_data: Some(BASE64.encode(pki.admin_cert_pem())),
-                    client_key_data: Some(BASE64.encode(pki.admin_key_pem())),
+                    client_certificate_data: Some(BASE64.encode(&admin.cert_pem)),
+                    client_key_data: Some(BASE64.encode(&admin.key_pem)),
                     ..User::default()
                 },
             }],

@@ -17,6 +17,10 @@
 //! a leaf certificate is reissued when missing, not signed by the CA, not matching its key,
 //! expiring within 30 days, or (serving) missing a requested host. One process at a time
 //! owns the directory.
+//!
+//! While a server runs, [`renew_until`] renews the serving and admin certificates (rewriting
+//! the admin kubeconfigs registered with [`ClusterPki::keep_admin_kubeconfig`]) and the
+//! in-memory client certificates of [`ClusterPki::live_client_cert`] before they end.
 
 mod der;
 mod fs;
@@ -46,7 +50,7 @@ use issue::{Ca, Credential, Host};
 
 use crate::certificates::identity::{LiveIdentity, TlsIdentity};
 use crate::kubeconfig::ClientCertificate;
-pub use renew::{SERVING_RENEW_CHECK, renew_serving_until};
+pub use renew::{RENEW_CHECK, renew_until};
 pub use sign::{CertificateRequest, MIN_SIGNED_VALIDITY, Profile, RequestError, ca_hash, ca_hash_pem};
 
 /// The CA's common name.
@@ -190,6 +194,18 @@ pub enum Error {
     /// The serving certificate and key do not form a TLS identity.
     #[error("the serving certificate: {0}")]
     Identity(#[source] crate::certificates::identity::IdentityError),
+    /// An issued client certificate and key do not form a TLS identity.
+    #[error("the client certificate for {common_name:?}")]
+    ClientIdentity {
+        /// The certificate's common name.
+        common_name: String,
+        /// The cause.
+        #[source]
+        source: crate::certificates::identity::IdentityError,
+    },
+    /// An admin kubeconfig could not be written.
+    #[error("rewriting the admin kubeconfig")]
+    AdminKubeconfig(#[source] crate::kubeconfig::Error),
 }
 
 /// Result of PKI operations.
@@ -217,7 +233,14 @@ pub struct ClusterPki {
     /// What every [`server_config`](ClusterPki::server_config) presents: the serving
     /// certificate and the CA, replaced with the serving certificate.
     serving_live: LiveIdentity,
-    admin: Credential,
+    /// The admin certificate: replaced when renewed ([`ClusterPki::renew_admin_if_due`]).
+    admin: parking_lot::RwLock<Arc<Credential>>,
+    /// The admin kubeconfigs rewritten when the admin certificate is renewed; its lock is
+    /// also held while the admin certificate is replaced, so a kubeconfig written under it
+    /// embeds a certificate and key of one issuance.
+    admin_kubeconfigs: parking_lot::Mutex<Vec<renew::KeptKubeconfig>>,
+    /// The in-memory client certificates renewed while the PKI is used.
+    live_clients: parking_lot::Mutex<Vec<renew::LiveClient>>,
     sa_key_pem: String,
     sa_public_key_pem: String,
     sa_key: EcdsaKeyPair,
@@ -302,7 +325,9 @@ impl ClusterPki {
             ca,
             serving: parking_lot::RwLock::new(Arc::new(serving)),
             serving_live,
-            admin,
+            admin: parking_lot::RwLock::new(Arc::new(admin)),
+            admin_kubeconfigs: parking_lot::Mutex::new(Vec::new()),
+            live_clients: parking_lot::Mutex::new(Vec::new()),
             sa_key_pem: sa.serialize_pem(),
             sa_public_key_pem: sa.public_key_pem(),
             sa_key,
@@ -334,14 +359,26 @@ impl ClusterPki {
         self.serving.read().key_pem()
     }
 
-    /// The admin client certificate (CN `flotilla-admin`, O `system:masters`), PEM.
-    pub fn admin_cert_pem(&self) -> &str {
-        &self.admin.cert_pem
+    /// The admin client certificate (CN `flotilla-admin`, O `system:masters`; the current one,
+    /// if it was renewed), PEM.
+    pub fn admin_cert_pem(&self) -> String {
+        self.admin.read().cert_pem.clone()
     }
 
     /// The admin client certificate's private key, PKCS#8 PEM.
     pub fn admin_key_pem(&self) -> String {
-        self.admin.key_pem()
+        self.admin.read().key_pem()
+    }
+
+    /// The admin client certificate and its key, PEM, read together: a renewal between two
+    /// calls of [`admin_cert_pem`](Self::admin_cert_pem) and
+    /// [`admin_key_pem`](Self::admin_key_pem) would pair a certificate with another key.
+    pub fn admin_credential(&self) -> ClientCertificate {
+        let admin = self.admin.read().clone();
+        ClientCertificate {
+            cert_pem: admin.cert_pem.clone().into_bytes(),
+            key_pem: admin.key_pem().into_bytes(),
+        }
     }
 
     /// Issues a client certificate for user `common_name` in `groups` (one subject

@@ -8,6 +8,7 @@ mod t30_watch;
 mod t40_errors;
 mod t50_kubectl;
 mod t60_security;
+mod t65_renewal;
 mod t70_kube_rs;
 mod t80_logs;
 mod t82_node_proxy;

@@ -76,7 +76,7 @@ async fn certificate_from_another_ca_is_refused_and_the_server_keeps_serving() -
         let foreign_key = other.pki.admin_key_pem();
         for alpn in [HTTP1, HTTP2] {
             let config =
-                client_config(t.pki.ca_pem(), Some((other.pki.admin_cert_pem(), &foreign_key)), alpn)?;
+                client_config(t.pki.ca_pem(), Some((&other.pki.admin_cert_pem(), &foreign_key)), alpn)?;
             // With TLS 1.3 the client finishes its half of the handshake before the server
             // rejects the certificate, so the refusal may surface on the first request. Both
             // CAs are named flotilla-ca, so the server finds "its" issuer and reports the
@@ -104,7 +104,7 @@ async fn required_client_auth_refuses_anonymous_clients() -> anyhow::Result<()> 
             .expect_err("anonymous client accepted");
         assert!(format!("{err:#}").contains("CertificateRequired"), "{err:#}");
         let key = t.pki.admin_key_pem();
-        let config = client_config(t.pki.ca_pem(), Some((t.pki.admin_cert_pem(), &key)), HTTP1)?;
+        let config = client_config(t.pki.ca_pem(), Some((&t.pki.admin_cert_pem(), &key)), HTTP1)?;
         assert!(fetch(server.addr, config, "/whoami").await?.body.starts_with("user=flotilla-admin"));
         server.stop().await
     })
