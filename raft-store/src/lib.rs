@@ -54,7 +54,7 @@ pub use etcd::serve_etcd;
 pub use join::{JoinError, JoinKey, Registered, promote_member, register_member};
 pub use network::NetworkFilter;
 pub use sim::{SimFaults, SimNet, SimNetCounts};
+pub use snapshot_file::SnapshotFile;
 pub use state_machine::{ApplyPause, StateMachine};
 pub use store::RaftStore;
-pub use snapshot_file::SnapshotFile;
 pub use typ::{NodeId, Raft, Request, Response, TypeConfig};
