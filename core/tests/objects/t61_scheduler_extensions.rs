@@ -49,17 +49,23 @@ async fn cluster(nodes: &[(&str, &str)]) -> Cluster {
         .create(&Namespace { metadata: meta("default"), ..Default::default() })
         .await
         .expect("namespace");
-    let node_api = Api::<Node>::all(client.clone());
+    let c = Cluster { pods: Api::namespaced(client.clone(), "default"), client };
     for (name, cpu) in nodes {
+        c.add_node(name, cpu).await;
+    }
+    c
+}
+
+impl Cluster {
+    /// A node with the cpu given.
+    async fn add_node(&self, name: &str, cpu: &str) {
+        let node_api = Api::<Node>::all(self.client.clone());
         node_api.create(&Node { metadata: meta(name), ..Default::default() }).await.expect("node");
         let resources = json!({"cpu": cpu, "memory": "64Gi", "pods": "110"});
         let status = json!({"status": {"capacity": resources, "allocatable": resources}});
         node_api.patch_status(name, PatchType::Merge, &status).await.expect("node status");
     }
-    Cluster { pods: Api::namespaced(client.clone(), "default"), client }
-}
 
-impl Cluster {
     /// A pod of the given PriorityClass (none: priority 0).
     async fn add_pod(&self, name: &str, cpu: &str, class: Option<&str>) {
         let requests = BTreeMap::from([("cpu".to_string(), Quantity(cpu.into()))]);
@@ -277,6 +283,15 @@ async fn a_high_priority_pod_preempts_a_low_priority_one() {
         })
         .await;
     assert!(high.and_then(|p| node_of(&p)).is_none(), "not bound while the victim is there");
+    // The preemptor is held back until its victim is gone: a node too small for it, an event
+    // that would otherwise send it to a 10 ms backoff and another attempt, moves it nowhere.
+    let before = running.stats_until("the preemption counted", |s| s.preemptions == 1).await;
+    c.add_node("small", "1").await;
+    running.stats_until("the small node seen", |s| s.nodes == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = running.stats_until("stats", |_| true).await;
+    assert_eq!(after.attempts, before.attempts, "the gated preemptor was tried again");
+    assert_eq!(after.queue.unschedulable, 1, "{after:?}");
     if low.is_some() {
         let opts =
             flotilla_core::client::DeleteOptions { grace_period_seconds: Some(0), ..Default::default() };

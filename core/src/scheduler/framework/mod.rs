@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::extension::{
     BindPlugin, DefaultBinder, PermitPlugin, PostFilterPlugin, PreBindPlugin, ReservePlugin,
 };
-use super::snapshot::{NodeInfo, Snapshot};
+use super::snapshot::{NodeInfo, PodInfo, Snapshot};
 use super::status::{FitError, NodeFailure, Status};
 use super::{Error, Result};
 
@@ -20,14 +20,14 @@ pub const MAX_NODE_SCORE: i64 = 100;
 /// A value plugins keep in the [`CycleState`]: any `Clone` type, so a state can be copied
 /// for a dry run (preemption tries each candidate node on a copy).
 trait StateData: Any + Send + Sync {
-    fn clone_box(&self) -> Box<dyn StateData>;
+    fn clone_arc(&self) -> Arc<dyn StateData>;
     fn as_any(&self) -> &(dyn Any + Send + Sync);
     fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync);
 }
 
 impl<T: Any + Clone + Send + Sync> StateData for T {
-    fn clone_box(&self) -> Box<dyn StateData> {
-        Box::new(self.clone())
+    fn clone_arc(&self) -> Arc<dyn StateData> {
+        Arc::new(self.clone())
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync) {
@@ -40,18 +40,23 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
 }
 
 /// Per-pod state that plugins compute once per scheduling cycle and read back, one value per
-/// type (kube-scheduler's `CycleState`). Cloning copies every value.
+/// type (kube-scheduler's `CycleState`).
 ///
 /// The values are few (one or two per plugin) and read for every node filtered and scored,
 /// so they are kept in a small list searched by type id rather than a hash map.
+///
+/// A clone behaves as a deep copy, but copies lazily: the clones share each value until one
+/// of them asks for it mutably ([`CycleState::get_mut`]), which copies that value only.
+/// Preemption clones the state for every node it tries, and most of those dry runs change
+/// one value or none.
 #[derive(Default)]
 pub struct CycleState {
-    values: Vec<(TypeId, Box<dyn StateData>)>,
+    values: Vec<(TypeId, Arc<dyn StateData>)>,
 }
 
 impl Clone for CycleState {
     fn clone(&self) -> CycleState {
-        CycleState { values: self.values.iter().map(|(k, v)| (*k, (**v).clone_box())).collect() }
+        CycleState { values: self.values.clone() }
     }
 }
 
@@ -65,8 +70,8 @@ impl CycleState {
     pub fn insert<T: Any + Clone + Send + Sync>(&mut self, value: T) {
         let id = TypeId::of::<T>();
         match self.values.iter_mut().find(|(k, _)| *k == id) {
-            Some((_, v)) => *v = Box::new(value),
-            None => self.values.push((id, Box::new(value))),
+            Some((_, v)) => *v = Arc::new(value),
+            None => self.values.push((id, Arc::new(value))),
         }
     }
 
@@ -77,11 +82,16 @@ impl CycleState {
         (**v).as_any().downcast_ref::<T>()
     }
 
-    /// The stored value of type `T`, to change in place.
+    /// The stored value of type `T`, to change in place; a value shared with a clone of the
+    /// state is copied first, so the clone does not see the change.
     pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
         let id = TypeId::of::<T>();
         let (_, v) = self.values.iter_mut().find(|(k, _)| *k == id)?;
-        (**v).as_any_mut().downcast_mut::<T>()
+        if Arc::get_mut(v).is_none() {
+            // `(**v)`: the value's own clone, not the blanket impl's for the `Arc` itself.
+            *v = (**v).clone_arc();
+        }
+        Arc::get_mut(v)?.as_any_mut().downcast_mut::<T>()
     }
 }
 
@@ -102,14 +112,15 @@ pub trait PreFilterPlugin: Send + Sync {
 
     /// Updates the state as if `other` were added to `node` (kube-scheduler's
     /// `PreFilterExtensions.AddPod`): preemption's dry runs call it when they put a pod
-    /// back. Plugins whose state does not depend on other pods keep the default.
-    fn add_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &Arc<Pod>, _node: &NodeInfo) -> Status {
+    /// back. Plugins whose state does not depend on other pods keep the default. `other`
+    /// comes with what the scheduler computed from it once (its requests and affinity terms).
+    fn add_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &PodInfo, _node: &NodeInfo) -> Status {
         Status::Success
     }
 
     /// Updates the state as if `other` were removed from `node` (`RemovePod`): preemption's
     /// dry runs call it for each would-be victim.
-    fn remove_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &Arc<Pod>, _node: &NodeInfo) -> Status {
+    fn remove_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &PodInfo, _node: &NodeInfo) -> Status {
         Status::Success
     }
 }
@@ -121,6 +132,19 @@ pub trait FilterPlugin: Send + Sync {
 
     /// [`Status::Success`] if `pod` fits on `node`, else the reasons it does not.
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status;
+
+    /// Whether the verdict may read cycle state that [`PreFilterPlugin::add_pod`] and
+    /// [`PreFilterPlugin::remove_pod`] change (pod counts per topology domain, say).
+    ///
+    /// Preemption's dry run first checks the filters that come before the first one that
+    /// does, on the node without its lower-priority pods and with the state as it is: a node
+    /// they reject is rejected as the full dry run would reject it, without copying the state
+    /// and calling the hooks. `true`, the default, is always correct; `false` is for a filter
+    /// whose verdict depends only on the pod, the node and the pods on it, and on state no
+    /// hook changes.
+    fn reads_pod_updates(&self) -> bool {
+        true
+    }
 }
 
 /// A node and its score from one plugin.
@@ -372,9 +396,30 @@ impl Framework {
 
     /// [`schedule`](Self::schedule), also returning the cycle's state: the post-filters read
     /// it when no node fits, the reserve, permit and bind plugins when one does.
+    ///
+    /// A pod with a `status.nominatedNodeName` (set when it preempted pods there) tries that
+    /// node first, as [`schedule_nominated`](Self::schedule_nominated) does.
     pub fn schedule_cycle(&self, snapshot: &Snapshot, pod: &Pod) -> (CycleState, Result<ScheduleResult>) {
+        let nominated =
+            pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty());
+        self.schedule_nominated(snapshot, pod, nominated)
+    }
+
+    /// [`schedule_cycle`](Self::schedule_cycle) for a pod nominated to `nominated` (the
+    /// runtime knows its nominations before the pod's status shows them): as kube-scheduler's
+    /// `evaluateNominatedNode`, the filters run on that node first, and if it passes them it
+    /// is chosen without filtering or scoring the other nodes (`feasible` and `evaluated` 1).
+    /// The node a preemption emptied is usually the only one that fits, and finding that out
+    /// by filtering every node costs as much as the cycle that preempted. Otherwise the cycle
+    /// goes on as usual.
+    pub fn schedule_nominated(
+        &self,
+        snapshot: &Snapshot,
+        pod: &Pod,
+        nominated: Option<&str>,
+    ) -> (CycleState, Result<ScheduleResult>) {
         let mut state = CycleState::new();
-        let result = self.schedule_into(&mut state, snapshot, pod);
+        let result = self.schedule_into(&mut state, snapshot, pod, nominated);
         (state, result)
     }
 
@@ -383,12 +428,19 @@ impl Framework {
         state: &mut CycleState,
         snapshot: &Snapshot,
         pod: &Pod,
+        nominated: Option<&str>,
     ) -> Result<ScheduleResult> {
         if snapshot.is_empty() {
             return Err(Error::NoNodes);
         }
         self.pre_filter_into(state, snapshot, pod)?;
         let state = &mut *state;
+        // A rejection or an error here is found again, and reported, by the pass below.
+        if let Some(node) = nominated.and_then(|n| snapshot.node(n))
+            && self.filter(state, pod, node).is_none()
+        {
+            return Ok(ScheduleResult { node: node.name().to_string(), feasible: 1, evaluated: 1 });
+        }
         let mut feasible: Vec<&NodeInfo> = Vec::new();
         let mut failures = Vec::new();
         let nodes = snapshot.nodes();

@@ -81,6 +81,46 @@ fn least_allocated_node_wins_by_default() {
 }
 
 #[test]
+fn a_nominated_node_that_fits_is_taken_without_filtering_the_others() {
+    let list = vec![
+        node("busy").capacity("4", "8Gi", "110").build(),
+        node("idle").capacity("4", "8Gi", "110").build(),
+    ];
+    let pods = vec![pod("a").container(&[("cpu", "3")]).on("busy").arc()];
+    let snapshot = Snapshot::new(list, pods).expect("valid");
+    let f = Framework::new(default_profile());
+    let mut p = pod("p").container(&[("cpu", "500m")]).build();
+    // Scoring would pick the idle node; the nomination wins.
+    let (_, result) = f.schedule_nominated(&snapshot, &p, Some("busy"));
+    assert_eq!(result.expect("fits"), ScheduleResult { node: "busy".into(), feasible: 1, evaluated: 1 });
+    // The pod's status says the same when the runtime has no nomination of its own.
+    p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        nominated_node_name: Some("busy".into()),
+        ..Default::default()
+    });
+    assert_eq!(f.schedule(&snapshot, &p).expect("fits").node, "busy");
+    // A nominated node that no longer fits, or is gone, leaves the choice to the usual pass.
+    let big = pod("big").container(&[("cpu", "2")]).build();
+    let (_, result) = f.schedule_nominated(&snapshot, &big, Some("busy"));
+    assert_eq!(result.expect("fits"), ScheduleResult { node: "idle".into(), feasible: 1, evaluated: 2 });
+    let (_, result) = f.schedule_nominated(&snapshot, &big, Some("gone"));
+    assert_eq!(result.expect("fits").node, "idle");
+}
+
+#[test]
+fn a_cloned_cycle_state_is_its_own_once_written() {
+    let mut state = CycleState::new();
+    state.insert(vec![1, 2]);
+    state.insert(7u8);
+    let mut copy = state.clone();
+    copy.get_mut::<Vec<i32>>().expect("stored").push(3);
+    assert_eq!(state.get::<Vec<i32>>(), Some(&vec![1, 2]), "the original is untouched");
+    assert_eq!(copy.get::<Vec<i32>>(), Some(&vec![1, 2, 3]));
+    *state.get_mut::<u8>().expect("stored") = 8;
+    assert_eq!((state.get::<u8>(), copy.get::<u8>()), (Some(&8), Some(&7)));
+}
+
+#[test]
 fn preferred_affinity_outweighs_free_capacity() {
     let list = vec![
         node("empty").capacity("4", "8Gi", "110").build(),

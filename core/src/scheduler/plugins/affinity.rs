@@ -103,6 +103,11 @@ impl FilterPlugin for NodeAffinity {
         };
         if matches { Status::Success } else { Status::unresolvable(Self::REASON) }
     }
+
+    /// Reads only the node's labels and the pod's own terms.
+    fn reads_pod_updates(&self) -> bool {
+        false
+    }
 }
 
 impl ScorePlugin for NodeAffinity {

@@ -34,6 +34,11 @@ impl FilterPlugin for NodeUnschedulable {
         let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
         if tolerated(tolerations, &taint) { Status::Success } else { Status::unresolvable(Self::REASON) }
     }
+
+    /// Reads only the node object and the pod.
+    fn reads_pod_updates(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps a pod that names a node (`spec.nodeName`) off every other node.
@@ -56,6 +61,11 @@ impl FilterPlugin for NodeName {
             Some(name) if name == node.name() => Status::Success,
             Some(_) => Status::unresolvable(Self::REASON),
         }
+    }
+
+    /// Reads only the node's name and the pod.
+    fn reads_pod_updates(&self) -> bool {
+        false
     }
 }
 

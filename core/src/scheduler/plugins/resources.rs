@@ -123,6 +123,11 @@ impl FilterPlugin for NodeResourcesFit {
         }
         if reasons.is_empty() { Status::Success } else { Status::Unschedulable { reasons } }
     }
+
+    /// Reads the node's requests and the pod's (which no hook changes).
+    fn reads_pod_updates(&self) -> bool {
+        false
+    }
 }
 
 /// Allocatable and requested-after-placing-the-pod of each scored resource; a resource the

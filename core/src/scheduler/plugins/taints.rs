@@ -62,6 +62,11 @@ impl FilterPlugin for TaintToleration {
             )),
         }
     }
+
+    /// Reads only the node's taints and the pod.
+    fn reads_pod_updates(&self) -> bool {
+        false
+    }
 }
 
 impl ScorePlugin for TaintToleration {

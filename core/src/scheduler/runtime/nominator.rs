@@ -4,7 +4,9 @@
 //! A nominated pod waits for its victims to go. Meanwhile the room they leave must not go to
 //! a pod of lower priority, so every scheduling cycle counts the nominated pods of at least
 //! the cycle pod's priority on their nodes, as if they were there (kube-scheduler counts them
-//! in its filters the same way).
+//! in its filters the same way). The runtime does not retry the pod before its cache has
+//! seen every victim go ([`Evictions`]): tried earlier, it would find them in place and
+//! preempt again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,6 +74,11 @@ impl Nominator {
         self.pods.remove(key);
     }
 
+    /// The node the pod with this key is nominated to, if it is.
+    pub(super) fn node_of(&self, key: &str) -> Option<&str> {
+        self.pods.get(key).map(|n| n.node.as_str())
+    }
+
     /// How many pods are nominated.
     pub(super) fn len(&self) -> usize {
         self.pods.len()
@@ -85,6 +92,81 @@ impl Nominator {
             .iter()
             .filter(move |(k, n)| **k != key && priority(n.info.pod()) >= floor)
             .map(|(_, n)| (n.node.as_str(), &n.info))
+    }
+}
+
+/// The victims of each preemptor that the scheduler's cache still has, by `namespace/name`.
+#[derive(Debug, Default)]
+pub(super) struct Evictions {
+    /// Each victim (with its uid) and the preemptors waiting for it to go.
+    victims: HashMap<String, (Option<String>, Vec<String>)>,
+    /// Each preemptor and how many of its victims the cache still has.
+    waiting: HashMap<String, usize>,
+}
+
+impl Evictions {
+    /// `preemptor` waits for `victims` to go (replacing what it waited for before).
+    pub(super) fn start(&mut self, preemptor: &str, victims: &[Arc<Pod>]) {
+        self.forget(preemptor);
+        let mut count = 0;
+        for victim in victims {
+            let (_, waiting) = self
+                .victims
+                .entry(pod_key(victim))
+                .or_insert_with(|| (victim.metadata.uid.clone(), Vec::new()));
+            if !waiting.iter().any(|p| p == preemptor) {
+                waiting.push(preemptor.to_string());
+                count += 1;
+            }
+        }
+        if count > 0 {
+            self.waiting.insert(preemptor.to_string(), count);
+        }
+    }
+
+    /// The pod with this key now has `uid` in the cache (`None`: not there). If it was a
+    /// victim and is gone, returns the preemptors it was the last victim of.
+    pub(super) fn observed(&mut self, key: &str, uid: Option<Option<&str>>) -> Vec<String> {
+        let Some((victim_uid, _)) = self.victims.get(key) else { return Vec::new() };
+        if uid.is_some_and(|u| u == victim_uid.as_deref()) {
+            return Vec::new();
+        }
+        let (_, preemptors) = self.victims.remove(key).unwrap_or_default();
+        preemptors
+            .into_iter()
+            .filter(|p| match self.waiting.get_mut(p) {
+                Some(left) if *left > 1 => {
+                    *left -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.waiting.remove(p);
+                    true
+                }
+                None => false,
+            })
+            .collect()
+    }
+
+    /// Stops waiting for `preemptor`'s victims (it is placed, gone, or its evictions failed).
+    pub(super) fn forget(&mut self, preemptor: &str) {
+        if self.waiting.remove(preemptor).is_none() {
+            return;
+        }
+        self.victims.retain(|_, (_, waiting)| {
+            waiting.retain(|p| p != preemptor);
+            !waiting.is_empty()
+        });
+    }
+
+    /// The victims waited for.
+    pub(super) fn victims(&self) -> impl Iterator<Item = &str> {
+        self.victims.keys().map(String::as_str)
+    }
+
+    /// Whether `preemptor` waits for victims.
+    pub(super) fn is_waiting(&self, preemptor: &str) -> bool {
+        self.waiting.contains_key(preemptor)
     }
 }
 
@@ -173,6 +255,30 @@ mod tests {
         assert_eq!(n.ahead_of(&pod("other", 0, None)).count(), 3);
         n.remove("ns/high");
         assert_eq!(n.ahead_of(&pod("x", 60, None)).count(), 0);
+    }
+
+    #[test]
+    fn a_preemptor_is_free_once_the_cache_lost_each_of_its_victims() {
+        let mut e = Evictions::default();
+        let with_uid = |name: &str| {
+            let mut p = (*pod(name, 0, None)).clone();
+            p.metadata.uid = Some(format!("uid-{name}"));
+            Arc::new(p)
+        };
+        let (v1, v2, v3) = (with_uid("v1"), with_uid("v2"), with_uid("v3"));
+        e.start("ns/a", &[v1.clone(), v2.clone()]);
+        e.start("ns/b", &[v2, v3]);
+        assert!(e.is_waiting("ns/a") && e.is_waiting("ns/b"));
+        // Still there with its uid, or an unrelated pod: nothing changes.
+        assert!(e.observed("ns/v1", Some(Some("uid-v1"))).is_empty());
+        assert!(e.observed("ns/other", None).is_empty());
+        assert!(e.observed("ns/v1", None).is_empty(), "a still waits for v2");
+        // A pod of another uid under v2's name: v2 itself is gone.
+        assert_eq!(e.observed("ns/v2", Some(Some("uid-new"))), ["ns/a"]);
+        assert!(!e.is_waiting("ns/a"));
+        e.forget("ns/b");
+        assert!(e.observed("ns/v3", None).is_empty(), "b no longer waits");
+        assert_eq!(e.victims().count(), 0);
     }
 
     #[test]

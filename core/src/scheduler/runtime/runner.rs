@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
@@ -14,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::cache::SchedulerCache;
 use super::metrics::{ProfileMetrics, SchedulerMetrics};
-use super::nominator::{self, Nominator};
+use super::nominator::{self, Evictions, Nominator};
 use super::queue::{QueuedPod, SchedulingQueue};
 use super::recorder::{EventRecord, RECORDER_CAPACITY, Record, Recorder, unschedulable_condition};
 use super::{Scheduler, SchedulerStats};
@@ -72,6 +73,18 @@ fn watch_of<K: crate::object::Resource>(
 /// up to this many, keeps the cache current at the cost of a short pause in scheduling.
 const EVENT_BATCH: usize = 1024;
 
+/// How many preemptors whose evictions failed may wait to be reported to the loop (their
+/// tasks wait for room; failures are rare).
+const EVICTION_FAILURES_CAPACITY: usize = 64;
+
+/// How long the loop runs scheduling cycles before it lets the other tasks of its thread run.
+///
+/// The coop budget alone lets it run about 128 cycles in a row; at tens of milliseconds per
+/// preemption cycle, that held back for seconds the eviction and bind tasks it spawned
+/// (tokio runs a task spawned from a busy worker on that worker first), and the preemptors
+/// waited as long for their victims to go.
+const YIELD_AFTER: Duration = Duration::from_millis(5);
+
 /// The next event of `events` if one is ready now, without waiting.
 fn ready<K>(events: &mut Events<K>) -> Option<WatcherEvent<K>> {
     events.next().now_or_never().flatten()
@@ -96,6 +109,10 @@ struct Runner {
     profiles: BTreeMap<String, ProfileRun>,
     queue: SchedulingQueue,
     nominator: Nominator,
+    /// The victims preemptors wait for; a preemptor is gated in the queue meanwhile.
+    evictions: Evictions,
+    /// Where eviction tasks report the preemptors some of whose victims they could not evict.
+    eviction_failures: mpsc::Sender<String>,
     cache: SchedulerCache,
     clock: Clock,
     max_binds: usize,
@@ -121,6 +138,7 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
     // Every running bind has a slot, so a finished bind never waits to report.
     let max_binds = config.max_in_flight_binds.max(1);
     let (bind_results, mut bind_rx) = mpsc::channel(max_binds);
+    let (eviction_failures, mut eviction_failures_rx) = mpsc::channel(EVICTION_FAILURES_CAPACITY);
 
     let mut unassigned_selector = UNASSIGNED_PODS.to_string();
     if let [name] = frameworks.keys().collect::<Vec<_>>()[..] {
@@ -144,6 +162,8 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
             .collect(),
         queue: SchedulingQueue::new(config.queue),
         nominator: Nominator::default(),
+        evictions: Evictions::default(),
+        eviction_failures,
         cache: SchedulerCache::new(config.assumed_pod_ttl),
         clock: config.clock.clone(),
         max_binds,
@@ -157,7 +177,18 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
         relist: None,
     };
     tracing::info!(profiles = ?r.profiles.keys().collect::<Vec<_>>(), "scheduler starting");
+    let mut ran_since = Instant::now();
     loop {
+        if ran_since.elapsed() >= YIELD_AFTER {
+            tokio::task::yield_now().await;
+            ran_since = Instant::now();
+        }
+        // What is due is done even while cycles keep the loop busy: the timer branch below
+        // fires only once tokio's timer driver runs, which a busy worker puts off. Backoffs
+        // expired seconds late, behind pods that came after them.
+        if r.next_deadline().is_some_and(|d| d <= Instant::now()) {
+            r.tick();
+        }
         // One cycle, then one event: neither starves the other.
         let leader = *is_leader.borrow();
         if r.can_schedule(leader) {
@@ -170,6 +201,7 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
             biased;
             _ = shutdown.cancelled() => break,
             Some(outcome) = bind_rx.recv() => r.bind_finished(outcome),
+            Some(preemptor) = eviction_failures_rx.recv() => r.eviction_failed(&preemptor),
             changed = is_leader.changed(), if leader_open => match changed {
                 Ok(()) => tracing::info!(leader = *is_leader.borrow(), "scheduler leadership changed"),
                 // The sender is gone: the last value holds for good.
@@ -181,6 +213,8 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
             }),
             Some(event) = assigned.next() => drain!(assigned, event, |e| {
                 let events = r.cache.apply_pod(&e);
+                // Before the events: the deletion of a preemptor's last victim moves it.
+                r.victims_gone(&e);
                 r.cluster_events(events);
             }),
             Some(event) = unassigned.next() => drain!(unassigned, event, |e| r.unassigned(e)),
@@ -203,8 +237,10 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
         }
     }
     tracing::info!(binding = r.binding, "scheduler stopping");
-    // Dropping the loop's senders lets the recorder drain and end.
+    // Dropping the loop's senders lets the recorder drain and end; an eviction task waiting
+    // to report a failure gives up once the receiver is gone.
     drop(r);
+    drop(eviction_failures_rx);
     tasks.close();
     if tokio::time::timeout(config.shutdown_grace, tasks.wait()).await.is_err() {
         tracing::warn!(grace = ?config.shutdown_grace, "scheduler tasks did not finish in time; aborting them");
@@ -248,6 +284,30 @@ impl Runner {
         self.cluster_events(events);
     }
 
+    /// After an event of the assigned pods' watch: the preemptors whose last victim the cache
+    /// no longer has are ungated.
+    fn victims_gone(&mut self, event: &WatcherEvent<Pod>) {
+        let keys: Vec<String> = match event {
+            WatcherEvent::Delete(pod) => vec![pod_key(pod)],
+            WatcherEvent::InitDone => self.evictions.victims().map(String::from).collect(),
+            _ => return,
+        };
+        for key in keys {
+            let placement = self.cache.placement(&key);
+            let uid = placement.as_ref().map(|p| p.uid.as_deref());
+            for preemptor in self.evictions.observed(&key, uid) {
+                self.queue.ungate(&preemptor);
+            }
+        }
+    }
+
+    /// Some victims of `preemptor` could not be evicted: it is tried again at once (as
+    /// kube-scheduler activates it), rather than waiting for victims that may stay.
+    fn eviction_failed(&mut self, preemptor: &str) {
+        self.evictions.forget(preemptor);
+        self.queue.activate(preemptor);
+    }
+
     fn cluster_events(&mut self, events: Vec<super::ClusterEvent>) {
         let now = Instant::now();
         for event in events {
@@ -281,6 +341,7 @@ impl Runner {
             WatcherEvent::Delete(pod) => {
                 let key = pod_key(&pod);
                 self.nominator.remove(&key);
+                self.evictions.forget(&key);
                 self.queue.delete(&key);
             }
             WatcherEvent::Retrying(error) => tracing::debug!(%error, "pod watch retrying"),
@@ -293,6 +354,7 @@ impl Runner {
         if !ours || bound || pod.metadata.deletion_timestamp.is_some() {
             let key = pod_key(&pod);
             self.nominator.remove(&key);
+            self.evictions.forget(&key);
             self.queue.delete(&key);
         } else {
             let pod = Arc::new(pod);
@@ -332,7 +394,10 @@ impl Runner {
                 counted.push((node, nominated.key()));
             }
         }
-        let (mut state, decision) = framework.schedule_cycle(snapshot, &info.pod);
+        // A pod that preempted tries the node it was nominated first; this process's
+        // nomination may be ahead of the pod's status.
+        let nominated = self.nominator.node_of(&info.key).or_else(|| nominator::nominated_node(&info.pod));
+        let (mut state, decision) = framework.schedule_nominated(snapshot, &info.pod, nominated);
         let preemption = match &decision {
             Err(Decision::Unschedulable(fit)) => {
                 if !framework.profile().post_filters.is_empty() {
@@ -393,14 +458,21 @@ impl Runner {
                     self.event(victim, "Normal", "Preempted", note);
                 }
                 self.nominator.nominate(info.pod.clone(), nomination.node.clone());
+                // Not retried until the cache has seen its victims go.
+                self.evictions.start(&info.key, &nomination.victims);
+                if self.evictions.is_waiting(&info.key) {
+                    self.queue.gate(&info.key);
+                }
                 let (client, abort) = (self.client.clone(), self.abort.clone());
-                self.tasks.spawn(nominator::evict(
-                    client,
-                    info.pod.clone(),
-                    nomination.node,
-                    nomination.victims,
-                    abort,
-                ));
+                let (failures, key, pod) =
+                    (self.eviction_failures.clone(), info.key.clone(), info.pod.clone());
+                let (node, victims) = (nomination.node, nomination.victims);
+                self.tasks.spawn(async move {
+                    if nominator::evict(client, pod, node, victims, abort).await > 0 {
+                        // The loop may have stopped; then nobody needs to know.
+                        let _ = failures.send(key).await;
+                    }
+                });
             }
             Some(PostFilterOutcome::NotHelped { message: more }) if !more.is_empty() => {
                 message = format!("{message} preemption: {more}");
@@ -470,6 +542,7 @@ impl Runner {
         }
         // Placed: any nomination is spent (the pod may land elsewhere than nominated).
         self.nominator.remove(&info.key);
+        self.evictions.forget(&info.key);
         self.binding += 1;
         let (client, results, abort) = (self.client.clone(), self.bind_results.clone(), self.abort.clone());
         self.tasks.spawn(async move {

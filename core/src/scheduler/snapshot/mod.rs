@@ -69,7 +69,8 @@ impl PodInfo {
 /// pods are shared.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
-    name: String,
+    /// Shared by clones: preemption's dry runs clone nodes by the thousand.
+    name: Arc<str>,
     node: Arc<Node>,
     allocatable: Resources,
     requested: Resources,
@@ -92,7 +93,7 @@ impl NodeInfo {
             "status.allocatable",
         )?;
         Ok(NodeInfo {
-            name,
+            name: name.into(),
             node,
             allocatable,
             requested: Resources::new(),
@@ -204,12 +205,8 @@ impl NodeInfo {
 
     /// Adds (`sign` 1) or takes off (-1) a pod's requests and one `pods`.
     fn count(&mut self, requests: &PodRequests, sign: i64) {
-        for (name, v) in requests.requests.iter() {
-            self.requested.add_to(name, v.saturating_mul(sign));
-        }
-        for (name, v) in requests.non_zero.iter() {
-            self.non_zero_requested.add_to(name, v.saturating_mul(sign));
-        }
+        self.requested.add_times(&requests.requests, sign);
+        self.non_zero_requested.add_times(&requests.non_zero, sign);
         self.requested.add_to(PODS, 1000 * sign);
         self.non_zero_requested.add_to(PODS, 1000 * sign);
     }

@@ -95,6 +95,20 @@ impl Resources {
         }
     }
 
+    /// Adds `other` times `times` (1 or -1 as a pod comes or goes) to this, slot by slot:
+    /// nodes count pods in and out many times per scheduling cycle (nominated pods, dry runs).
+    pub(crate) fn add_times(&mut self, other: &Resources, times: i64) {
+        for (mine, theirs) in self.known.iter_mut().zip(&other.known) {
+            if let Some(v) = theirs {
+                let mine = mine.get_or_insert(0);
+                *mine = mine.saturating_add(v.saturating_mul(times));
+            }
+        }
+        for (name, v) in &other.other {
+            self.add_to(name, v.saturating_mul(times));
+        }
+    }
+
     /// Adds `milli` (which may be negative) to `name`, allocating the name only the first
     /// time it is seen: nodes add and take off pods in every scheduling cycle.
     pub(crate) fn add_to(&mut self, name: &str, milli: i64) {

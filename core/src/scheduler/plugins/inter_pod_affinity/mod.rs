@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::pod_affinity_terms::{PodTerms, TopologyCounts};
 use crate::scheduler::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, PreFilterPlugin, ScorePlugin, Snapshot,
-    Status,
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo, PreFilterPlugin, ScorePlugin,
+    Snapshot, Status,
 };
 
 /// Keeps a pod off nodes that break required pod affinity or anti-affinity, its own or (by
@@ -184,11 +184,11 @@ impl PreFilterPlugin for InterPodAffinity {
         Status::Success
     }
 
-    fn add_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
+    fn add_pod(&self, state: &mut CycleState, pod: &Pod, other: &PodInfo, node: &NodeInfo) -> Status {
         update_with_pod(state, pod, other, node, 1)
     }
 
-    fn remove_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
+    fn remove_pod(&self, state: &mut CycleState, pod: &Pod, other: &PodInfo, node: &NodeInfo) -> Status {
         update_with_pod(state, pod, other, node, -1)
     }
 }
@@ -197,25 +197,46 @@ impl PreFilterPlugin for InterPodAffinity {
 /// back, -1 when it takes it off), as kube-scheduler's `PreFilterExtensions` do: its required
 /// anti-affinity terms matching the incoming `pod`, and the incoming pod's required affinity
 /// (if `other` matches all the terms) and anti-affinity terms matching it. The scores are left
-/// alone: preemption only filters.
-fn update_with_pod(state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeInfo, delta: i64) -> Status {
+/// alone: preemption only filters. A pod that counts nowhere leaves the state as it is (not
+/// even copied from the dry run's original: see [`CycleState::get_mut`]).
+fn update_with_pod(
+    state: &mut CycleState,
+    pod: &Pod,
+    other: &PodInfo,
+    node: &NodeInfo,
+    delta: i64,
+) -> Status {
+    let Some(s) = state.get::<FilterState>() else {
+        return Status::error("no pre-filter state: InterPodAffinity must also run as a pre-filter");
+    };
+    let theirs = other.affinity_terms().map_or(&[][..], |t| &t.required_anti_affinity[..]);
+    let (other_pod, terms) = (other.pod(), Arc::clone(&s.terms));
+    let existing: Vec<&str> =
+        theirs.iter().filter(|t| t.matches(pod)).map(|t| t.topology_key.as_str()).collect();
+    let affinity = terms.all_affinity_terms_match(other_pod);
+    let anti: Vec<&str> = terms
+        .required_anti_affinity
+        .iter()
+        .filter(|t| t.matches(other_pod))
+        .map(|t| t.topology_key.as_str())
+        .collect();
+    if existing.is_empty() && !affinity && anti.is_empty() {
+        return Status::Success;
+    }
     let Some(s) = state.get_mut::<FilterState>() else {
         return Status::error("no pre-filter state: InterPodAffinity must also run as a pre-filter");
     };
     let labels = node.labels();
-    if PodTerms::any(other) {
-        let theirs = PodTerms::of_existing(other);
-        for t in theirs.required_anti_affinity.iter().filter(|t| t.matches(pod)) {
-            s.existing_anti_affinity.add(labels, &t.topology_key, delta);
-        }
+    for key in existing {
+        s.existing_anti_affinity.add(labels, key, delta);
     }
-    if s.terms.all_affinity_terms_match(other) {
-        for t in &s.terms.required_affinity {
+    if affinity {
+        for t in &terms.required_affinity {
             s.affinity.add(labels, &t.topology_key, delta);
         }
     }
-    for t in s.terms.required_anti_affinity.iter().filter(|t| t.matches(other)) {
-        s.anti_affinity.add(labels, &t.topology_key, delta);
+    for key in anti {
+        s.anti_affinity.add(labels, key, delta);
     }
     s.no_affinity_match = s.affinity.all_zero();
     Status::Success

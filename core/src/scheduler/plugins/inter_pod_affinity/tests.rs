@@ -418,6 +418,7 @@ fn remove_and_add_pod_update_the_filter_state() {
         let at = victim.spec.as_ref().and_then(|s| s.node_name.as_deref()).expect("bound");
         let (at, node) = (snapshot.node(at).expect("node"), snapshot.node(checked).expect("node"));
         let before = plugin.filter(&state, &p, node);
+        let victim = &PodInfo::new(victim.clone()).expect("valid pod");
         assert_eq!(plugin.remove_pod(&mut state, &p, victim, at), Status::Success, "{name}");
         let removed = plugin.filter(&state, &p, node);
         assert_eq!(plugin.add_pod(&mut state, &p, victim, at), Status::Success, "{name}");

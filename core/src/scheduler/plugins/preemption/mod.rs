@@ -39,6 +39,16 @@ const NAME: &str = "DefaultPreemption";
 /// `status.startTime`, a pod not started counting as started last), and each one that leaves
 /// the pod fitting stays; the others are the victims.
 ///
+/// Pre-check (not in kube-scheduler, and without effect on the outcome): before a dry run,
+/// the filters that come before the first one that reads what the hooks change
+/// ([`FilterPlugin::reads_pod_updates`](crate::scheduler::FilterPlugin::reads_pod_updates);
+/// with the default profile, everything up to NodeResourcesFit) run on the node without its
+/// lower-priority pods. A node they reject cannot be a candidate, since the dry run would
+/// reach the same verdict or fail on a hook first, so it is passed over without copying the
+/// state and calling the hooks. Which nodes are tried and which become candidates is
+/// unchanged; only when none does do the passed-over nodes get their full dry runs, for the
+/// message and any error to be the dry runs' own.
+///
 /// Choice among candidates (kube-scheduler's `pickOneNodeForPreemption` without its PDB
 /// criterion): the lowest highest victim priority; then the smallest sum of victim priorities
 /// (each offset by 2^31, so negative priorities cannot make more victims look cheaper); then
@@ -65,6 +75,7 @@ impl Default for DefaultPreemption {
 }
 
 /// What a dry run on one node found.
+#[derive(Debug, PartialEq)]
 enum DryRun {
     /// The pod fits once these pods (the most important first) are gone.
     Victims(Vec<Arc<Pod>>),
@@ -144,8 +155,27 @@ impl DefaultPreemption {
         terminating.then_some("not eligible due to a terminating pod on the nominated node.")
     }
 
+    /// The pre-check: whether the node cannot be a candidate, as the filters that read no
+    /// hook updates find it without the pods of lower priority than `pod` (if it has none,
+    /// the dry run is as cheap as this and says why itself).
+    fn ruled_out(framework: &Framework, state: &CycleState, pod: &Pod, node: &NodeInfo) -> bool {
+        let priority = pod_priority(pod);
+        let lower = || node.pod_infos().iter().filter(|p| pod_priority(p.pod()) < priority);
+        let mut leading =
+            framework.profile().filters.iter().take_while(|f| !f.reads_pod_updates()).peekable();
+        if leading.peek().is_none() || lower().next().is_none() {
+            return false;
+        }
+        // The node exactly as the dry run has it when it first filters.
+        let mut emptied = node.clone();
+        for victim in lower() {
+            emptied.remove_pod_info(victim.key());
+        }
+        leading.any(|plugin| !plugin.filter(state, pod, &emptied).is_success())
+    }
+
     /// kube-scheduler's `SelectVictimsOnNode`, on copies of `state` and `node`.
-    fn dry_run(&self, framework: &Framework, state: &CycleState, pod: &Pod, node: &NodeInfo) -> DryRun {
+    fn dry_run(framework: &Framework, state: &CycleState, pod: &Pod, node: &NodeInfo) -> DryRun {
         let priority = pod_priority(pod);
         let mut potential: Vec<Arc<PodInfo>> =
             node.pod_infos().iter().filter(|p| pod_priority(p.pod()) < priority).cloned().collect();
@@ -211,7 +241,7 @@ fn remove(
 ) -> Result<(), String> {
     node.remove_pod_info(victim.key());
     for plugin in &framework.profile().pre_filters {
-        let status = plugin.remove_pod(state, pod, victim.pod(), node);
+        let status = plugin.remove_pod(state, pod, victim, node);
         if !status.is_success() {
             let reasons = status.reasons().join(", ");
             return Err(format!("running RemovePod on PreFilter plugin {:?}: {reasons}", plugin.name()));
@@ -230,7 +260,7 @@ fn add(
 ) -> Result<(), String> {
     node.add_pod_info(victim.clone());
     for plugin in &framework.profile().pre_filters {
-        let status = plugin.add_pod(state, pod, victim.pod(), node);
+        let status = plugin.add_pod(state, pod, victim, node);
         if !status.is_success() {
             let reasons = status.reasons().join(", ");
             return Err(format!("running AddPod on PreFilter plugin {:?}: {reasons}", plugin.name()));
@@ -288,26 +318,45 @@ impl PostFilterPlugin for DefaultPreemption {
                 .collect();
             snapshot.nodes().iter().filter(|n| resolvable.get(n.name()).copied().unwrap_or(false)).collect()
         };
-        let mut candidates = Vec::new();
-        let mut failures = Vec::new();
-        let mut errors = Vec::new();
+        // The nodes tried, in order, with their dry runs (`None`: ruled out by the pre-check).
+        let mut tried: Vec<(&NodeInfo, Option<DryRun>)> = Vec::new();
+        let mut found = 0;
         if !potential.is_empty() {
             let want = self.candidates_to_find(potential.len());
             let offset = self.offset(potential.len());
             for i in 0..potential.len() {
-                if candidates.len() >= want {
+                if found >= want {
                     break;
                 }
                 let node = potential[(offset + i) % potential.len()];
-                match self.dry_run(framework, state, pod, node) {
-                    DryRun::Victims(victims) => {
-                        candidates.push(Nomination { node: node.name().to_string(), victims });
-                    }
-                    DryRun::Rejected(plugin, status) => {
-                        failures.push(NodeFailure { node: node.name().to_string(), plugin, status });
-                    }
-                    DryRun::Failed(message) => errors.push(format!("node {}: {message}", node.name())),
+                let outcome = (!Self::ruled_out(framework, state, pod, node))
+                    .then(|| Self::dry_run(framework, state, pod, node));
+                found += usize::from(matches!(outcome, Some(DryRun::Victims(_))));
+                tried.push((node, outcome));
+            }
+            if found == 0 {
+                // Nothing helps: the message and errors are those of every node's dry run.
+                for (node, outcome) in tried.iter_mut().filter(|(_, o)| o.is_none()) {
+                    *outcome = Some(Self::dry_run(framework, state, pod, node));
                 }
+            }
+        }
+        let mut candidates = Vec::new();
+        let mut failures = Vec::new();
+        let mut errors = Vec::new();
+        for (node, outcome) in tried {
+            match outcome {
+                Some(DryRun::Victims(victims)) => {
+                    candidates.push(Nomination { node: node.name().to_string(), victims });
+                }
+                // The rejections and errors matter only when no node is a candidate.
+                Some(DryRun::Rejected(plugin, status)) if found == 0 => {
+                    failures.push(NodeFailure { node: node.name().to_string(), plugin, status });
+                }
+                Some(DryRun::Failed(message)) if found == 0 => {
+                    errors.push(format!("node {}: {message}", node.name()));
+                }
+                _ => {}
             }
         }
         if let Some(nomination) = pick_one(candidates) {

@@ -119,4 +119,20 @@ proptest! {
             PostFilterOutcome::Error(e) => prop_assert!(false, "error {}", e),
         }
     }
+
+    /// The pre-check passes over only nodes whose full dry run finds no victims (it rejects
+    /// them or fails), for any pod whose pre-filters pass, so the search tries the same nodes
+    /// and finds the same candidates with it as without it.
+    #[test]
+    fn the_pre_check_rules_out_no_candidate((nodes, incoming) in cluster()) {
+        let (snapshot, pod) = gen_cluster(&nodes, &incoming);
+        let framework = Framework::new(default_profile());
+        let Ok(state) = framework.pre_filter(&snapshot, &pod) else { return Ok(()) };
+        for node in snapshot.nodes() {
+            if DefaultPreemption::ruled_out(&framework, &state, &pod, node) {
+                let full = DefaultPreemption::dry_run(&framework, &state, &pod, node);
+                prop_assert!(!matches!(full, DryRun::Victims(_)), "{} ruled out, but {:?}", node.name(), full);
+            }
+        }
+    }
 }

@@ -463,7 +463,7 @@ impl PreFilterPlugin for Failing {
         Status::Success
     }
 
-    fn remove_pod(&self, _: &mut CycleState, pod: &Pod, _: &Arc<Pod>, node: &NodeInfo) -> Status {
+    fn remove_pod(&self, _: &mut CycleState, pod: &Pod, _: &PodInfo, node: &NodeInfo) -> Status {
         if node.labels().get("error").is_some_and(|v| v == "true") {
             return Status::error(format!(
                 "failed to remove pod: {}",
@@ -530,4 +530,33 @@ fn the_search_starts_at_a_rotating_offset() {
         };
     }
     assert_eq!(picked.len(), 3, "{picked:?}");
+}
+
+#[test]
+fn the_pre_check_passes_over_nodes_without_room_and_keeps_the_message() {
+    // node1 stays short even without its low pod (600m of a higher priority stays); node2
+    // has room once its pod goes.
+    let nodes = || build(vec![n("node1", "1", "110"), n("node2", "1", "110")]);
+    let pods = on(vec![
+        p("h1", "node1", "600m", HIGH),
+        p("l1", "node1", "300m", LOW),
+        p("l2", "node2", "800m", LOW),
+    ]);
+    let incoming = p("p", "", "500m", MID);
+    let snapshot = Snapshot::new(nodes(), pods.clone()).expect("valid snapshot");
+    let framework = Framework::new(default_profile());
+    let state = framework.pre_filter(&snapshot, &incoming).expect("pre-filter passes");
+    let ruled_out = |name: &str| {
+        let node = snapshot.node(name).expect("node");
+        DefaultPreemption::ruled_out(&framework, &state, &incoming, node)
+    };
+    assert_eq!((ruled_out("node1"), ruled_out("node2")), (true, false));
+    check(
+        "node2 is the candidate",
+        preempt(nodes(), pods.clone(), &incoming),
+        &Want::Nominate("node2", &["l2"]),
+    );
+    // With node1 alone nothing helps; its reason is the dry run's, not "not helpful".
+    let alone = preempt(build(vec![n("node1", "1", "110")]), pods[..2].to_vec(), &incoming);
+    check("node1 alone", alone, &Want::NotHelped("0/1 nodes are available: 1 Insufficient cpu."));
 }

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::pod_affinity_terms::pod_labels;
 use crate::scheduler::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, PreFilterPlugin, ScorePlugin, Snapshot,
-    Status,
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo, PreFilterPlugin, ScorePlugin,
+    Snapshot, Status,
 };
 
 mod constraint;
@@ -127,12 +127,12 @@ impl PreFilterPlugin for PodTopologySpread {
         Status::Success
     }
 
-    fn add_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
-        update_with_pod(state, pod, other, node, 1)
+    fn add_pod(&self, state: &mut CycleState, pod: &Pod, other: &PodInfo, node: &NodeInfo) -> Status {
+        update_with_pod(state, pod, other.pod(), node, 1)
     }
 
-    fn remove_pod(&self, state: &mut CycleState, pod: &Pod, other: &Arc<Pod>, node: &NodeInfo) -> Status {
-        update_with_pod(state, pod, other, node, -1)
+    fn remove_pod(&self, state: &mut CycleState, pod: &Pod, other: &PodInfo, node: &NodeInfo) -> Status {
+        update_with_pod(state, pod, other.pod(), node, -1)
     }
 }
 
@@ -147,9 +147,10 @@ fn min_match(c: &Constraint, domains: &Domains<Box<str>>) -> i64 {
 /// recomputes the fewest per domain. `other` counts where the pre-filter would have counted
 /// it: in the incoming pod's namespace, not terminating, matching the constraint's selector,
 /// on a node with every topology key that passes the constraint's inclusion policies. The
-/// `ScheduleAnyway` counts are left alone: preemption only filters.
+/// `ScheduleAnyway` counts are left alone: preemption only filters. A pod that counts
+/// nowhere leaves the state as it is (not even copied: see [`CycleState::get_mut`]).
 fn update_with_pod(state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeInfo, delta: i64) -> Status {
-    let Some(s) = state.get_mut::<FilterState>() else {
+    let Some(s) = state.get::<FilterState>() else {
         return Status::error("no pre-filter state: PodTopologySpread must also run as a pre-filter");
     };
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
@@ -159,13 +160,20 @@ fn update_with_pod(state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeIn
     let (labels, other_labels) = (node.labels(), pod_labels(other));
     let constraints = Arc::clone(&s.constraints);
     let inclusion = Inclusion::new(pod, &constraints);
-    for (i, c) in inclusion.counting(node, &constraints) {
-        if !c.counts_pods || !c.selector.matches(other_labels) {
-            continue;
-        }
-        let Some(value) = labels.get(c.topology_key.as_str()) else { continue };
-        Arc::make_mut(&mut s.counts)[i].add(Box::from(value.as_str()), delta);
-        s.min_match[i] = min_match(c, &s.counts[i]);
+    let counted: Vec<(usize, &str)> = inclusion
+        .counting(node, &constraints)
+        .filter(|(_, c)| c.counts_pods && c.selector.matches(other_labels))
+        .filter_map(|(i, c)| labels.get(c.topology_key.as_str()).map(|v| (i, v.as_str())))
+        .collect();
+    if counted.is_empty() {
+        return Status::Success;
+    }
+    let Some(s) = state.get_mut::<FilterState>() else {
+        return Status::error("no pre-filter state: PodTopologySpread must also run as a pre-filter");
+    };
+    for (i, value) in counted {
+        Arc::make_mut(&mut s.counts)[i].add(Box::from(value), delta);
+        s.min_match[i] = min_match(&constraints[i], &s.counts[i]);
     }
     Status::Success
 }

@@ -316,9 +316,10 @@ proptest! {
             prop_assert_eq!(PodTopologySpread.pre_filter(&mut fresh, &p, &without), Status::Success);
             let node = snapshot.node(at).expect("node");
             let mut dry_run = state.clone();
-            prop_assert_eq!(PodTopologySpread.remove_pod(&mut dry_run, &p, other, node), Status::Success);
+            let info = &PodInfo::new(other.clone()).expect("valid pod");
+            prop_assert_eq!(PodTopologySpread.remove_pod(&mut dry_run, &p, info, node), Status::Success);
             prop_assert_eq!(verdicts(&dry_run, &p, &snapshot), verdicts(&fresh, &p, &without), "without {}", other.metadata.name.as_deref().unwrap_or(""));
-            prop_assert_eq!(PodTopologySpread.add_pod(&mut dry_run, &p, other, node), Status::Success);
+            prop_assert_eq!(PodTopologySpread.add_pod(&mut dry_run, &p, info, node), Status::Success);
             prop_assert_eq!(verdicts(&dry_run, &p, &snapshot), before.clone(), "put back");
             prop_assert_eq!(verdicts(&state, &p, &snapshot), before, "the dry run's copy is its own");
         }

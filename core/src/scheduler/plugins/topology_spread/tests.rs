@@ -436,6 +436,7 @@ fn remove_and_add_pod_update_counts_and_the_fewest() {
         let at = victim.spec.as_ref().and_then(|s| s.node_name.as_deref()).expect("bound");
         let (at, node) = (snapshot.node(at).expect("node"), snapshot.node(checked).expect("node"));
         let before = PodTopologySpread.filter(&state, &p, node);
+        let victim = &PodInfo::new(victim.clone()).expect("valid pod");
         assert_eq!(PodTopologySpread.remove_pod(&mut state, &p, victim, at), Status::Success, "{name}");
         let removed = PodTopologySpread.filter(&state, &p, node);
         assert_eq!(PodTopologySpread.add_pod(&mut state, &p, victim, at), Status::Success, "{name}");

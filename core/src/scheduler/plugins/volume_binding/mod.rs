@@ -389,6 +389,11 @@ impl FilterPlugin for VolumeBinding {
         }
         Status::Success
     }
+
+    /// Reads the pod's claims and the node (its pre-filter has no add or remove hooks).
+    fn reads_pod_updates(&self) -> bool {
+        false
+    }
 }
 
 impl ReservePlugin for VolumeBinding {

@@ -18,9 +18,15 @@
 //! unschedulable goes to backoff instead of waiting for another event that may never come.
 //! Pods are known by `namespace/name`: adding a queued pod again replaces it, and a deleted
 //! pod leaves every queue.
+//!
+//! A pod that preempted others is *gated* ([`SchedulingQueue::gate`]) until the runtime has
+//! seen its victims go ([`SchedulingQueue::ungate`]): meanwhile it waits in the unschedulable
+//! set whatever the events, as kube-scheduler's DefaultPreemption holds its preemptor back
+//! (at PreEnqueue) while the evictions run. Retried earlier, the pod would find its victims
+//! still in place and preempt again.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,6 +197,8 @@ pub struct SchedulingQueue {
     /// By the time the pod was found unschedulable.
     unschedulable: BTreeSet<TimedKey>,
     in_flight: HashMap<String, InFlight>,
+    /// Preemptors waiting for their victims to go (in flight or unschedulable).
+    gated: HashSet<String>,
     seq: u64,
     cycle: u64,
 }
@@ -214,6 +222,7 @@ impl SchedulingQueue {
             backoff: BTreeSet::new(),
             unschedulable: BTreeSet::new(),
             in_flight: HashMap::new(),
+            gated: HashSet::new(),
             seq: 0,
             cycle: 0,
         }
@@ -277,7 +286,8 @@ impl SchedulingQueue {
             return;
         }
         let place = entry.place;
-        let moves = place == Place::Unschedulable && pod_updated(&entry.info.pod, &pod);
+        let moves =
+            place == Place::Unschedulable && !self.gated.contains(&key) && pod_updated(&entry.info.pod, &pod);
         let reorder = place == Place::Active && priority(&entry.info.pod) != priority(&pod);
         if !moves && !reorder {
             if let Some(entry) = self.entries.get_mut(&key) {
@@ -295,6 +305,37 @@ impl SchedulingQueue {
     pub fn delete(&mut self, key: &str) {
         self.remove(key);
         self.in_flight.remove(key);
+        self.gated.remove(key);
+    }
+
+    /// The pod with this key preempted others: until [`ungate`](Self::ungate), it goes to
+    /// the unschedulable set when it comes back from flight, and no event or update moves it
+    /// from there (only the [`tick`](Self::tick) after `max_in_unschedulable` does, in case
+    /// the runtime never sees its victims go).
+    pub fn gate(&mut self, key: &str) {
+        self.gated.insert(key.to_string());
+    }
+
+    /// The pod's victims are gone: events move it again, starting with the one that told of
+    /// the last victim's deletion.
+    pub fn ungate(&mut self, key: &str) {
+        self.gated.remove(key);
+    }
+
+    /// Whether the pod with this key is gated.
+    pub fn is_gated(&self, key: &str) -> bool {
+        self.gated.contains(key)
+    }
+
+    /// Moves an unschedulable or backing-off pod to the active queue at once (kube-scheduler's
+    /// `Activate`, which its preemption calls when evicting failed): it is no longer gated.
+    pub fn activate(&mut self, key: &str) {
+        self.gated.remove(key);
+        if matches!(self.place(key), Some(Place::Unschedulable | Place::Backoff(_)))
+            && let Some(info) = self.remove(key)
+        {
+            self.insert(info, Place::Active);
+        }
     }
 
     /// Takes the head of the active queue: it is in flight until its outcome is reported.
@@ -311,6 +352,9 @@ impl SchedulingQueue {
     /// The pod needs no more scheduling (it is bound, or being bound, or gone). If the pod
     /// was deleted and created again while in flight, the new one is added.
     pub fn done(&mut self, info: &QueuedPod, now: Instant) {
+        if self.in_flight.get(&info.key).is_some_and(|f| f.cycle == info.cycle) {
+            self.gated.remove(&info.key);
+        }
         if let Some(flight) = self.take_flight(info)
             && let Some(latest) = flight.latest.filter(|p| uid(p) != uid(&info.pod))
         {
@@ -319,11 +363,13 @@ impl SchedulingQueue {
     }
 
     /// No node fitted the pod; `plugins` rejected it. It waits in the unschedulable set, or
-    /// in backoff if an event while it was in flight could have helped it.
+    /// in backoff if an event while it was in flight could have helped it (and it is not
+    /// gated).
     pub fn requeue_unschedulable(&mut self, info: QueuedPod, plugins: BTreeSet<&'static str>, now: Instant) {
         let Some((mut info, events)) = self.returning(info, now) else { return };
         info.unschedulable_plugins = plugins;
-        let place = if events.iter().any(|e| e.may_help_any(&info.unschedulable_plugins)) {
+        let gated = self.gated.contains(&info.key);
+        let place = if !gated && events.iter().any(|e| e.may_help_any(&info.unschedulable_plugins)) {
             self.backoff_place(&info)
         } else {
             Place::Unschedulable
@@ -348,7 +394,11 @@ impl SchedulingQueue {
             .unschedulable
             .iter()
             .filter(|(_, _, key)| {
-                self.entries.get(key).is_some_and(|e| event.may_help_any(&e.info.unschedulable_plugins))
+                !self.gated.contains(key)
+                    && self
+                        .entries
+                        .get(key)
+                        .is_some_and(|e| event.may_help_any(&e.info.unschedulable_plugins))
             })
             .map(|(_, _, key)| key.clone())
             .collect();
@@ -423,6 +473,8 @@ impl SchedulingQueue {
         let flight = self.take_flight(&info)?;
         if let Some(latest) = flight.latest {
             if uid(&latest) != uid(&info.pod) {
+                // A new pod under the old name: the old one's preemption is not its own.
+                self.gated.remove(&info.key);
                 self.add(latest, now);
                 return None;
             }

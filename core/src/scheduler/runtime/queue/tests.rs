@@ -300,3 +300,47 @@ fn a_stale_outcome_does_not_touch_a_newer_attempt() {
     assert_eq!(q.place(&key("p")), Some(Place::InFlight), "the newer attempt is still in flight");
     assert_eq!(q.counts(), QueueCounts { in_flight: 1, ..Default::default() });
 }
+
+#[test]
+fn a_gated_preemptor_waits_for_its_ungating_whatever_the_events() {
+    let t0 = Instant::now();
+    let mut q = SchedulingQueue::new(QueueConfig::default());
+    q.add(pod("p", 0), t0);
+    let p = q.pop().expect("active");
+    // Gated in flight: an event that would send it to backoff does not.
+    q.gate(&key("p"));
+    assert_eq!(q.on_event(AssignedPodDeleted, t0), 0);
+    q.requeue_unschedulable(p, fit(), t0);
+    assert_eq!(q.place(&key("p")), Some(Place::Unschedulable));
+    // Neither events nor updates move it while gated.
+    assert_eq!(q.on_event(AssignedPodDeleted, t0 + 2 * S), 0);
+    let mut updated = (*pod("p", 0)).clone();
+    updated.metadata.labels = Some(BTreeMap::from([("v".into(), "2".into())]));
+    q.add(Arc::new(updated), t0 + 2 * S);
+    assert_eq!(q.place(&key("p")), Some(Place::Unschedulable));
+    // Ungated, the next helpful event moves it as usual.
+    q.ungate(&key("p"));
+    assert_eq!(q.on_event(AssignedPodDeleted, t0 + 2 * S), 1);
+    assert_eq!(q.place(&key("p")), Some(Place::Active));
+}
+
+#[test]
+fn a_gate_ends_with_its_pod_and_activation_skips_the_backoff() {
+    let t0 = Instant::now();
+    let mut q = SchedulingQueue::new(QueueConfig::default());
+    q.add(pod("p", 0), t0);
+    let p = q.pop().expect("active");
+    q.gate(&key("p"));
+    q.requeue_unschedulable(p, fit(), t0);
+    q.activate(&key("p"));
+    assert_eq!((q.place(&key("p")), q.is_gated(&key("p"))), (Some(Place::Active), false));
+    // Placed or deleted, a gated pod's gate goes with it.
+    let p = q.pop().expect("active");
+    q.gate(&key("p"));
+    q.done(&p, t0);
+    assert!(!q.is_gated(&key("p")));
+    q.add(pod("p", 0), t0);
+    q.gate(&key("p"));
+    q.delete(&key("p"));
+    assert!(!q.is_gated(&key("p")));
+}
