@@ -139,6 +139,12 @@ async fn step<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = R
         .map_err(|_| anyhow::anyhow!("{what}: no result within {secs} s"))?
 }
 
+/// A test's scenario, failing if it runs past `secs` seconds; a failure carries the last
+/// lines of every server log under `root`.
+async fn scenario(root: &Path, secs: u64, fut: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    step(secs, "the scenario", fut).await.with_context(|| format!("server logs:{}", server_logs(root)))
+}
+
 /// The last lines of every `server.log` under `root`, for a failure message.
 fn server_logs(root: &Path) -> String {
     let mut out = String::new();
@@ -269,18 +275,13 @@ async fn three_servers_survive_losing_the_leader() -> Result<()> {
     }
     let root = tempfile::tempdir()?;
     let home = tempfile::tempdir()?;
-    let scenario = tokio::time::timeout(Duration::from_secs(300), async {
-        let dirs: Vec<PathBuf> = (1..=3).map(|i| root.path().join(format!("s{i}"))).collect();
-        let addrs = [Addrs::new("127.0.0.1")?, Addrs::new("127.0.0.2")?, Addrs::new("127.0.0.3")?];
-
-        let s1 = start(&dirs[0], &addrs[0], &[]).await?;
-        let token = flotilla(&["token", "server", "--data-dir", path(&dirs[0])?]).await?;
+    scenario(root.path(), 300, async {
+        let (mut servers, token) = three_servers(root.path()).await?;
         assert!(token.starts_with("F10") && token.contains("::server:"), "{token}");
-        let seed = addrs[0].raft();
+        let seed = servers[0].addrs.raft();
         let join = ["--join", seed.as_str(), "--token", token.as_str()];
-        let s2 = start(&dirs[1], &addrs[1], &join).await?;
-        let s3 = start(&dirs[2], &addrs[2], &join).await?;
-        let mut servers = vec![s1, s2, s3];
+        let dirs: Vec<PathBuf> = servers.iter().map(|s| s.dir.clone()).collect();
+        let addrs: Vec<Addrs> = servers.iter().map(|s| s.addrs.clone()).collect();
 
         // Three voters; every server serves with the one cluster CA.
         let st = status(&dirs[0]).await?;
@@ -380,9 +381,6 @@ async fn three_servers_survive_losing_the_leader() -> Result<()> {
         Ok(())
     })
     .await
-    .map_err(|_| anyhow::anyhow!("the scenario ran past its outer timeout"))
-    .and_then(|r| r);
-    scenario.with_context(|| format!("server logs:{}", server_logs(root.path())))
 }
 
 #[tokio::test]
@@ -392,7 +390,7 @@ async fn status_and_snapshot_restore_into_a_new_cluster() -> Result<()> {
     }
     let root = tempfile::tempdir()?;
     let home = tempfile::tempdir()?;
-    let scenario = tokio::time::timeout(Duration::from_secs(180), async {
+    scenario(root.path(), 180, async {
         let (old, new) = (root.path().join("old"), root.path().join("new"));
         let mut s = start(&old, &Addrs::new("127.0.0.1")?, &[]).await?;
 
@@ -451,7 +449,4 @@ async fn status_and_snapshot_restore_into_a_new_cluster() -> Result<()> {
         Ok(())
     })
     .await
-    .map_err(|_| anyhow::anyhow!("the scenario ran past its outer timeout"))
-    .and_then(|r| r);
-    scenario.with_context(|| format!("server logs:{}", server_logs(root.path())))
 }

@@ -5,11 +5,10 @@
 //! ones docs/operations.md ("Membership") shows.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Addrs, Server, flotilla, kill, path, server_logs, status, step, three_servers};
+use super::{Addrs, Server, flotilla, kill, path, scenario, status, step, three_servers};
 
 /// A put through `server`'s etcd endpoint, then a get of the same key through `reader`'s.
 async fn write_then_read(server: &Server, reader: &Server, key: &str) -> Result<()> {
@@ -28,7 +27,7 @@ async fn write_then_read(server: &Server, reader: &Server, key: &str) -> Result<
 #[tokio::test]
 async fn removing_a_follower_leaves_two_voters_taking_writes() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let scenario = tokio::time::timeout(Duration::from_secs(300), async {
+    scenario(root.path(), 300, async {
         let (mut servers, _) = three_servers(root.path()).await?;
         let dirs: Vec<PathBuf> = servers.iter().map(|s| s.dir.clone()).collect();
         let addrs: Vec<Addrs> = servers.iter().map(|s| s.addrs.clone()).collect();
@@ -93,7 +92,4 @@ async fn removing_a_follower_leaves_two_voters_taking_writes() -> Result<()> {
         Ok(())
     })
     .await
-    .map_err(|_| anyhow::anyhow!("the scenario ran past its outer timeout"))
-    .and_then(|r| r);
-    scenario.with_context(|| format!("server logs:{}", server_logs(root.path())))
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Server, eventually, kill, server_logs, start, status, step, three_servers};
+use super::{Server, eventually, kill, scenario, start, status, step, three_servers};
 
 /// Keys whose put was acknowledged, shared by the writer and the test.
 #[derive(Clone, Default)]
@@ -69,7 +69,7 @@ async fn keys_through(server: &Server) -> Result<BTreeSet<String>> {
 #[tokio::test]
 async fn a_rolling_restart_keeps_taking_writes_and_loses_none() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let scenario = tokio::time::timeout(Duration::from_secs(300), async {
+    scenario(root.path(), 300, async {
         let (mut servers, _) = three_servers(root.path()).await?;
         let endpoints = servers.iter().map(|s| format!("http://{}:{}", s.addrs.ip, s.addrs.etcd)).collect();
         let (acked, stop) = (Acked::default(), Arc::new(AtomicBool::new(false)));
@@ -133,7 +133,4 @@ async fn a_rolling_restart_keeps_taking_writes_and_loses_none() -> Result<()> {
         Ok(())
     })
     .await
-    .map_err(|_| anyhow::anyhow!("the scenario ran past its outer timeout"))
-    .and_then(|r| r);
-    scenario.with_context(|| format!("server logs:{}", server_logs(root.path())))
 }
