@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Api, Client, Error as ClientError};
 use crate::registry::{DeleteOptions, Precondition};
-use crate::scheduler::{PodInfo, pod_key};
+use crate::scheduler::{PodInfo, Snapshot, pod_key};
 
 /// The pods nominated a node, by `namespace/name`.
 #[derive(Debug, Default)]
@@ -79,9 +79,37 @@ impl Nominator {
         self.pods.get(key).map(|n| n.node.as_str())
     }
 
+    /// The keys of the nominated pods.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.pods.keys().map(String::as_str)
+    }
+
     /// How many pods are nominated.
     pub(super) fn len(&self) -> usize {
         self.pods.len()
+    }
+
+    /// Adds to `snapshot` the nominated pods [`ahead_of`](Self::ahead_of) `pod` that are not
+    /// placed yet (`placed` says which are), returning the nodes and keys to take off after
+    /// the cycle.
+    ///
+    /// A placed pod already counts where it is. It can still be nominated here (a late
+    /// version of it, pending with its `status.nominatedNodeName`, nominates it again), and
+    /// adding it would replace it by key, so taking the addition off would take the pod
+    /// itself off its node: later cycles would see its room free and put another pod there.
+    pub(super) fn count_ahead<'a>(
+        &'a self,
+        snapshot: &mut Snapshot,
+        pod: &Pod,
+        placed: impl Fn(&str) -> bool,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut counted = Vec::new();
+        for (node, nominated) in self.ahead_of(pod) {
+            if !placed(nominated.key()) && snapshot.add_pod_info(node, nominated.clone()).is_ok() {
+                counted.push((node, nominated.key()));
+            }
+        }
+        counted
     }
 
     /// The nominated pods other than `pod` whose priority is at least its own, with their
@@ -255,6 +283,34 @@ mod tests {
         assert_eq!(n.ahead_of(&pod("other", 0, None)).count(), 3);
         n.remove("ns/high");
         assert_eq!(n.ahead_of(&pod("x", 60, None)).count(), 0);
+    }
+
+    #[test]
+    fn a_cycle_does_not_count_a_placed_pod_again_nor_take_it_off_its_node() {
+        let on_a = |name: &str| {
+            let mut p = (*pod(name, 10, Some("a"))).clone();
+            p.spec.get_or_insert_with(Default::default).node_name = Some("a".into());
+            Arc::new(p)
+        };
+        let node = crate::scheduler::testing::node("a").capacity("4", "8Gi", "110").build();
+        let mut snapshot = Snapshot::new([node], [on_a("placed")]).expect("snapshot");
+        let mut n = Nominator::default();
+        // Placed (the cache has it on `a`), then nominated again by a late pending version.
+        n.update(&pod("placed", 10, Some("a")));
+        n.nominate(pod("waiting", 10, None), "a".into());
+        let names = |s: &Snapshot| {
+            let mut names: Vec<String> =
+                s.node("a").expect("node").pod_infos().iter().map(|p| p.key().to_string()).collect();
+            names.sort();
+            names
+        };
+        let counted = n.count_ahead(&mut snapshot, &pod("p", 0, None), |key| key == "ns/placed");
+        assert_eq!(counted, [("a", "ns/waiting")]);
+        assert_eq!(names(&snapshot), ["ns/placed", "ns/waiting"]);
+        for (node, key) in counted {
+            snapshot.remove_pod_key(node, key).expect("counted");
+        }
+        assert_eq!(names(&snapshot), ["ns/placed"], "the placed pod keeps its room");
     }
 
     #[test]

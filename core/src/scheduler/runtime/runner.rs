@@ -358,7 +358,11 @@ impl Runner {
             self.queue.delete(&key);
         } else {
             let pod = Arc::new(pod);
-            self.nominator.update(&pod);
+            // A late pending version of a pod placed since (its bind on the way) does not
+            // nominate it again: it holds its room where the cache has it.
+            if !self.cache.has_pod(&pod_key(&pod)) {
+                self.nominator.update(&pod);
+            }
             self.queue.add(pod, now);
         }
     }
@@ -379,6 +383,9 @@ impl Runner {
         else {
             return self.queue.done(&info, now);
         };
+        // Nominated pods the cache has placed (usually none: see `Nominator::count_ahead`).
+        let cache = &self.cache;
+        let placed: Vec<&str> = self.nominator.keys().filter(|key| cache.has_pod(key)).collect();
         let snapshot = match self.cache.snapshot_mut() {
             Ok(snapshot) => snapshot,
             Err(error) => {
@@ -388,12 +395,7 @@ impl Runner {
             }
         };
         // Room promised to nominated pods of at least this priority is taken for this cycle.
-        let mut counted = Vec::new();
-        for (node, nominated) in self.nominator.ahead_of(&info.pod) {
-            if snapshot.add_pod_info(node, nominated.clone()).is_ok() {
-                counted.push((node, nominated.key()));
-            }
-        }
+        let counted = self.nominator.count_ahead(snapshot, &info.pod, |key| placed.contains(&key));
         // A pod that preempted tries the node it was nominated first; this process's
         // nomination may be ahead of the pod's status.
         let nominated = self.nominator.node_of(&info.key).or_else(|| nominator::nominated_node(&info.pod));

@@ -152,6 +152,11 @@ impl SchedulerCache {
         self.assumed
     }
 
+    /// Whether the cache has the pod with this key on a node (assumed or bound).
+    pub fn has_pod(&self, key: &str) -> bool {
+        self.pods.contains_key(key)
+    }
+
     /// Where the cache has the pod with this key.
     pub fn placement(&self, key: &str) -> Option<Placement> {
         self.pods.get(key).map(|p| Placement {
