@@ -47,8 +47,8 @@ pub use framework::{
     WeightedScore, default_normalize,
 };
 pub use snapshot::{
-    DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, NodeInfo, PodInfo, PodRequests, Resources, Snapshot,
-    pod_key,
+    DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, NodeInfo, NodeTotals, PodInfo, PodRequests, Resources,
+    Snapshot, pod_key,
 };
 pub use status::{FitError, NodeFailure, Status};
 pub use volumes::VolumeCatalog;

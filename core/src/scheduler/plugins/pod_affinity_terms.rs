@@ -242,6 +242,16 @@ impl TopologyCounts {
         self.0.iter().filter_map(|(key, values)| node_labels.get(key).and_then(|v| values.get(v))).sum()
     }
 
+    /// The domains with a non-zero sum, as `((key, value), sum)`.
+    #[cfg(test)]
+    pub(crate) fn non_zero(&self) -> BTreeMap<(String, String), i64> {
+        self.0
+            .iter()
+            .flat_map(|(key, values)| values.iter().map(move |(v, &n)| ((key.clone(), v.clone()), n)))
+            .filter(|&(_, n)| n != 0)
+            .collect()
+    }
+
     /// Whether a node with `node_labels` is in some domain with a positive sum.
     pub(crate) fn any_positive_for(&self, node_labels: &BTreeMap<String, String>) -> bool {
         self.0

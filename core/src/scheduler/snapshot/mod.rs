@@ -13,7 +13,11 @@ use super::volumes::VolumeCatalog;
 use super::{Error, Result};
 use crate::scheduler::plugins::pod_affinity_terms::PodTerms;
 
+mod memo;
 mod requests;
+
+use memo::Memos;
+pub use memo::NodeTotals;
 
 pub use requests::{DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, PodRequests, Resources, pod_key};
 
@@ -230,6 +234,12 @@ pub struct Snapshot {
     volumes: Arc<VolumeCatalog>,
     /// How many pods on all nodes have affinity terms.
     with_affinity: usize,
+    /// Bumped by every pod added to or taken off a node.
+    version: u64,
+    /// The [`Snapshot::version`] each node (by index) last changed at.
+    node_versions: Vec<u64>,
+    /// What plugins derive from this snapshot between cycles ([`Snapshot::with_memo`]).
+    memos: Memos,
 }
 
 impl Snapshot {
@@ -262,6 +272,7 @@ impl Snapshot {
             }
             snapshot.index.insert(info.name().to_string(), snapshot.nodes.len());
             snapshot.nodes.push(info);
+            snapshot.node_versions.push(0);
         }
         for info in pods {
             if let Some(&i) = placed_on(&info.pod).and_then(|node| snapshot.index.get(node)) {
@@ -298,6 +309,33 @@ impl Snapshot {
         self.with_affinity > 0
     }
 
+    /// How many times a pod was added to or taken off a node since the snapshot was built.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The indexes (in [`Snapshot::nodes`]) of the nodes whose pods changed after `version`.
+    pub fn changed_since(&self, version: u64) -> impl Iterator<Item = usize> + '_ {
+        self.node_versions.iter().enumerate().filter(move |&(_, &v)| v > version).map(|(i, _)| i)
+    }
+
+    /// Runs `f` on this snapshot's memo of type `T` (made with `T::default()` on first use),
+    /// where a plugin keeps what it derives from the snapshot between cycles, with the
+    /// [`Snapshot::version`] it was derived at: on the next cycle it redoes only the nodes
+    /// [`Snapshot::changed_since`] names. A memo describes this snapshot only: a clone starts
+    /// without any, and so does a snapshot the cache rebuilds.
+    pub fn with_memo<T: Default + Send + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.memos.with(f)
+    }
+
+    /// Records that the node at `i` changed.
+    fn touch(&mut self, i: usize) {
+        self.version += 1;
+        if let Some(v) = self.node_versions.get_mut(i) {
+            *v = self.version;
+        }
+    }
+
     /// The claims, volumes and storage classes.
     pub fn volumes(&self) -> &Arc<VolumeCatalog> {
         &self.volumes
@@ -323,6 +361,7 @@ impl Snapshot {
     pub fn add_pod_info(&mut self, node: &str, info: Arc<PodInfo>) -> Result<()> {
         let &i = self.index.get(node).ok_or_else(|| Error::NodeNotFound(node.to_string()))?;
         let before = self.nodes[i].with_affinity.len();
+        self.touch(i);
         self.nodes[i].add_pod_info(info);
         self.with_affinity = self.with_affinity - before + self.nodes[i].with_affinity.len();
         Ok(())
@@ -339,6 +378,7 @@ impl Snapshot {
         let removed = self.nodes[i]
             .remove_by_key(key)
             .ok_or_else(|| Error::PodNotFound { pod: key.to_string(), node: node.to_string() })?;
+        self.touch(i);
         if removed.terms.is_some() {
             self.with_affinity -= 1;
         }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::pod_affinity_terms::{PodTerms, TopologyCounts};
+use super::pod_affinity_terms::{PodTerms, TopologyCounts, pod_labels};
 use crate::scheduler::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo, PreFilterPlugin, ScorePlugin,
-    Snapshot, Status,
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, NodeTotals, PodInfo, PreFilterPlugin,
+    ScorePlugin, Snapshot, Status,
 };
 
 /// Keeps a pod off nodes that break required pod affinity or anti-affinity, its own or (by
@@ -76,90 +76,156 @@ impl InterPodAffinity {
         self.hard_pod_affinity_weight
     }
 
-    /// One pass over the pods of `nodes`: the filter's counts and the scores per domain.
-    fn collect<'a>(
-        &self,
-        pod: &Pod,
-        terms: Arc<PodTerms>,
-        nodes: impl IntoIterator<Item = &'a NodeInfo>,
-    ) -> (FilterState, ScoreState) {
-        let mut affinity = TopologyCounts::default();
-        let mut anti_affinity = TopologyCounts::default();
-        let mut existing_anti_affinity = TopologyCounts::default();
-        let mut scores = TopologyCounts::default();
-        let incoming = !terms.is_empty();
-        for node in nodes {
-            let labels = node.labels();
-            // The incoming pod's terms against every pod; only pods that have terms of their
-            // own can add to the symmetric counts.
-            if incoming {
-                for existing in node.pods() {
-                    if terms.all_affinity_terms_match(existing) {
-                        for t in &terms.required_affinity {
-                            affinity.add(labels, &t.topology_key, 1);
-                        }
-                    }
-                    for t in terms.required_anti_affinity.iter().filter(|t| t.matches(existing)) {
-                        anti_affinity.add(labels, &t.topology_key, 1);
-                    }
-                    for w in terms.preferred_affinity.iter().filter(|w| w.term.matches(existing)) {
-                        scores.add(labels, &w.term.topology_key, w.weight);
-                    }
-                    for w in terms.preferred_anti_affinity.iter().filter(|w| w.term.matches(existing)) {
-                        scores.add(labels, &w.term.topology_key, -w.weight);
+    /// Calls `add(sum, topology key, n)` for what `node` adds to the sums: the incoming pod's
+    /// terms against every pod on it and, symmetrically, the terms of its pods that have some
+    /// against the incoming pod.
+    fn visit(&self, pod: &Pod, terms: &PodTerms, node: &NodeInfo, mut add: impl FnMut(Sum, &str, i64)) {
+        // Only pods that have terms of their own can add to the symmetric counts.
+        if !terms.is_empty() {
+            for existing in node.pods() {
+                if terms.all_affinity_terms_match(existing) {
+                    for t in &terms.required_affinity {
+                        add(Sum::Affinity, &t.topology_key, 1);
                     }
                 }
-            }
-            for theirs in node.pods_with_affinity().iter().filter_map(|p| p.affinity_terms()) {
-                for t in theirs.required_anti_affinity.iter().filter(|t| t.matches(pod)) {
-                    existing_anti_affinity.add(labels, &t.topology_key, 1);
+                for t in terms.required_anti_affinity.iter().filter(|t| t.matches(existing)) {
+                    add(Sum::AntiAffinity, &t.topology_key, 1);
                 }
-                if self.hard_pod_affinity_weight > 0 {
-                    for t in theirs.required_affinity.iter().filter(|t| t.matches(pod)) {
-                        scores.add(labels, &t.topology_key, self.hard_pod_affinity_weight);
-                    }
+                for w in terms.preferred_affinity.iter().filter(|w| w.term.matches(existing)) {
+                    add(Sum::Score, &w.term.topology_key, w.weight);
                 }
-                for w in theirs.preferred_affinity.iter().filter(|w| w.term.matches(pod)) {
-                    scores.add(labels, &w.term.topology_key, w.weight);
-                }
-                for w in theirs.preferred_anti_affinity.iter().filter(|w| w.term.matches(pod)) {
-                    scores.add(labels, &w.term.topology_key, -w.weight);
+                for w in terms.preferred_anti_affinity.iter().filter(|w| w.term.matches(existing)) {
+                    add(Sum::Score, &w.term.topology_key, -w.weight);
                 }
             }
         }
+        for theirs in node.pods_with_affinity().iter().filter_map(|p| p.affinity_terms()) {
+            for t in theirs.required_anti_affinity.iter().filter(|t| t.matches(pod)) {
+                add(Sum::ExistingAntiAffinity, &t.topology_key, 1);
+            }
+            if self.hard_pod_affinity_weight > 0 {
+                for t in theirs.required_affinity.iter().filter(|t| t.matches(pod)) {
+                    add(Sum::Score, &t.topology_key, self.hard_pod_affinity_weight);
+                }
+            }
+            for w in theirs.preferred_affinity.iter().filter(|w| w.term.matches(pod)) {
+                add(Sum::Score, &w.term.topology_key, w.weight);
+            }
+            for w in theirs.preferred_anti_affinity.iter().filter(|w| w.term.matches(pod)) {
+                add(Sum::Score, &w.term.topology_key, -w.weight);
+            }
+        }
+    }
+
+    /// The sums over `nodes`, counted afresh.
+    fn sums<'a>(&self, pod: &Pod, terms: &PodTerms, nodes: impl IntoIterator<Item = &'a NodeInfo>) -> Sums {
+        let mut sums = Sums::default();
+        for node in nodes {
+            let labels = node.labels();
+            self.visit(pod, terms, node, |sum, key, n| sums.get_mut(sum).add(labels, key, n));
+        }
+        sums
+    }
+
+    /// The sums over every node of `snapshot`, kept in the snapshot for the next pod with the
+    /// same terms, namespace and labels (only nodes whose pods changed are counted again).
+    fn snapshot_sums(&self, pod: &Pod, terms: &PodTerms, snapshot: &Snapshot) -> Arc<Sums> {
+        let key = format!(
+            "{terms:?}\0{:?}\0{:?}\0{}",
+            pod.metadata.namespace,
+            pod_labels(pod),
+            self.hard_pod_affinity_weight
+        );
+        snapshot.with_memo(|AffinityMemo(memo)| {
+            memo.totals(
+                &key,
+                snapshot,
+                |node| {
+                    let mut part: Vec<(Sum, Box<str>, i64)> = Vec::new();
+                    self.visit(pod, terms, node, |sum, key, n| {
+                        match part.iter_mut().find(|(s, k, _)| *s == sum && &**k == key) {
+                            Some((_, _, total)) => *total += n,
+                            None => part.push((sum, Box::from(key), n)),
+                        }
+                    });
+                    part.into_boxed_slice()
+                },
+                |sums, node, part, sign| {
+                    for (sum, key, n) in part.iter() {
+                        sums.get_mut(*sum).add(node.labels(), key, sign * n);
+                    }
+                },
+                Sums::default,
+            )
+        })
+    }
+
+    /// The filter's and the score's state from the sums.
+    fn states(pod: &Pod, terms: Arc<PodTerms>, sums: Arc<Sums>) -> (FilterState, ScoreState) {
         let self_affinity = terms.all_affinity_terms_match(pod);
-        let no_affinity_match = affinity.all_zero();
-        let filter = FilterState {
-            terms,
-            affinity,
-            anti_affinity,
-            existing_anti_affinity,
-            no_affinity_match,
-            self_affinity,
-        };
-        (filter, ScoreState(scores))
+        let no_affinity_match = sums.affinity.all_zero();
+        let score = ScoreState(Arc::clone(&sums));
+        (FilterState { terms, sums, no_affinity_match, self_affinity }, score)
     }
 }
 
-/// What the filter reads, computed by the pre-filter.
-#[derive(Clone, Debug)]
-struct FilterState {
-    terms: Arc<PodTerms>,
+/// One of the pre-filter's sums per topology domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sum {
+    Affinity,
+    AntiAffinity,
+    ExistingAntiAffinity,
+    Score,
+}
+
+/// The pre-filter's sums per topology domain, over every node.
+#[derive(Clone, Debug, Default)]
+struct Sums {
     /// Pods matching all the required affinity terms, per domain of each term's key.
     affinity: TopologyCounts,
     /// Pods matching each required anti-affinity term, per domain of its key.
     anti_affinity: TopologyCounts,
     /// Existing pods whose required anti-affinity terms match the incoming pod.
     existing_anti_affinity: TopologyCounts,
+    /// The score per domain.
+    scores: TopologyCounts,
+}
+
+impl Sums {
+    fn get_mut(&mut self, sum: Sum) -> &mut TopologyCounts {
+        match sum {
+            Sum::Affinity => &mut self.affinity,
+            Sum::AntiAffinity => &mut self.anti_affinity,
+            Sum::ExistingAntiAffinity => &mut self.existing_anti_affinity,
+            Sum::Score => &mut self.scores,
+        }
+    }
+}
+
+/// What one node adds to the sums: per sum and topology key, the amount.
+type NodePart = Box<[(Sum, Box<str>, i64)]>;
+
+/// The sums a snapshot keeps: per node, what it adds to each sum per topology key.
+#[derive(Default)]
+struct AffinityMemo(NodeTotals<NodePart, Sums>);
+
+/// What the filter reads, computed by the pre-filter.
+#[derive(Clone, Debug)]
+struct FilterState {
+    terms: Arc<PodTerms>,
+    /// The sums (the score's too: shared with the snapshot's memo and the score's state; a
+    /// preemption dry run copies them when it changes them).
+    sums: Arc<Sums>,
     /// No pod anywhere matches all the required affinity terms.
     no_affinity_match: bool,
     /// The incoming pod matches all its own required affinity terms.
     self_affinity: bool,
 }
 
-/// Score per domain, computed by the pre-filter (or the pre-score without one).
+/// Score per domain ([`Sums::scores`]), computed by the pre-filter (or the pre-score without
+/// one).
 #[derive(Clone, Debug)]
-struct ScoreState(TopologyCounts);
+struct ScoreState(Arc<Sums>);
 
 const NAME: &str = "InterPodAffinity";
 
@@ -174,11 +240,12 @@ impl PreFilterPlugin for InterPodAffinity {
             Err(message) => return Status::error(message),
         };
         // With no terms on either side there is nothing to count (kube-scheduler skips too).
-        let (filter, score) = if terms.is_empty() && !snapshot.has_pods_with_affinity() {
-            self.collect(pod, terms, [])
+        let sums = if terms.is_empty() && !snapshot.has_pods_with_affinity() {
+            Arc::new(Sums::default())
         } else {
-            self.collect(pod, terms, snapshot.nodes())
+            self.snapshot_sums(pod, &terms, snapshot)
         };
+        let (filter, score) = Self::states(pod, terms, sums);
         state.insert(filter);
         state.insert(score);
         Status::Success
@@ -227,18 +294,19 @@ fn update_with_pod(
         return Status::error("no pre-filter state: InterPodAffinity must also run as a pre-filter");
     };
     let labels = node.labels();
+    let sums = Arc::make_mut(&mut s.sums);
     for key in existing {
-        s.existing_anti_affinity.add(labels, key, delta);
+        sums.existing_anti_affinity.add(labels, key, delta);
     }
     if affinity {
         for t in &terms.required_affinity {
-            s.affinity.add(labels, &t.topology_key, delta);
+            sums.affinity.add(labels, &t.topology_key, delta);
         }
     }
     for key in anti {
-        s.anti_affinity.add(labels, key, delta);
+        sums.anti_affinity.add(labels, key, delta);
     }
-    s.no_affinity_match = s.affinity.all_zero();
+    s.no_affinity_match = sums.affinity.all_zero();
     Status::Success
 }
 
@@ -257,7 +325,7 @@ impl FilterPlugin for InterPodAffinity {
             let Some(value) = labels.get(&t.topology_key) else {
                 return Status::unresolvable(Self::AFFINITY_REASON);
             };
-            if s.affinity.get(&t.topology_key, value) <= 0 {
+            if s.sums.affinity.get(&t.topology_key, value) <= 0 {
                 pods_exist = false;
             }
         }
@@ -266,12 +334,12 @@ impl FilterPlugin for InterPodAffinity {
             return Status::unresolvable(Self::AFFINITY_REASON);
         }
         let anti = s.terms.required_anti_affinity.iter().any(|t| {
-            labels.get(&t.topology_key).is_some_and(|v| s.anti_affinity.get(&t.topology_key, v) > 0)
+            labels.get(&t.topology_key).is_some_and(|v| s.sums.anti_affinity.get(&t.topology_key, v) > 0)
         });
         if anti {
             return Status::unschedulable(Self::ANTI_AFFINITY_REASON);
         }
-        if s.existing_anti_affinity.any_positive_for(labels) {
+        if s.sums.existing_anti_affinity.any_positive_for(labels) {
             return Status::unschedulable(Self::EXISTING_ANTI_AFFINITY_REASON);
         }
         Status::Success
@@ -290,8 +358,7 @@ impl ScorePlugin for InterPodAffinity {
         }
         match PodTerms::of(pod) {
             Ok(terms) => {
-                let (_, score) = self.collect(pod, Arc::new(terms), nodes.iter().copied());
-                state.insert(score);
+                state.insert(ScoreState(Arc::new(self.sums(pod, &terms, nodes.iter().copied()))));
                 Status::Success
             }
             Err(message) => Status::error(message),
@@ -300,7 +367,7 @@ impl ScorePlugin for InterPodAffinity {
 
     /// The sum of the scores of the node's domains.
     fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
-        state.get::<ScoreState>().map_or(0, |s| s.0.sum_for(node.labels()))
+        state.get::<ScoreState>().map_or(0, |s| s.0.scores.sum_for(node.labels()))
     }
 
     /// Min-max scaling to `0..=100`, truncated, as kube-scheduler computes it (in floating
@@ -317,5 +384,7 @@ impl ScorePlugin for InterPodAffinity {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -95,6 +95,109 @@ fn selects_nodes(pod: &Pod) -> bool {
             .is_some_and(|a| a.required_during_scheduling_ignored_during_execution.is_some())
 }
 
+/// A constraint's count on a node it does not count: the node lacks a topology key or fails
+/// the constraint's inclusion policies, or the constraint is left to the score.
+pub(super) const NOT_COUNTED: i64 = i64::MIN;
+
+/// Counts one incoming pod's constraints, node by node.
+pub(super) struct Counter<'p, 'c> {
+    pod: &'p Pod,
+    constraints: &'c [Constraint],
+    namespace: &'p str,
+    inclusion: Inclusion<'p>,
+    /// Whether each constraint is counted (not left to the score).
+    counted: Vec<bool>,
+    /// Whether a selector matches a pod without labels (`!app`, `app notin (x)`).
+    unlabeled_match: bool,
+}
+
+impl<'p, 'c> Counter<'p, 'c> {
+    /// The counter for `pod`'s `constraints`; those for which `skip` holds count nowhere.
+    pub(super) fn new(
+        pod: &'p Pod,
+        constraints: &'c [Constraint],
+        skip: impl Fn(&Constraint) -> bool,
+    ) -> Self {
+        Counter {
+            pod,
+            constraints,
+            namespace: pod.metadata.namespace.as_deref().unwrap_or(""),
+            inclusion: Inclusion::new(pod, constraints),
+            counted: constraints.iter().map(|c| !skip(c)).collect(),
+            unlabeled_match: constraints
+                .iter()
+                .any(|c| c.counts_pods && c.selector.matches(&BTreeMap::new())),
+        }
+    }
+
+    /// Whether any constraint is counted.
+    pub(super) fn counts_any(&self) -> bool {
+        self.counted.contains(&true)
+    }
+
+    /// Everything the counts depend on besides the snapshot: the namespace, each constraint's
+    /// topology key, selector and policies, and the parts of the pod the policies read. Two
+    /// pods with the same key get the same counts.
+    pub(super) fn key(&self) -> String {
+        use std::fmt::Write;
+        let mut key = String::with_capacity(256);
+        let _ = write!(key, "{}", self.namespace);
+        for (c, counted) in self.constraints.iter().zip(&self.counted) {
+            let _ = write!(
+                key,
+                "\0{counted}|{}|{}|{}|{}|{:?}",
+                c.topology_key, c.counts_pods, c.honor_node_affinity, c.honor_taints, c.selector
+            );
+        }
+        let spec = self.pod.spec.as_ref();
+        if self.constraints.iter().any(|c| c.honor_node_affinity) {
+            let affinity = spec.and_then(|s| s.affinity.as_ref()).and_then(|a| a.node_affinity.as_ref());
+            let _ = write!(key, "\0{:?}|{:?}", spec.and_then(|s| s.node_selector.as_ref()), affinity);
+        }
+        if self.constraints.iter().any(|c| c.honor_taints) {
+            let _ = write!(key, "\0{:?}", self.inclusion.tolerations);
+        }
+        key
+    }
+
+    /// Writes each constraint's matching pods on `node` into `out` ([`NOT_COUNTED`] for the
+    /// constraints not counting it) and, when the node has every topology key, the node's
+    /// value of each key into `values`. Only nodes with every constraint's topology key count,
+    /// each for the constraints whose inclusion policies it passes.
+    pub(super) fn node<'n>(&self, node: &'n NodeInfo, values: &mut Vec<&'n str>, out: &mut [i64]) {
+        out.fill(NOT_COUNTED);
+        let labels = node.labels();
+        values.clear();
+        values.extend(
+            self.constraints.iter().map_while(|c| labels.get(c.topology_key.as_str()).map(String::as_str)),
+        );
+        if values.len() < self.constraints.len() {
+            return;
+        }
+        let mut pods = false;
+        for (i, c) in self.inclusion.counting(node, self.constraints).filter(|&(i, _)| self.counted[i]) {
+            out[i] = 0;
+            pods |= c.counts_pods;
+        }
+        if !pods {
+            return;
+        }
+        for p in node.pods() {
+            let labels = pod_labels(p);
+            // Reading the pod's namespace costs a cache miss per pod: a pod without labels
+            // that no selector would match is left out before.
+            if (labels.is_empty() && !self.unlabeled_match) || !counts_in(p, self.namespace) {
+                continue;
+            }
+            for (c, n) in self.constraints.iter().zip(out.iter_mut()) {
+                if *n != NOT_COUNTED && c.counts_pods && c.selector.matches(labels) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+}
+
 /// Matching pods per domain, for each constraint, over `nodes` (kube-scheduler's
 /// `TpValueToMatchNum`): only nodes with every constraint's topology key count, each for the
 /// constraints whose inclusion policies it passes. Constraints for which `skip` holds get no
@@ -105,48 +208,18 @@ pub(super) fn domain_counts<'a>(
     nodes: impl IntoIterator<Item = &'a NodeInfo>,
     skip: impl Fn(&Constraint) -> bool,
 ) -> Vec<Domains<Box<str>>> {
+    let counter = Counter::new(pod, constraints, skip);
     let mut tallies: Vec<Domains<&'a str>> = constraints.iter().map(|_| Domains::default()).collect();
-    let counted: Vec<bool> = constraints.iter().map(|c| !skip(c)).collect();
-    if !counted.contains(&true) {
-        return tallies.into_iter().map(Domains::into_owned).collect();
-    }
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
-    let inclusion = Inclusion::new(pod, constraints);
-    // Whether a selector matches a pod without labels (`!app`, `app notin (x)`).
-    let unlabeled_match = constraints.iter().any(|c| c.counts_pods && c.selector.matches(&BTreeMap::new()));
-    // Per node: each constraint's topology value, and (constraint, matching pods) for the
-    // constraints counting the node.
-    let mut values: Vec<&'a str> = Vec::with_capacity(constraints.len());
-    let mut here: Vec<(usize, i64)> = Vec::with_capacity(constraints.len());
-    for node in nodes {
-        let labels = node.labels();
-        values.clear();
-        values.extend(
-            constraints.iter().map_while(|c| labels.get(c.topology_key.as_str()).map(String::as_str)),
-        );
-        if values.len() < constraints.len() {
-            continue;
-        }
-        here.clear();
-        here.extend(inclusion.counting(node, constraints).filter(|&(i, _)| counted[i]).map(|(i, _)| (i, 0)));
-        if here.iter().any(|&(i, _)| constraints[i].counts_pods) {
-            for p in node.pods() {
-                let labels = pod_labels(p);
-                // Reading the pod's namespace costs a cache miss per pod: a pod without labels
-                // that no selector would match is left out before.
-                if (labels.is_empty() && !unlabeled_match) || !counts_in(p, namespace) {
-                    continue;
-                }
-                for (i, n) in &mut here {
-                    let c = &constraints[*i];
-                    if c.counts_pods && c.selector.matches(labels) {
-                        *n += 1;
-                    }
+    if counter.counts_any() {
+        let mut values = Vec::with_capacity(constraints.len());
+        let mut here = vec![NOT_COUNTED; constraints.len()];
+        for node in nodes {
+            counter.node(node, &mut values, &mut here);
+            for ((tally, &n), &value) in tallies.iter_mut().zip(&here).zip(&values) {
+                if n != NOT_COUNTED {
+                    tally.add(value, n);
                 }
             }
-        }
-        for &(i, n) in &here {
-            tallies[i].add(values[i], n);
         }
     }
     tallies.into_iter().map(Domains::into_owned).collect()

@@ -59,6 +59,15 @@ impl<K: Borrow<str> + Eq + Hash> Domains<K> {
         }
     }
 
+    /// Adds `n` matching pods to `domain` if present; false if it is not.
+    pub(super) fn adjust(&mut self, domain: &str, n: i64) -> bool {
+        let count = match self {
+            Domains::Few(list) => list.iter_mut().find(|(k, _)| name(k) == domain).map(|(_, count)| count),
+            Domains::Many(map) => map.get_mut(domain),
+        };
+        count.map(|c| *c += n).is_some()
+    }
+
     /// How many domains there are.
     pub(super) fn len(&self) -> usize {
         match self {

@@ -14,10 +14,12 @@ use crate::scheduler::{
 mod constraint;
 mod counting;
 mod domains;
+mod memo;
 
 use constraint::Constraint;
 use counting::{Inclusion, count_matching, counts_in, domain_counts};
 use domains::Domains;
+use memo::snapshot_counts;
 
 /// The node label naming the node itself: its domains are single nodes, counted while scoring.
 const HOSTNAME: &str = "kubernetes.io/hostname";
@@ -94,7 +96,7 @@ struct FilterState {
 #[derive(Clone, Debug)]
 struct SoftCounts {
     constraints: Arc<[Constraint]>,
-    counts: Arc<[Domains<Box<str>>]>,
+    counts: Arc<Vec<Domains<Box<str>>>>,
 }
 
 /// Each soft constraint's weight, `ln(domains among the feasible nodes + 2)`.
@@ -112,18 +114,13 @@ impl PreFilterPlugin for PodTopologySpread {
                 (Ok(hard), Ok(soft)) => (hard, soft),
                 (Err(message), _) | (_, Err(message)) => return Status::error(message),
             };
-        let counts = domain_counts(pod, &hard, snapshot.nodes(), |_| false);
-        let min_match = hard.iter().zip(&counts).map(|(c, domains)| min_match(c, domains)).collect();
+        let counts = snapshot_counts(pod, &hard, snapshot, |_| false);
+        let min_match = hard.iter().zip(counts.iter()).map(|(c, domains)| min_match(c, domains)).collect();
         let labels = pod_labels(pod);
         let self_match = hard.iter().map(|c| i64::from(c.selector.matches(labels))).collect();
-        state.insert(FilterState {
-            constraints: hard.into(),
-            counts: Arc::new(counts),
-            min_match,
-            self_match,
-        });
-        let soft_counts = domain_counts(pod, &soft, snapshot.nodes(), is_hostname);
-        state.insert(SoftCounts { constraints: soft.into(), counts: soft_counts.into() });
+        state.insert(FilterState { constraints: hard.into(), counts, min_match, self_match });
+        let soft_counts = snapshot_counts(pod, &soft, snapshot, is_hostname);
+        state.insert(SoftCounts { constraints: soft.into(), counts: soft_counts });
         Status::Success
     }
 
@@ -214,7 +211,7 @@ impl ScorePlugin for PodTopologySpread {
                 Err(message) => return Status::error(message),
             };
             let counts = domain_counts(pod, &constraints, nodes.iter().copied(), is_hostname);
-            state.insert(SoftCounts { constraints: constraints.into(), counts: counts.into() });
+            state.insert(SoftCounts { constraints: constraints.into(), counts: Arc::new(counts) });
         }
         let Some(soft) = state.get::<SoftCounts>() else { return Status::error("soft counts just stored") };
         // The scored nodes (those with every topology key), and the distinct domains among them.
