@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use etcd_client::{Client, MemberAddOptions};
 use flotilla_raft_store::NodeId;
+use openraft::Instant as _;
+use openraft::type_config::async_runtime::WatchReceiver as _;
 use tokio::process::Command;
 
 use crate::harness::{Cluster, grpc_status, within};
@@ -216,7 +218,7 @@ async fn membership_changes_are_refused_with_etcds_errors() -> anyhow::Result<()
         // With one voter stopped, removing another running voter would leave no quorum of
         // started members; removing the stopped one is fine.
         c.stop(other).await;
-        tokio::time::sleep(Duration::from_secs(3)).await; // past the "recently answered" window
+        unheard(&c, leader, other).await?;
         let mut lc = c.client(leader).await?;
         let no_quorum = lc.member_remove(follower).await;
         expect_status(no_quorum, FailedPrecondition, "not enough started members")?;
@@ -231,6 +233,25 @@ async fn membership_changes_are_refused_with_etcds_errors() -> anyhow::Result<()
         Ok(())
     })
     .await
+}
+
+/// Waits until `leader` has not heard from `stopped` for longer than the window in which the
+/// removal check counts a member as started: two election timeouts (`membership.rs`).
+async fn unheard(c: &Cluster, leader: NodeId, stopped: NodeId) -> anyhow::Result<()> {
+    let raft = c.member(leader).raft();
+    let window = Duration::from_millis(raft.config().election_timeout_max * 2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let heard = raft.metrics().borrow_watched().heartbeat.as_ref().and_then(|h| h.get(&stopped).cloned());
+        if heard.flatten().is_none_or(|at| at.elapsed() > window) {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the leader still counts member {stopped} as started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs `etcdctl` (v3 API) against `endpoint`; `None` when it is not installed.
