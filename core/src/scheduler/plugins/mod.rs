@@ -20,6 +20,8 @@ mod node_selector;
 pub(crate) mod pod_affinity_terms;
 mod preemption;
 mod resources;
+#[cfg(test)]
+pub(crate) mod snapshot_steps;
 mod taints;
 #[cfg(test)]
 pub(crate) mod test_pods;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::scheduler::plugins::snapshot_steps::{Changing, gen_step};
 use crate::scheduler::plugins::test_pods::{
     labeled, term, with_affinity, with_anti_affinity, with_preferred,
 };
@@ -69,28 +70,6 @@ fn make_pod(name: &str, g: &GenPod) -> Pod {
     p
 }
 
-/// One change to a snapshot between cycles.
-#[derive(Clone, Debug)]
-enum Step {
-    /// Places a new pod on the node at this index (modulo the nodes).
-    Add(usize, GenPod),
-    /// Takes off the placed pod at this index (modulo the pods placed).
-    Remove(usize),
-    /// Goes on with a clone of the snapshot, changing it alone from then on.
-    Clone,
-    /// Runs the pre-filter and a preemption dry run taking the pod at this index off.
-    DryRun(usize),
-}
-
-fn gen_step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        3 => (any::<usize>(), gen_pod()).prop_map(|(at, p)| Step::Add(at, p)),
-        3 => any::<usize>().prop_map(Step::Remove),
-        1 => Just(Step::Clone),
-        2 => any::<usize>().prop_map(Step::DryRun),
-    ]
-}
-
 type Flat = [BTreeMap<(String, String), i64>; 4];
 
 fn flat(s: &Sums) -> Flat {
@@ -118,7 +97,7 @@ proptest! {
         zones in proptest::collection::vec(proptest::option::weighted(0.8, 0u8..3), 1..6),
         placed in proptest::collection::vec((any::<usize>(), gen_pod()), 0..8),
         incoming in (gen_pod(), gen_pod()),
-        steps in proptest::collection::vec(gen_step(), 0..12),
+        steps in proptest::collection::vec(gen_step(gen_pod()), 0..12),
         weight in 0i64..3,
     ) {
         let plugin = InterPodAffinity::with_hard_pod_affinity_weight(weight);
@@ -130,7 +109,7 @@ proptest! {
                 None => b.build(),
             }
         });
-        let mut pods: Vec<(String, Arc<Pod>)> = placed
+        let pods: Vec<(String, Arc<Pod>)> = placed
             .iter()
             .enumerate()
             .map(|(i, (at, g))| {
@@ -140,36 +119,14 @@ proptest! {
                 (name, Arc::new(p))
             })
             .collect();
-        let mut snapshot = Snapshot::new(nodes, pods.iter().map(|(_, p)| p.clone())).expect("valid cluster");
+        let snapshot = Snapshot::new(nodes, pods.iter().map(|(_, p)| p.clone())).expect("valid cluster");
+        let mut changing = Changing::new(snapshot, pods);
         let incoming = [make_pod("incoming", &incoming.0), make_pod("second", &incoming.1)];
         for (n, step) in steps.into_iter().enumerate() {
-            match step {
-                Step::Add(at, g) => {
-                    let name = &names[at % names.len()];
-                    let mut p = make_pod(&format!("added-{n}"), &g);
-                    p.spec.get_or_insert_with(Default::default).node_name = Some(name.clone());
-                    let p = Arc::new(p);
-                    snapshot.add_pod(name, p.clone()).expect("node exists");
-                    pods.push((name.clone(), p));
-                }
-                Step::Remove(at) if !pods.is_empty() => {
-                    let (name, p) = pods.swap_remove(at % pods.len());
-                    snapshot.remove_pod(&name, &p).expect("placed");
-                }
-                Step::Remove(_) => {}
-                Step::Clone => snapshot = snapshot.clone(),
-                Step::DryRun(at) if !pods.is_empty() => {
-                    let (name, p) = &pods[at % pods.len()];
-                    let mut state = CycleState::new();
-                    prop_assert_eq!(plugin.pre_filter(&mut state, &incoming[0], &snapshot), Status::Success);
-                    let info = PodInfo::new(p.clone()).expect("valid pod");
-                    let node = snapshot.node(name).expect("node");
-                    prop_assert_eq!(plugin.remove_pod(&mut state, &incoming[0], &info, node), Status::Success);
-                }
-                Step::DryRun(_) => {}
-            }
+            changing.apply(n, step, make_pod, &plugin, &incoming[0])?;
+            let snapshot = &changing.snapshot;
             for p in &incoming {
-                kept_sums_agree(&plugin, p, &snapshot)?;
+                kept_sums_agree(&plugin, p, snapshot)?;
             }
         }
     }

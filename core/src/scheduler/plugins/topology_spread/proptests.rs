@@ -14,6 +14,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::scheduler::plugins::NodeAffinity;
+use crate::scheduler::plugins::snapshot_steps::{Changing, gen_step};
 use crate::scheduler::plugins::taints::tolerated;
 use crate::scheduler::testing::{node, pod, term};
 
@@ -341,28 +342,6 @@ proptest! {
     }
 }
 
-/// One change to a snapshot between cycles.
-#[derive(Clone, Debug)]
-enum Step {
-    /// Places a new pod on the node at this index (modulo the nodes).
-    Add(usize, GenPod),
-    /// Takes off the placed pod at this index (modulo the pods placed).
-    Remove(usize),
-    /// Goes on with a clone of the snapshot, changing it alone from then on.
-    Clone,
-    /// Runs the pre-filter and a preemption dry run taking the pod at this index off.
-    DryRun(usize),
-}
-
-fn gen_step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        3 => (any::<usize>(), gen_pod()).prop_map(|(at, p)| Step::Add(at, p)),
-        3 => any::<usize>().prop_map(Step::Remove),
-        1 => Just(Step::Clone),
-        2 => any::<usize>().prop_map(Step::DryRun),
-    ]
-}
-
 /// The counts kept in the snapshot, for the hard and the soft constraints of `p`, against the
 /// model over the snapshot as it is.
 fn kept_counts_agree(p: &Pod, snapshot: &Snapshot) -> Result<(), TestCaseError> {
@@ -385,42 +364,22 @@ proptest! {
     fn counts_kept_in_the_snapshot_follow_its_changes(
         (nodes, g, _, _) in cluster(),
         second in gen_incoming(),
-        steps in proptest::collection::vec(gen_step(), 0..12),
+        steps in proptest::collection::vec(gen_step(gen_pod()), 0..12),
     ) {
-        let (mut snapshot, mut pods) = snapshot(&nodes);
-        let names: Vec<String> = snapshot.nodes().iter().map(|n| n.name().to_string()).collect();
+        let (snapshot, pods) = snapshot(&nodes);
         let incoming = [incoming(&g), incoming(&second)];
         for p in &incoming {
             kept_counts_agree(p, &snapshot)?;
         }
+        let mut changing = Changing::new(snapshot, pods);
+        let make = |name: &str, g: &GenPod| label_pod(pod(name).build(), g);
         for (n, step) in steps.into_iter().enumerate() {
-            match step {
-                Step::Add(at, g) => {
-                    let name = &names[at % names.len()];
-                    let placed = Arc::new(label_pod(pod(&format!("added-{n}")).on(name).build(), &g));
-                    snapshot.add_pod(name, placed.clone()).expect("node exists");
-                    pods.push((name.clone(), placed));
-                }
-                Step::Remove(at) if !pods.is_empty() => {
-                    let (name, placed) = pods.swap_remove(at % pods.len());
-                    snapshot.remove_pod(&name, &placed).expect("placed");
-                }
-                Step::Remove(_) => {}
-                Step::Clone => snapshot = snapshot.clone(),
-                Step::DryRun(at) if !pods.is_empty() => {
-                    let (name, placed) = &pods[at % pods.len()];
-                    let mut state = CycleState::new();
-                    prop_assert_eq!(PodTopologySpread.pre_filter(&mut state, &incoming[0], &snapshot), Status::Success);
-                    let info = PodInfo::new(placed.clone()).expect("valid pod");
-                    let node = snapshot.node(name).expect("node");
-                    prop_assert_eq!(PodTopologySpread.remove_pod(&mut state, &incoming[0], &info, node), Status::Success);
-                }
-                Step::DryRun(_) => {}
-            }
+            changing.apply(n, step, make, &PodTopologySpread, &incoming[0])?;
+            let snapshot = &changing.snapshot;
             // Each step asks for one incoming pod's counts, then the other's, as cycles of
             // two kinds of pod would.
             for p in &incoming {
-                kept_counts_agree(p, &snapshot)?;
+                kept_counts_agree(p, snapshot)?;
             }
         }
     }
