@@ -28,12 +28,9 @@ impl Memos {
             self.0.clear_poison();
         }
         let slot = memos.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
-        if !slot.is::<T>() {
-            *slot = Box::new(T::default());
-        }
         match slot.downcast_mut::<T>() {
             Some(memo) => f(memo),
-            // Unreachable: the slot was just checked to hold a `T`.
+            // Unreachable: the slot is keyed by `T`'s type id.
             None => f(&mut T::default()),
         }
     }

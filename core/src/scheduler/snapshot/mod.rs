@@ -323,7 +323,8 @@ impl Snapshot {
     /// where a plugin keeps what it derives from the snapshot between cycles, with the
     /// [`Snapshot::version`] it was derived at: on the next cycle it redoes only the nodes
     /// [`Snapshot::changed_since`] names. A memo describes this snapshot only: a clone starts
-    /// without any, and so does a snapshot the cache rebuilds.
+    /// without any, and so does a snapshot the cache rebuilds. `f` runs under the memos' lock:
+    /// it must not call `with_memo` on the same snapshot.
     pub fn with_memo<T: Default + Send + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         self.memos.with(f)
     }
