@@ -238,6 +238,8 @@ async fn commands() -> anyhow::Result<()> {
                     clients,
                     keys,
                     serializable_reads: false,
+                    lossy_watch_resume: false,
+                    lease_reads_miss: false,
                 };
                 // The simulation runs its own paused-clock runtime, on a thread of its own.
                 let report = tokio::task::spawn_blocking(move || flotilla_jepsen::sim::run(&spec))

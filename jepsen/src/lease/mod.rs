@@ -36,6 +36,7 @@ use serde::Serialize;
 
 pub use check::{LeaseAnomaly, LeaseAnomalyKind, LeaseVerdict, MAX_ANOMALIES, check};
 pub use history::{LeaseCall, LeaseHistory, LeaseHistoryConfig, LeaseOp, LeaseOutcome, LeaseRecorder};
+pub(crate) use workload::{ApiError, LeaseApi, run_with};
 pub use workload::{LeaseStats, run};
 
 /// Errors of the lease workload and of its history files.

@@ -18,7 +18,7 @@ use super::cluster::SimCluster;
 use crate::history::{Call, EventKind, Recorder};
 
 /// How long a client waits for an answer before it records an unknown outcome.
-const OP_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// What the clients share.
 pub(crate) struct Clients {

@@ -30,6 +30,9 @@ pub(crate) struct SimCluster {
 struct Slots {
     configs: Vec<RaftStoreConfig>,
     stores: Vec<Option<RaftStore>>,
+    /// Per slot, how many times a member was opened in it: a watch made on one opening ends
+    /// with it, as a connection to a killed process does.
+    openings: Vec<u64>,
     next_id: NodeId,
 }
 
@@ -65,7 +68,12 @@ impl SimCluster {
             })
             .collect();
         let voters: BTreeMap<NodeId, String> = configs.iter().map(|c| (c.id, c.listen.to_string())).collect();
-        let slots = Slots { configs, stores: vec![None; members], next_id: id_of(members) };
+        let slots = Slots {
+            configs,
+            stores: vec![None; members],
+            openings: vec![0; members],
+            next_id: id_of(members),
+        };
         let cluster = SimCluster { net, slots: Mutex::new(slots), invariants, dir };
         for i in 0..members {
             cluster.open(i).await?;
@@ -104,6 +112,18 @@ impl SimCluster {
         self.slots().stores.get(i).cloned().flatten()
     }
 
+    /// Slot `i`'s store while it runs, with the number of its opening (see
+    /// [`Slots::openings`]).
+    pub(crate) fn opened(&self, i: usize) -> Option<(RaftStore, u64)> {
+        let slots = self.slots();
+        Some((slots.stores.get(i).cloned().flatten()?, slots.openings[i]))
+    }
+
+    /// The number of slot `i`'s current or last opening.
+    pub(crate) fn opening(&self, i: usize) -> u64 {
+        self.slots().openings.get(i).copied().unwrap_or(0)
+    }
+
     /// The slots running now.
     pub(crate) fn running(&self) -> Vec<usize> {
         let slots = self.slots();
@@ -128,7 +148,9 @@ impl SimCluster {
             .await
             .map_err(|e| SimError::Setup(format!("member {id} did not open: {e}")))?;
         self.invariants.watch_member(id, &store);
-        self.slots().stores[i] = Some(store);
+        let mut slots = self.slots();
+        slots.stores[i] = Some(store);
+        slots.openings[i] += 1;
         Ok(())
     }
 

@@ -15,7 +15,10 @@
 //! the machine's load.
 //!
 //! Checked: the register history for linearizability (the checker of the Jepsen-style
-//! runs, [`crate::checker`]); Raft invariants while it runs ([`invariants`]: terms never go
+//! runs, [`crate::checker`]); one watch per slot ([`watchers`], reopened on the slot's next
+//! member whenever its member stops) against the others and the history, by the real runs'
+//! watch checker ([`crate::watch::check_watches`]); the real runs' lease workload and
+//! checker ([`leases`], [`crate::lease::check`]); Raft invariants while it runs ([`invariants`]: terms never go
 //! back, a member never leads again in a term it stepped down in, replicas never diverge);
 //! and at the end, once healed and every member a voter again, that every member applied the
 //! same log to the same state (equal state digests at equal applied index).
@@ -30,9 +33,11 @@ mod client;
 mod cluster;
 pub mod faults;
 mod invariants;
+mod leases;
 pub mod membership;
 #[cfg(test)]
 mod tests;
+mod watchers;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -45,9 +50,13 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use flotilla_core::store::{KeyRange, RangeRequest, Store as _};
+
 use crate::checker::{CheckLimits, OpCounts, Validity, check_registers};
 use crate::history::{History, Recorder};
-use client::Clients;
+use crate::lease::{self, LeaseRecorder, LeaseSpec, LeaseStats, LeaseVerdict};
+use crate::watch::WatchVerdict;
+use client::{Clients, OP_TIMEOUT};
 use cluster::SimCluster;
 pub use faults::FaultEvent;
 use invariants::Invariants;
@@ -87,6 +96,13 @@ pub struct SimSpec {
     /// linearizable: a run with this set should be found not valid, which shows the checks
     /// can see a stale read.
     pub serializable_reads: bool,
+    /// Have the watchers resume one revision late after a broken stream, losing an event: a
+    /// run with this set should be found not valid, which shows the watch check can see a
+    /// lost event.
+    pub lossy_watch_resume: bool,
+    /// Have the lease clients' reads find every key gone: a run with this set should be found
+    /// not valid, which shows the lease check's verdict reaches the report.
+    pub lease_reads_miss: bool,
 }
 
 impl SimSpec {
@@ -99,6 +115,8 @@ impl SimSpec {
             clients: 5,
             keys: 3,
             serializable_reads: false,
+            lossy_watch_resume: false,
+            lease_reads_miss: false,
         }
     }
 }
@@ -120,7 +138,14 @@ pub struct SimReport {
     pub ops: OpCounts,
     /// The register checker's verdict.
     pub linearizable: Validity,
-    /// Broken invariants, and a non-linearizable key's anomaly, if any.
+    /// The watch checker's verdict on one watcher per slot (see [`watchers`]).
+    pub watch: WatchVerdict,
+    /// What the lease clients did (see [`leases`]).
+    pub lease_ops: LeaseStats,
+    /// The lease checker's verdict.
+    pub leases: LeaseVerdict,
+    /// Broken invariants, a non-linearizable key's anomaly, and the lease and watch anomalies,
+    /// if any.
     pub violations: Vec<String>,
     /// The highest raft term reached.
     pub highest_term: u64,
@@ -146,7 +171,7 @@ impl SimReport {
     /// One line for a terminal.
     pub fn summary(&self) -> String {
         format!(
-            "seed {}: {} ({} members, {:.1} s simulated, {} faults, {} removed and {} rejoined ({} retries), {} ops: {} ok, {} fail, {} info; term {}, {} messages, {} lost; {} replica checks){}",
+            "seed {}: {} ({} members, {:.1} s simulated, {} faults, {} removed and {} rejoined ({} retries), {} ops: {} ok, {} fail, {} info; term {}, {} messages, {} lost; {} replica checks; watches: {} events to revision {}, {} reconnects, {} compacted gaps; leases: {} granted, {} expired, {} anomalies){}",
             self.seed,
             if self.valid() { "valid" } else { "NOT VALID" },
             self.members,
@@ -163,6 +188,13 @@ impl SimReport {
             self.messages.delivered + self.messages.lost,
             self.messages.lost,
             self.replica_samples,
+            self.watch.distinct_events,
+            self.watch.final_revision,
+            self.watch.watchers.iter().map(|w| w.reconnects).sum::<u64>(),
+            self.watch.watchers.iter().map(|w| w.compacted_gaps).sum::<usize>(),
+            self.leases.leases_granted,
+            self.leases.expired,
+            self.leases.anomalies_total,
             self.violations.iter().map(|v| format!("\n  {v}")).collect::<String>(),
         )
     }
@@ -183,6 +215,11 @@ pub fn run(spec: &SimSpec) -> Result<SimReport, SimError> {
 const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
 /// How often running replicas are compared.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+/// How long after the final revision is announced the watchers get to reach it.
+const WATCH_TAIL: Duration = Duration::from_secs(10);
+/// How long after the clients stop the watchers run at most (the final revision is announced
+/// after the cluster converged and the lease clients' final phase, each well within this).
+const WATCH_LIMIT: Duration = Duration::from_secs(120);
 
 async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
     let start = Instant::now();
@@ -210,6 +247,34 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
         serializable_reads: spec.serializable_reads,
         last_value: AtomicU64::new(0),
     });
+    let (final_tx, final_rx) = tokio::sync::watch::channel(None);
+    let watcher_tasks: Vec<_> = (0..spec.members)
+        .map(|slot| {
+            let watcher = watchers::SimWatcher {
+                cluster: cluster.clone(),
+                slot,
+                clock: start,
+                deadline: end + WATCH_LIMIT,
+                tail: WATCH_TAIL,
+                final_revision: final_rx.clone(),
+                skip_on_resume: spec.lossy_watch_resume,
+            };
+            tokio::spawn(watcher.run())
+        })
+        .collect();
+    let lease_spec = LeaseSpec::new(leases::PREFIX, rand::Rng::random(&mut rng));
+    let lease_recorder = LeaseRecorder::new(&lease_spec, start);
+    let lease_task = {
+        let apis = (0..lease_spec.clients)
+            .map(|c| leases::SimLeaseApi {
+                cluster: cluster.clone(),
+                slot: c % spec.members,
+                reads_miss: spec.lease_reads_miss,
+            })
+            .collect();
+        let (lease_spec, recorder) = (lease_spec.clone(), lease_recorder.clone());
+        tokio::spawn(async move { lease::run_with(apis, &lease_spec, &recorder, end).await })
+    };
     let client_tasks: Vec<_> =
         (0..clients.clients).map(|i| tokio::spawn(clients.clone().run(i, end))).collect();
     let nemesis =
@@ -222,6 +287,8 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
         Ok(f) => f,
         Err(e) => {
             sampler.abort();
+            watcher_tasks.iter().for_each(|t| t.abort());
+            lease_task.abort();
             cluster.stop_all().await;
             return Err(e);
         }
@@ -232,7 +299,36 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
     invariants.compare_replicas(&running(&cluster));
     clients.final_reads(u64::MAX / 2).await;
     let history = clients.recorder.history();
+    // The lease clients' final phase reads until every key is gone or past its deadline.
+    let lease_ops = match lease_task.await {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(e)) => {
+            invariants.violation(format!("the lease clients did not run: {e}"));
+            LeaseStats::default()
+        }
+        Err(e) => {
+            invariants.violation(format!("a lease client task failed: {e}"));
+            LeaseStats::default()
+        }
+    };
+    let leases = lease::check(&lease_recorder.history());
+    let final_revision = final_revision(&cluster).await;
+    match final_revision {
+        Ok(revision) => {
+            let _ = final_tx.send(Some(revision));
+        }
+        // The watchers run to their deadline; the check below reports the run as not valid.
+        Err(ref e) => invariants.violation(format!("no final revision for the watchers: {e}")),
+    }
+    let mut logs = Vec::with_capacity(watcher_tasks.len());
+    for t in watcher_tasks {
+        match t.await {
+            Ok(log) => logs.push(log),
+            Err(e) => invariants.violation(format!("a watcher task failed: {e}")),
+        }
+    }
     cluster.stop_all().await;
+    let watch = crate::watch::check_watches(&logs, &history, final_revision.unwrap_or(0));
 
     let verdict = check_registers(&history, &CheckLimits::default())?;
     let summary = invariants.summary();
@@ -242,6 +338,15 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
             violations.push(format!("key {} is not linearizable: {}", key.key, anomaly.explanation));
         }
     }
+    violations
+        .extend(leases.anomalies.iter().map(|a| format!("lease: {:?} on {}: {}", a.kind, a.key, a.detail)));
+    violations.extend(watch.anomalies.iter().map(|a| {
+        let watcher = a.watcher.map_or_else(|| "watchers".to_string(), |w| format!("watcher {w}"));
+        format!("watch: {:?} ({watcher}): {}", a.kind, a.explanation)
+    }));
+    violations.extend(watch.watchers.iter().filter_map(|w| {
+        w.fell_short.as_ref().map(|why| format!("watcher {} fell short: {why}", w.endpoint))
+    }));
     Ok(SimReport {
         seed: spec.seed,
         members: spec.members,
@@ -250,6 +355,9 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
         membership: applied.membership,
         ops: verdict.ops,
         linearizable: verdict.valid,
+        watch,
+        lease_ops,
+        leases,
         violations,
         highest_term: summary.highest_term,
         terms_with_two_leaders: summary.terms_with_two_leaders,
@@ -258,6 +366,19 @@ async fn run_on_runtime(spec: SimSpec) -> Result<SimReport, SimError> {
         history_digest: digest(&history),
         history,
     })
+}
+
+/// The store's revision after the run, by a linearizable count of the clients' keys through
+/// the leader.
+async fn final_revision(cluster: &SimCluster) -> Result<i64, String> {
+    let store = cluster.leader().and_then(|i| cluster.store(i)).ok_or("no leader")?;
+    let req =
+        RangeRequest { count_only: true, ..RangeRequest::new(KeyRange::Prefix(watchers::PREFIX.into())) };
+    match tokio::time::timeout(OP_TIMEOUT, store.range(req)).await {
+        Ok(Ok(r)) => Ok(r.header.revision),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {OP_TIMEOUT:?}")),
+    }
 }
 
 /// The running members with their ids.
