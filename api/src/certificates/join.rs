@@ -329,8 +329,8 @@ pub(super) enum ClientVia<'a> {
     Itself(&'a ClientCertificate),
 }
 
-/// Asks for a node client certificate through `via`, checks it, and stores it (key, then
-/// certificate, each atomically) where [`join`] keeps it.
+/// Asks for a node client certificate through `via`, checks it, and stores it where [`join`]
+/// keeps it (through a staged copy of key and certificate: `files::store_pair`).
 pub(super) async fn new_client_certificate(
     config: &JoinConfig,
     ca_pem: &str,
@@ -361,7 +361,7 @@ pub(super) async fn new_client_certificate(
 }
 
 /// Asks for the node's serving certificate with client certificate `client`, checks it, and
-/// stores it (key, then certificate, each atomically) where [`join`] keeps it.
+/// stores it where [`join`] keeps it (through a staged copy: `files::store_pair`).
 pub(super) async fn new_serving_certificate(
     config: &JoinConfig,
     ca_pem: &str,
