@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{SimSpec, run};
+use super::{SimReport, SimSpec, run};
 
 /// Runs `seeds` seeds from `first` and fails on the first one that is not valid.
 fn sweep(first: u64, seeds: u64, members: usize, secs: u64) {
@@ -26,6 +26,16 @@ fn sweep(first: u64, seeds: u64, members: usize, secs: u64) {
     }
 }
 
+/// The first of seeds 1 to 10 run with `spec` found not valid; fails if none is.
+fn first_not_valid(what: &str, spec: impl Fn(u64) -> SimSpec) -> SimReport {
+    let caught = (1..=10).find_map(|seed| {
+        let report = run(&spec(seed)).unwrap_or_else(|e| panic!("seed {seed} did not run: {e}"));
+        println!("{}", report.summary());
+        (!report.valid()).then_some(report)
+    });
+    caught.unwrap_or_else(|| panic!("none of 10 seeds with {what} was found not valid"))
+}
+
 #[test]
 fn three_member_seeds_are_valid() {
     sweep(1, 8, 3, 15);
@@ -40,13 +50,10 @@ fn five_member_seeds_are_valid() {
 fn stale_reads_from_a_cut_off_member_are_caught() {
     // Serializable reads answer from the asked member's copy: under partitions, some seed's
     // history shows a stale read, and the run must say so.
-    let caught = (1..=10).find_map(|seed| {
-        let spec = SimSpec { serializable_reads: true, ..SimSpec::new(seed) };
-        let report = run(&spec).unwrap_or_else(|e| panic!("seed {seed} did not run: {e}"));
-        println!("{}", report.summary());
-        (!report.valid()).then_some(report)
+    let report = first_not_valid("serializable reads", |seed| SimSpec {
+        serializable_reads: true,
+        ..SimSpec::new(seed)
     });
-    let report = caught.expect("none of 10 seeds with serializable reads was found not valid");
     assert!(report.violations.iter().any(|v| v.contains("not linearizable")), "{:?}", report.violations);
 }
 
@@ -54,13 +61,10 @@ fn stale_reads_from_a_cut_off_member_are_caught() {
 fn events_lost_on_a_watch_resume_are_caught() {
     // The watchers resume one revision late after a broken stream (a member stopped under
     // them): some seed's watcher then misses an event the others saw, and the run must say so.
-    let caught = (1..=10).find_map(|seed| {
-        let spec = SimSpec { lossy_watch_resume: true, ..SimSpec::new(seed) };
-        let report = run(&spec).unwrap_or_else(|e| panic!("seed {seed} did not run: {e}"));
-        println!("{}", report.summary());
-        (!report.valid()).then_some(report)
+    let report = first_not_valid("lossy watch resumes", |seed| SimSpec {
+        lossy_watch_resume: true,
+        ..SimSpec::new(seed)
     });
-    let report = caught.expect("none of 10 seeds with lossy watch resumes was found not valid");
     assert!(report.violations.iter().any(|v| v.starts_with("watch: ")), "{:?}", report.violations);
     assert!(report.linearizable == super::Validity::Valid, "only the watches were broken");
 }
