@@ -211,12 +211,7 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
                 let events = r.cache.apply_node(&e);
                 r.cluster_events(events);
             }),
-            Some(event) = assigned.next() => drain!(assigned, event, |e| {
-                let events = r.cache.apply_pod(&e);
-                // Before the events: the deletion of a preemptor's last victim moves it.
-                r.victims_gone(&e);
-                r.cluster_events(events);
-            }),
+            Some(event) = assigned.next() => drain!(assigned, event, |e| r.assigned(&e)),
             Some(event) = unassigned.next() => drain!(unassigned, event, |e| r.unassigned(e)),
             Some(event) = claims.next() => drain!(claims, event, |e| {
                 let events = r.cache.apply_claim(&e);
@@ -234,6 +229,15 @@ pub(super) async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
             // Ready at once, but yields when the task's budget is spent: a long run of cycles
             // (a queue of unschedulable pods) must not starve the binds and the recorder.
             _ = tokio::task::coop::consume_budget(), if can_schedule => {}
+        }
+        // The pod watches' ready events too, whichever branch ran: a branch always ready
+        // (bind outcomes, one per cycle while a backlog binds) won every biased choice, and
+        // the watches' events waited by the ten thousand, each holding its decoded pod.
+        if let Some(event) = ready(&mut assigned) {
+            drain!(assigned, event, |e| r.assigned(&e));
+        }
+        if let Some(event) = ready(&mut unassigned) {
+            drain!(unassigned, event, |e| r.unassigned(e));
         }
     }
     tracing::info!(binding = r.binding, "scheduler stopping");
@@ -316,6 +320,14 @@ impl Runner {
                 tracing::debug!(?event, moved, "unschedulable pods moved");
             }
         }
+    }
+
+    /// An event of the watch of pods with a node.
+    fn assigned(&mut self, event: &WatcherEvent<Pod>) {
+        let events = self.cache.apply_pod(event);
+        // Before the events: the deletion of a preemptor's last victim moves it.
+        self.victims_gone(event);
+        self.cluster_events(events);
     }
 
     /// An event of the watch of pods without a node.
