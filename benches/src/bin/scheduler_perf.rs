@@ -64,6 +64,11 @@ use crate::report::CaseResult;
 use crate::run::RunOptions;
 use crate::workloads::Workload;
 
+/// mimalloc, as the `flotilla` binaries use: the figures (throughput, peak RSS) are the
+/// allocator's too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Clone, Debug)]
 #[command(about = "kube-scheduler's scheduler_perf workloads against Flotilla's scheduler, in process")]
 struct Args {
