@@ -251,7 +251,10 @@ async fn a_permit_refusal_leaves_the_pod_unschedulable_with_the_plugins_reason()
     let message = conditions.iter().find_map(|c| c.message.clone()).unwrap_or_default();
     assert!(message.contains("DenyByName") && message.contains("denied by name"), "{message}");
     assert!(node_of(&pod).is_none());
-    let stats = running.stats_until("the refusal counted", |s| s.unschedulable >= 1).await;
+    // The binding shows in the API before the scheduler counts its outcome: wait for both.
+    let stats = running
+        .stats_until("the refusal and the bind counted", |s| s.unschedulable >= 1 && s.bound >= 1)
+        .await;
     assert_eq!(stats.bound, 1);
     assert_eq!(
         counting.reserved.load(Ordering::SeqCst) - counting.unreserved.load(Ordering::SeqCst),
