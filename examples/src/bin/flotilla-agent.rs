@@ -23,8 +23,8 @@ use clap::Parser;
 
 use host::LogFormat;
 
-/// mimalloc rather than glibc's malloc: the object paths allocate heavily, and with it the
-/// scheduler_perf harness bound pods about 1.7 times as fast on the same CPU (docs/scheduler.md).
+/// mimalloc rather than glibc's malloc: the object paths allocate heavily, and with it
+/// scheduler_perf's Memory workload bound pods about 1.7 times as fast (docs/scheduler.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
