@@ -13,9 +13,6 @@ use flotilla_core::client::{Api, Client, LocalClient};
 use flotilla_core::object::{DynamicObject, Resource};
 use flotilla_core::registry::{self, Registry, WriteOptions};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use ring::signature::KeyPair;
-use rustls::pki_types::PrivatePkcs8KeyDer;
-use rustls::pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +21,7 @@ use crate::auth::{Authenticator, AuthenticatorConfig, RbacAuthorizer, StaticToke
 use crate::certificates::CsrController;
 use crate::client::ClientConfig;
 use crate::kubeconfig::Kubeconfig;
+use crate::pki::sa_keys::ServiceAccountKeys;
 use crate::pki::{self, ClientAuth, ClusterPki};
 use crate::server::{ApiServer, KubeletClient, Security, ServerConfig, ServiceAccountTokens};
 use crate::{auth, tls};
@@ -150,6 +148,8 @@ pub struct SecureApi {
     server: ApiServer,
     authenticator: Arc<Authenticator>,
     tokens: Arc<TokenIssuer>,
+    /// Shares its keys with the authenticator's.
+    sa_verifier: ServiceAccountVerifier,
     stop: CancellationToken,
     tasks: TaskTracker,
     csr_controller: CsrController,
@@ -177,6 +177,40 @@ fn kubelet_tls(pki: &ClusterPki) -> Result<Arc<rustls::ClientConfig>> {
     config.rustls_config().map_err(Error::KubeletClient)
 }
 
+/// Reloads a [`SecureApi`]'s ServiceAccount keys from its PKI directory.
+#[derive(Clone, Debug)]
+pub struct ServiceAccountKeyReloader {
+    dir: PathBuf,
+    tokens: Arc<TokenIssuer>,
+    verifier: ServiceAccountVerifier,
+}
+
+impl ServiceAccountKeyReloader {
+    /// Reads `sa.key` and `sa.pub` again ([`pki::sa_keys`]) and uses them from now on: tokens
+    /// signed by any of them are accepted, new tokens are signed with `sa.key`. Nothing
+    /// changes if the files cannot be read. Returns the `kid`s of the accepted keys, the
+    /// signing key's first.
+    pub fn reload(&self) -> Result<Vec<String>> {
+        let keys = ServiceAccountKeys::load(&self.dir)?;
+        // Trust the new keys before signing with them, so no token of ours is refused here.
+        self.verifier.set_public_keys(keys.verifying_keys());
+        self.tokens.set_key(keys.signing_pkcs8()).map_err(|e| Error::SigningKey(e.to_string()))?;
+        let kids = self.verifier.key_ids();
+        tracing::info!(signing = %self.tokens.key_id(), accepted = ?kids, "loaded the service-account keys");
+        Ok(kids)
+    }
+
+    /// The `kid` of the key new tokens are signed with.
+    pub fn signing_key_id(&self) -> String {
+        self.tokens.key_id()
+    }
+
+    /// The `kid`s of the keys tokens are accepted from.
+    pub fn accepted_key_ids(&self) -> Vec<String> {
+        self.verifier.key_ids()
+    }
+}
+
 impl SecureApi {
     /// Loads (or creates) the PKI, bootstraps the cluster's objects, starts RBAC and serves
     /// HTTPS on `opts.listen`. Returns once the server accepts requests.
@@ -187,15 +221,16 @@ impl SecureApi {
             Some(p) => StaticTokens::load(p)?,
             None => StaticTokens::default(),
         };
-        let public_key = pki.sa_signing_key().public_key().as_ref().to_vec();
+        let sa_keys = ServiceAccountKeys::load(&opts.pki_dir)?;
         let verifier = ServiceAccountVerifier::new(
             vec![SERVICE_ACCOUNT_ISSUER.into()],
             vec![SERVICE_ACCOUNT_ISSUER.into()],
-            vec![public_key],
+            sa_keys.verifying_keys(),
         );
-        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(pki.sa_signing_key_pem().as_bytes())
-            .map_err(|e| Error::SigningKey(e.to_string()))?;
-        let tokens = Arc::new(TokenIssuer::from_pkcs8(SERVICE_ACCOUNT_ISSUER, pkcs8.secret_pkcs8_der())?);
+        let tokens = Arc::new(
+            TokenIssuer::from_pkcs8(SERVICE_ACCOUNT_ISSUER, sa_keys.signing_pkcs8())
+                .map_err(|e| Error::SigningKey(e.to_string()))?,
+        );
         let stop = CancellationToken::new();
         let client: Arc<dyn Client> = Arc::new(LocalClient::new(registry.clone()));
         let bootstrap_tokens = BootstrapTokens::start(client.clone(), stop.child_token());
@@ -203,7 +238,7 @@ impl SecureApi {
         let authenticator = Arc::new(
             Authenticator::new(AuthenticatorConfig {
                 static_tokens,
-                service_accounts: Some(verifier),
+                service_accounts: Some(verifier.clone()),
                 allow_anonymous: opts.allow_anonymous,
             })
             .with_bootstrap_tokens(bootstrap_tokens.clone())
@@ -249,12 +284,29 @@ impl SecureApi {
             server,
             authenticator,
             tokens,
+            sa_verifier: verifier,
             stop,
             tasks,
             csr_controller,
             bootstrap_tokens,
             bound_objects,
         })
+    }
+
+    /// Reads the ServiceAccount keys of the PKI directory again; see
+    /// [`ServiceAccountKeyReloader::reload`].
+    pub fn reload_service_account_keys(&self) -> Result<Vec<String>> {
+        self.service_account_key_reloader().reload()
+    }
+
+    /// A handle that reloads this server's ServiceAccount keys, for tasks that outlive a
+    /// borrow of the server.
+    pub fn service_account_key_reloader(&self) -> ServiceAccountKeyReloader {
+        ServiceAccountKeyReloader {
+            dir: self.pki.dir().to_path_buf(),
+            tokens: self.tokens.clone(),
+            verifier: self.sa_verifier.clone(),
+        }
     }
 
     /// Where the server listens.

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::membership::{self, MemberFile, Role};
+use crate::sa_key;
 use crate::token::{self, ServerToken};
 
 /// The admin kubeconfig's file name inside the data directory.
@@ -184,6 +185,8 @@ pub(crate) struct ControlPlane {
     scheduler: JoinHandle<()>,
     controllers: JoinHandle<()>,
     compactor: Option<JoinHandle<()>>,
+    /// Follows the cluster's ServiceAccount keys.
+    sa_keys: JoinHandle<()>,
     /// Builds a snapshot on SIGUSR1.
     compact_on_signal: JoinHandle<()>,
 }
@@ -320,11 +323,25 @@ impl ControlPlane {
                 return Err(e).context("starting the API server");
             }
         };
-        if let Err(e) = membership::ensure_bundle(&store, &pki_dir, &token).await {
+        let reloader = api.service_account_key_reloader();
+        match membership::ensure_bundle(&store, &pki_dir, &token).await {
+            Ok(true) => match reloader.reload() {
+                Ok(accepted) => tracing::info!(?accepted, "installed the cluster's service-account keys"),
+                Err(e) => tracing::warn!(error = %e, "loading the cluster's service-account keys"),
+            },
+            Ok(false) => {}
             // Joining servers need it; this member serves anyway and the next start retries.
-            tracing::warn!(error = %format!("{e:#}"), "could not store the sealed cluster PKI");
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not store the sealed cluster PKI"),
         }
         let stop = CancellationToken::new();
+        let sa_keys = tokio::spawn(sa_key::follow(
+            store.clone(),
+            pki_dir.clone(),
+            token.clone(),
+            reloader,
+            member.id,
+            stop.clone(),
+        ));
         let scheduler = tokio::spawn(scheduler.run(stop.clone()));
         let controllers = tokio::spawn(controllers.run(store.leadership(), stop.clone()));
         let compactor = compactor.map(|c| tokio::spawn(c.run(stop.clone())));
@@ -347,6 +364,7 @@ impl ControlPlane {
             scheduler,
             controllers,
             compactor,
+            sa_keys,
             compact_on_signal,
         })
     }
@@ -421,6 +439,7 @@ impl ControlPlane {
             stop_stage("the store compactor", async { drop(compactor.await) }).await;
         }
         stop_stage("the SIGUSR1 listener", async { drop(self.compact_on_signal.await) }).await;
+        stop_stage("the service-account key follower", async { drop(self.sa_keys.await) }).await;
         stop_stage("the leadership handover", async {
             if let Some(leader) = self.store.hand_over_leadership(HANDOVER_LIMIT).await {
                 tracing::info!(leader, "handed the store's leadership over");

@@ -17,6 +17,8 @@ mod member;
 mod membership;
 mod node;
 mod proxy;
+mod sa_key;
+mod sa_key_cmd;
 mod server;
 mod snapshot;
 mod status;
@@ -67,6 +69,11 @@ enum Cmd {
     /// Join this machine to a cluster as a node (agent and service proxy), with a bootstrap
     /// token from `flotilla token create`, until SIGTERM or Ctrl-C.
     Agent(Box<WithConfig<agent::AgentArgs>>),
+    /// Show and rotate the keys ServiceAccount tokens are signed with, across the cluster.
+    SaKey {
+        #[command(subcommand)]
+        cmd: sa_key_cmd::SaKeyCmd,
+    },
     /// Print cluster tokens.
     Token {
         #[command(subcommand)]
@@ -126,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Status(args) => runtime.block_on(status::run(args)),
         Cmd::Member { cmd } => runtime.block_on(member::run(cmd)),
         Cmd::Snapshot { cmd } => runtime.block_on(snapshot::run(cmd)),
+        Cmd::SaKey { cmd } => runtime.block_on(sa_key_cmd::run(cmd)),
         Cmd::Agent(args) => runtime.block_on(agent::run(args.into_args())),
         Cmd::Token { cmd: token::TokenCmd::Create(args) } => runtime.block_on(agent_token::create(*args)),
         Cmd::Token { cmd: token::TokenCmd::List(args) } => runtime.block_on(agent_token::list(args)),

@@ -17,6 +17,7 @@ use flotilla_raft_store::{RaftStore, promote_member, register_member};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::sa_key;
 use crate::token::{self, PKI_BUNDLE_KEY, ServerToken};
 
 /// The member file's name inside the data directory.
@@ -162,26 +163,29 @@ async fn wait_for_bundle(store: &RaftStore) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Makes sure the store holds the PKI of `pki_dir` sealed with `token`: written when missing
-/// or when it does not open with this token (a cluster restored from a backup gets its new
-/// PKI this way).
+/// or when it does not open with this token or holds another CA key (a cluster restored from
+/// a backup gets its new PKI this way). A bundle of this cluster is the store's to keep: its
+/// ServiceAccount keys are installed into `pki_dir` instead (a rotation may have happened
+/// while this member was down); returns whether they changed there.
 pub(crate) async fn ensure_bundle(
     store: &Arc<RaftStore>,
     pki_dir: &Path,
     token: &ServerToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let current = store.range(RangeRequest::new(KeyRange::Key(PKI_BUNDLE_KEY.to_vec()))).await?;
     let ours = token::read_bundle(pki_dir)?;
     if let Some(kv) = current.kvs.first()
-        && token.open(&kv.value).is_ok_and(|b| b == ours)
+        && let Ok(stored) = token.open(&kv.value)
+        && sa_key::entry(&stored, "ca.key") == sa_key::entry(&ours, "ca.key")
     {
-        return Ok(());
+        return sa_key::install(pki_dir, &stored);
     }
     let put = PutRequest { key: PKI_BUNDLE_KEY.to_vec(), value: token.seal(&ours)?, ..Default::default() };
     store
         .txn(TxnRequest { compare: Vec::new(), success: vec![RequestOp::Put(put)], failure: Vec::new() })
         .await?;
     tracing::info!("stored the sealed cluster PKI for joining servers");
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]

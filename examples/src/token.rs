@@ -28,6 +28,8 @@ pub(crate) const TOKEN_FILE: &str = "token";
 pub(crate) const PKI_BUNDLE_KEY: &[u8] = b"/flotilla/bootstrap/pki-bundle";
 /// The PKI files a joining server needs (names as `flotilla_api::pki` keeps them).
 pub(crate) const PKI_FILES: [(&str, u32); 3] = [("ca.key", 0o600), ("ca.crt", 0o644), ("sa.key", 0o600)];
+/// The PKI files sealed with them when they exist: the other ServiceAccount public keys.
+pub(crate) const OPTIONAL_PKI_FILES: [(&str, u32); 1] = [("sa.pub", 0o644)];
 
 const PREFIX: &str = "F10";
 const SEPARATOR: &str = "::server:";
@@ -200,17 +202,30 @@ pub(crate) fn read_bundle(pki_dir: &Path) -> Result<PkiBundle, TokenError> {
         let path = pki_dir.join(name);
         files.push((name.to_string(), std::fs::read_to_string(&path).map_err(io(&path))?));
     }
+    for (name, _) in OPTIONAL_PKI_FILES {
+        let path = pki_dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((name.to_string(), text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(TokenError::Io { path, source }),
+        }
+    }
     Ok(PkiBundle { files })
 }
 
-/// Writes a bundle's files into `pki_dir` (created 0700), keys first.
+/// Writes a bundle's files into `pki_dir` (created 0700), keys first; the optional files
+/// only when the bundle has them.
 pub(crate) fn write_bundle(pki_dir: &Path, bundle: &PkiBundle) -> Result<(), TokenError> {
     flotilla_core::durable_fs::create_dir_all(pki_dir, 0o700).map_err(io(pki_dir))?;
+    let text = |name: &str| bundle.files.iter().find(|(n, _)| n == name).map(|(_, t)| t);
     for (name, mode) in PKI_FILES {
-        let Some((_, text)) = bundle.files.iter().find(|(n, _)| n == name) else {
-            return Err(TokenError::Bundle("a PKI file is missing"));
-        };
+        let text = text(name).ok_or(TokenError::Bundle("a PKI file is missing"))?;
         write_private(&pki_dir.join(name), text.as_bytes(), mode)?;
+    }
+    for (name, mode) in OPTIONAL_PKI_FILES {
+        if let Some(text) = text(name) {
+            write_private(&pki_dir.join(name), text.as_bytes(), mode)?;
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! | `apiserver.crt`, `apiserver.key` | the serving certificate, signed by the CA |
 //! | `admin.crt`, `admin.key` | the admin client certificate (CN `flotilla-admin`, O `system:masters`) |
 //! | `sa.key` | the service-account token signing key (ECDSA P-256, PKCS#8) |
+//! | `sa.pub` | optional: more public keys service-account tokens are accepted from ([`sa_keys`]) |
 //!
 //! Keys are mode 0600, and every file is written atomically, so a crash leaves either the
 //! old or the new credential. On a later start the CA is loaded as is (without it every
@@ -26,6 +27,7 @@ mod der;
 mod fs;
 mod issue;
 mod renew;
+pub mod sa_keys;
 mod sign;
 
 use std::collections::BTreeSet;
@@ -70,7 +72,7 @@ const SERVING_CERT: &str = "apiserver.crt";
 const SERVING_KEY: &str = "apiserver.key";
 const ADMIN_CERT: &str = "admin.crt";
 const ADMIN_KEY: &str = "admin.key";
-const SA_KEY: &str = "sa.key";
+const SA_KEY: &str = sa_keys::SA_SIGNING_KEY;
 
 /// Why the PKI could not be loaded, created or used. Variants name the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +138,14 @@ pub enum Error {
     ServiceAccountKeyKind {
         /// The file.
         path: PathBuf,
+    },
+    /// A block of the ServiceAccount public keys file is not a P-256 public key.
+    #[error("reading {path}: public key {index} is not an ECDSA P-256 key")]
+    ServiceAccountPublicKey {
+        /// The file.
+        path: PathBuf,
+        /// The block's position among the file's public keys, from 1.
+        index: usize,
     },
     /// The CA certificate exists but its key does not.
     #[error("{cert} exists but {key} does not; restore the key, or remove both to create a new CA")]
@@ -407,7 +417,8 @@ impl ClusterPki {
         Ok((credential.cert_pem.clone(), credential.key_pem()))
     }
 
-    /// The service-account token signing key, PKCS#8 PEM.
+    /// The service-account token signing key as loaded, PKCS#8 PEM. After a rotation
+    /// ([`sa_keys`]), [`sa_keys::ServiceAccountKeys::load`] reads the current one.
     pub fn sa_signing_key_pem(&self) -> &str {
         &self.sa_key_pem
     }

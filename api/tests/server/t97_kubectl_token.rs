@@ -1,7 +1,8 @@
 //! ServiceAccount tokens through the real kubectl: `kubectl create token` (a protobuf
 //! TokenRequest) returns a JWT that authenticates as the ServiceAccount, RBAC decides what it
 //! may do, and `--bound-object-kind Pod` binds it to a pod; deleting the pod or the
-//! ServiceAccount revokes the tokens that name it.
+//! ServiceAccount revokes the tokens that name it. Reloaded signing keys sign new tokens while
+//! the old key's tokens last as long as `sa.pub` lists its public key.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flotilla_api::pki::sa_keys::{
+    SA_PUBLIC_KEYS, SA_SIGNING_KEY, generate_signing_key_pem, public_keys_pem, signing_public_key,
+};
 use flotilla_api::secure::{SERVICE_ACCOUNT_ISSUER, SecureApi, SecureOptions};
 use flotilla_core::MemStore;
 use flotilla_core::client::{Api, Client, LocalClient};
@@ -214,6 +218,65 @@ async fn deleting_the_pod_or_the_service_account_revokes_their_tokens() -> Resul
         let (success, _, err) = with_token(&bare, &plain, &["auth", "whoami"]).await?;
         assert!(!success && err.contains("Unauthorized"), "the old token works again: {err}");
 
+        api.stop().await;
+        Ok(())
+    })
+    .await
+}
+
+/// A JWT's `kid` header.
+fn kid(token: &str) -> Result<String> {
+    let header = token.split('.').next().context("a header")?;
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header)?)?;
+    header["kid"].as_str().map(String::from).context("no kid")
+}
+
+#[tokio::test]
+async fn reloaded_keys_sign_new_tokens_and_old_ones_last_until_retired() -> Result<()> {
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("skipping: {KUBECTL} is not installed");
+        return Ok(());
+    }
+    within("service-account key reload", async {
+        let dir = tempfile::tempdir()?;
+        let Secured { api, admin, bare, .. } = start(dir.path()).await?;
+        let pki = dir.path().join("pki");
+        ok(&admin, &["create", "namespace", "team"]).await?;
+        ok(&admin, &["create", "serviceaccount", "builder", "-n", "team"]).await?;
+        let old = ok(&admin, &["create", "token", "builder", "-n", "team"]).await?;
+        let old_kid = kid(&old)?;
+
+        // A new signing key, the old one's public key still accepted.
+        let old_public =
+            signing_public_key(&pki.join(SA_SIGNING_KEY), &std::fs::read(pki.join(SA_SIGNING_KEY))?)?;
+        let new_pem = generate_signing_key_pem()?;
+        std::fs::write(pki.join(SA_PUBLIC_KEYS), public_keys_pem(&[old_public]))?;
+        std::fs::write(pki.join(SA_SIGNING_KEY), &new_pem)?;
+        let accepted = api.reload_service_account_keys()?;
+        let new = ok(&admin, &["create", "token", "builder", "-n", "team"]).await?;
+        let new_kid = kid(&new)?;
+        assert_ne!(new_kid, old_kid);
+        assert_eq!(accepted, vec![new_kid.clone(), old_kid.clone()]);
+        for token in [&old, &new] {
+            let (success, out, err) = with_token(&bare, token, &["auth", "whoami"]).await?;
+            assert!(success && out.contains(SA_USER), "{out}{err}");
+        }
+
+        // A damaged sa.pub is refused, naming it, and the keys in use stay.
+        std::fs::write(
+            pki.join(SA_PUBLIC_KEYS),
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        )?;
+        let err = api.reload_service_account_keys().expect_err("a damaged sa.pub");
+        assert!(err.to_string().contains("sa.pub: public key 1 is not an ECDSA P-256 key"), "{err}");
+        until_whoami(&bare, &old, true).await?;
+
+        // Without sa.pub only the signing key is accepted: the old token is refused.
+        std::fs::remove_file(pki.join(SA_PUBLIC_KEYS))?;
+        assert_eq!(api.reload_service_account_keys()?, vec![new_kid]);
+        let (success, _, err) = with_token(&bare, &old, &["auth", "whoami"]).await?;
+        assert!(!success && err.contains("Unauthorized"), "the retired key's token: {err}");
+        until_whoami(&bare, &new, true).await?;
         api.stop().await;
         Ok(())
     })

@@ -5,6 +5,7 @@
 //! docs/operations.md shows.
 
 mod member;
+mod sa_key;
 mod upgrade;
 
 use std::io::Write as _;

@@ -28,6 +28,7 @@ pub use bootstrap_cache::BootstrapTokens;
 pub use bound_objects::BoundObjects;
 pub use service_account::{
     BoundRefs, Clock, ObjectRef, ServiceAccountTokenSpec, ServiceAccountVerifier, TokenIssuer,
+    key_id as service_account_key_id,
 };
 pub use token_file::StaticTokens;
 

@@ -98,7 +98,7 @@ impl Fixture {
         let v = ServiceAccountVerifier::new(
             vec![ISSUER.into()],
             vec![AUDIENCE.into()],
-            vec![self.issuer.public_key().to_vec()],
+            vec![self.issuer.public_key()],
         );
         Ok(v.verify(token)?.ok_or("not one of our tokens")?)
     }

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use parking_lot::RwLock;
 use ring::rand::SystemRandom;
 use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, UnparsedPublicKey,
@@ -21,14 +22,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Error, Result, SERVICE_ACCOUNTS_GROUP, UserInfo, service_account_username};
+use crate::pki::sa_keys::P256_SPKI_PREFIX;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` (go-jose's `DefaultLeeway`).
 const LEEWAY_SECONDS: i64 = 60;
-/// The DER prefix of a P-256 SubjectPublicKeyInfo, before the 65-byte uncompressed point.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
-    0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 /// Extra keys of ServiceAccount users.
 const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
 const EXTRA_POD_UID: &str = "authentication.kubernetes.io/pod-uid";
@@ -170,25 +167,42 @@ struct Header {
     kid: Option<String>,
 }
 
-/// Kubernetes' key id: base64url(SHA-256(DER SubjectPublicKeyInfo)).
-fn key_id(public_key: &[u8]) -> String {
+/// Kubernetes' key id of a P-256 public key (an uncompressed point): base64url of the
+/// SHA-256 of its DER SubjectPublicKeyInfo. Tokens name the key that signed them with it
+/// (the `kid` header).
+pub fn key_id(public_key: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(P256_SPKI_PREFIX);
     hasher.update(public_key);
     URL_SAFE_NO_PAD.encode(hasher.finalize())
 }
 
-/// Signs ServiceAccount tokens.
+/// Signs ServiceAccount tokens. Its key can be replaced while it is shared
+/// ([`set_key`](Self::set_key)): tokens issued from then on are signed with the new one.
 pub struct TokenIssuer {
     issuer: String,
+    key: RwLock<Arc<SigningKey>>,
+    rng: SystemRandom,
+}
+
+/// A signing key and its `kid`.
+struct SigningKey {
     key_pair: EcdsaKeyPair,
     key_id: String,
-    rng: SystemRandom,
+}
+
+impl SigningKey {
+    fn from_pkcs8(pkcs8: &[u8], rng: &SystemRandom) -> Result<Self> {
+        let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, rng)
+            .map_err(|e| Error::SigningKey { message: e.to_string() })?;
+        let key_id = key_id(key_pair.public_key().as_ref());
+        Ok(SigningKey { key_pair, key_id })
+    }
 }
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).field("key_id", &self.key_id).finish()
+        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).field("key_id", &self.key_id()).finish()
     }
 }
 
@@ -196,10 +210,16 @@ impl TokenIssuer {
     /// An issuer named `issuer` (the `iss` claim) signing with the P-256 key in PKCS#8 form.
     pub fn from_pkcs8(issuer: impl Into<String>, pkcs8: &[u8]) -> Result<Self> {
         let rng = SystemRandom::new();
-        let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
-            .map_err(|e| Error::SigningKey { message: e.to_string() })?;
-        let key_id = key_id(key_pair.public_key().as_ref());
-        Ok(TokenIssuer { issuer: issuer.into(), key_pair, key_id, rng })
+        let key = SigningKey::from_pkcs8(pkcs8, &rng)?;
+        Ok(TokenIssuer { issuer: issuer.into(), key: RwLock::new(Arc::new(key)), rng })
+    }
+
+    /// Signs with the P-256 key in PKCS#8 form from now on. A refused key leaves the current
+    /// one in place.
+    pub fn set_key(&self, pkcs8: &[u8]) -> Result<()> {
+        let key = SigningKey::from_pkcs8(pkcs8, &self.rng)?;
+        *self.key.write() = Arc::new(key);
+        Ok(())
     }
 
     /// The `iss` claim of the tokens.
@@ -207,14 +227,15 @@ impl TokenIssuer {
         &self.issuer
     }
 
-    /// The public key (an uncompressed SEC1 point), for a [`ServiceAccountVerifier`].
-    pub fn public_key(&self) -> &[u8] {
-        self.key_pair.public_key().as_ref()
+    /// The current key's public key (an uncompressed SEC1 point), for a
+    /// [`ServiceAccountVerifier`].
+    pub fn public_key(&self) -> Vec<u8> {
+        self.key.read().key_pair.public_key().as_ref().to_vec()
     }
 
-    /// The `kid` header of the tokens.
-    pub fn key_id(&self) -> &str {
-        &self.key_id
+    /// The `kid` header of the tokens the current key signs.
+    pub fn key_id(&self) -> String {
+        self.key.read().key_id.clone()
     }
 
     /// A token for `spec`, issued at `now`.
@@ -238,13 +259,14 @@ impl TokenIssuer {
                 node: spec.node.clone(),
             }),
         };
-        let header = Header { alg: "ES256".into(), kid: Some(self.key_id.clone()) };
+        let key = self.key.read().clone();
+        let header = Header { alg: "ES256".into(), kid: Some(key.key_id.clone()) };
         let signing_input = format!(
             "{}.{}",
             b64_json(&header).map_err(|e| fail(e.to_string()))?,
             b64_json(&claims).map_err(|e| fail(e.to_string()))?
         );
-        let signature = self
+        let signature = key
             .key_pair
             .sign(&self.rng, signing_input.as_bytes())
             .map_err(|_| fail("ECDSA signing failed".into()))?;
@@ -257,13 +279,16 @@ fn b64_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
     serde_json::to_vec(value).map(|bytes| URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Verifies ServiceAccount tokens.
+/// Public keys by id: (key id, uncompressed point).
+type Keys = Vec<(String, Vec<u8>)>;
+
+/// Verifies ServiceAccount tokens. Clones share their keys: replacing them
+/// ([`set_public_keys`](Self::set_public_keys)) through one replaces them in every clone.
 #[derive(Clone)]
 pub struct ServiceAccountVerifier {
     issuers: Vec<String>,
     audiences: Vec<String>,
-    /// (key id, uncompressed point).
-    keys: Vec<(String, Vec<u8>)>,
+    keys: Arc<RwLock<Keys>>,
     clock: Clock,
 }
 
@@ -272,7 +297,7 @@ impl std::fmt::Debug for ServiceAccountVerifier {
         f.debug_struct("ServiceAccountVerifier")
             .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
-            .field("keys", &self.keys.iter().map(|(kid, _)| kid).collect::<Vec<_>>())
+            .field("keys", &self.key_ids())
             .finish()
     }
 }
@@ -282,8 +307,19 @@ impl ServiceAccountVerifier {
     /// a token without `aud` counts as for them), signed by one of `public_keys` (uncompressed
     /// P-256 points, e.g. [`TokenIssuer::public_key`]). The clock is the system's.
     pub fn new(issuers: Vec<String>, audiences: Vec<String>, public_keys: Vec<Vec<u8>>) -> Self {
-        let keys = public_keys.into_iter().map(|k| (key_id(&k), k)).collect();
+        let keys = Arc::new(RwLock::new(with_ids(public_keys)));
         ServiceAccountVerifier { issuers, audiences, keys, clock: Arc::new(SystemTime::now) }
+    }
+
+    /// Accepts tokens signed by one of `public_keys` from now on (and by no other key), in
+    /// this verifier and every clone of it.
+    pub fn set_public_keys(&self, public_keys: Vec<Vec<u8>>) {
+        *self.keys.write() = with_ids(public_keys);
+    }
+
+    /// The `kid`s of the keys tokens are accepted from.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.read().iter().map(|(kid, _)| kid.clone()).collect()
     }
 
     /// The same verifier reading the time from `clock`.
@@ -324,9 +360,14 @@ impl ServiceAccountVerifier {
         let (Some(header), Ok(signature)) = (header, URL_SAFE_NO_PAD.decode(signature_b64)) else {
             return Ok(None);
         };
-        let keys: Vec<&(String, Vec<u8>)> = match &header.kid {
-            Some(kid) if !kid.is_empty() => self.keys.iter().filter(|(k, _)| k == kid).collect(),
-            _ => self.keys.iter().collect(),
+        let keys: Vec<Vec<u8>> = {
+            let all = self.keys.read();
+            match &header.kid {
+                Some(kid) if !kid.is_empty() => {
+                    all.iter().filter(|(k, _)| k == kid).map(|(_, key)| key.clone()).collect()
+                }
+                _ => all.iter().map(|(_, key)| key.clone()).collect(),
+            }
         };
         if keys.is_empty() {
             return Err(unauthorized("invalid signature, no keys found".into()));
@@ -335,7 +376,7 @@ impl ServiceAccountVerifier {
             return Err(unauthorized(format!("unexpected signature algorithm {:?}", header.alg)));
         }
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        let verified = keys.iter().any(|(_, key)| {
+        let verified = keys.iter().any(|key| {
             UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
                 .verify(signing_input.as_bytes(), &signature)
                 .is_ok()
@@ -367,6 +408,11 @@ impl ServiceAccountVerifier {
         };
         Ok(Some((user, bound)))
     }
+}
+
+/// Public keys with their `kid`s.
+fn with_ids(public_keys: Vec<Vec<u8>>) -> Keys {
+    public_keys.into_iter().map(|k| (key_id(&k), k)).collect()
 }
 
 /// go-jose's time checks, with its leeway.
@@ -415,184 +461,4 @@ fn user_of(claims: &Claims) -> Option<UserInfo> {
 }
 
 #[cfg(test)]
-mod tests {
-    use ring::rand::SystemRandom;
-
-    use super::*;
-
-    const ISSUER: &str = "https://flotilla.local";
-    const AUDIENCE: &str = "https://flotilla.local";
-
-    fn pkcs8() -> Vec<u8> {
-        let rng = SystemRandom::new();
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .expect("generates")
-            .as_ref()
-            .to_vec()
-    }
-
-    fn at(seconds: u64) -> SystemTime {
-        UNIX_EPOCH + std::time::Duration::from_secs(seconds)
-    }
-
-    fn spec() -> ServiceAccountTokenSpec {
-        ServiceAccountTokenSpec {
-            namespace: "team".into(),
-            name: "builder".into(),
-            uid: "sa-uid".into(),
-            audiences: vec![AUDIENCE.into()],
-            expiration_seconds: 3600,
-            pod: Some(ObjectRef { name: "web-1".into(), uid: "pod-uid".into() }),
-            secret: None,
-            node: Some(ObjectRef { name: "n1".into(), uid: "node-uid".into() }),
-        }
-    }
-
-    fn verifier(issuer: &TokenIssuer, now: u64) -> ServiceAccountVerifier {
-        ServiceAccountVerifier::new(
-            vec![ISSUER.into()],
-            vec![AUDIENCE.into()],
-            vec![issuer.public_key().to_vec()],
-        )
-        .with_clock(Arc::new(move || at(now)))
-    }
-
-    fn decode_claims(token: &str) -> serde_json::Value {
-        let payload = token.split('.').nth(1).expect("three parts");
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("json")
-    }
-
-    #[test]
-    fn issued_tokens_have_kubernetes_claims() {
-        let issuer = TokenIssuer::from_pkcs8(ISSUER, &pkcs8()).expect("key");
-        let token = issuer.issue(&spec(), at(1_000_000)).expect("signs");
-        let claims = decode_claims(&token);
-        assert_eq!(claims["iss"], ISSUER);
-        assert_eq!(claims["sub"], "system:serviceaccount:team:builder");
-        assert_eq!(claims["aud"], AUDIENCE, "one audience is written as a string");
-        assert_eq!((claims["iat"].as_i64(), claims["nbf"].as_i64()), (Some(1_000_000), Some(1_000_000)));
-        assert_eq!(claims["exp"].as_i64(), Some(1_003_600));
-        assert_eq!(claims["kubernetes.io"]["namespace"], "team");
-        assert_eq!(claims["kubernetes.io"]["serviceaccount"]["uid"], "sa-uid");
-        assert_eq!(claims["kubernetes.io"]["pod"]["name"], "web-1");
-        assert!(claims["kubernetes.io"].get("secret").is_none());
-        let header: serde_json::Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(token.split('.').next().expect("header")).expect("base64url"),
-        )
-        .expect("json");
-        assert_eq!(header["alg"], "ES256");
-        assert_eq!(header["kid"], issuer.key_id());
-        assert_eq!(issuer.key_id().len(), 43, "base64url of a SHA-256");
-    }
-
-    #[test]
-    fn verified_token_gives_the_service_account_user() {
-        let issuer = TokenIssuer::from_pkcs8(ISSUER, &pkcs8()).expect("key");
-        let token = issuer.issue(&spec(), at(1_000_000)).expect("signs");
-        let user = verifier(&issuer, 1_000_100).verify(&token).expect("valid").expect("ours");
-        assert_eq!(user.name, "system:serviceaccount:team:builder");
-        assert_eq!(user.uid, "sa-uid");
-        assert_eq!(user.groups, ["system:serviceaccounts", "system:serviceaccounts:team"]);
-        assert_eq!(user.extra[EXTRA_POD_NAME], ["web-1"]);
-        assert_eq!(user.extra[EXTRA_POD_UID], ["pod-uid"]);
-        assert_eq!(user.extra[EXTRA_NODE_NAME], ["n1"]);
-        assert!(user.extra[EXTRA_CREDENTIAL_ID][0].starts_with("JTI="));
-    }
-
-    /// (verifier time, expected error) around a token issued at 1_000_000 for an hour.
-    #[test]
-    fn validity_period_with_leeway() {
-        let issuer = TokenIssuer::from_pkcs8(ISSUER, &pkcs8()).expect("key");
-        let token = issuer.issue(&spec(), at(1_000_000)).expect("signs");
-        let cases: &[(u64, Option<&str>)] = &[
-            (1_000_000, None),
-            (1_003_600 + 60, None),
-            (1_003_600 + 61, Some("service account token has expired")),
-            (1_000_000 - 60, None),
-            (1_000_000 - 61, Some("service account token is not valid yet")),
-        ];
-        for (now, want) in cases {
-            let got = verifier(&issuer, *now).verify(&token);
-            match want {
-                None => assert!(got.expect("valid").is_some(), "at {now}"),
-                Some(msg) => assert_eq!(got.expect_err("invalid").to_string(), *msg, "at {now}"),
-            }
-        }
-    }
-
-    #[test]
-    fn forged_and_foreign_tokens() {
-        let issuer = TokenIssuer::from_pkcs8(ISSUER, &pkcs8()).expect("key");
-        let other = TokenIssuer::from_pkcs8(ISSUER, &pkcs8()).expect("key");
-        let now = 1_000_000;
-        let v = verifier(&issuer, now + 1);
-        let token = issuer.issue(&spec(), at(now)).expect("signs");
-
-        // Signed by another key with the same issuer: no key has that kid.
-        let forged = other.issue(&spec(), at(now)).expect("signs");
-        assert_eq!(v.verify(&forged).expect_err("forged").to_string(), "invalid signature, no keys found");
-
-        // Claims changed after signing.
-        let parts: Vec<&str> = token.split('.').collect();
-        let mut claims = decode_claims(&token);
-        claims["kubernetes.io"]["serviceaccount"]["name"] = "admin".into();
-        let tampered = format!(
-            "{}.{}.{}",
-            parts[0],
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json")),
-            parts[2]
-        );
-        assert_eq!(v.verify(&tampered).expect_err("tampered").to_string(), "invalid signature");
-
-        // Someone else's signature pasted onto our header and claims.
-        let foreign_sig = forged.split('.').nth(2).expect("signature");
-        let spliced = format!("{}.{}.{foreign_sig}", parts[0], parts[1]);
-        assert_eq!(v.verify(&spliced).expect_err("spliced").to_string(), "invalid signature");
-
-        // Another issuer: not ours at all (no error, another authenticator may know it).
-        let stranger = TokenIssuer::from_pkcs8("https://elsewhere", &pkcs8()).expect("key");
-        let foreign = stranger.issue(&spec(), at(now)).expect("signs");
-        assert_eq!(v.verify(&foreign).expect("not an error"), None);
-        for junk in ["", "abc", "a.b", "a.b.c", "{\"iss\":\"x\"}", "..."] {
-            assert_eq!(v.verify(junk).expect("not an error"), None, "{junk:?}");
-        }
-
-        // Another audience.
-        let mut wrong_aud = spec();
-        wrong_aud.audiences = vec!["vault".into()];
-        let t = issuer.issue(&wrong_aud, at(now)).expect("signs");
-        assert_eq!(
-            v.verify(&t).expect_err("audience").to_string(),
-            "token audiences [\"vault\"] is invalid for the target audiences [\"https://flotilla.local\"]"
-        );
-        // No audience: the API server's own (legacy tokens).
-        let mut no_aud = spec();
-        no_aud.audiences.clear();
-        let t = issuer.issue(&no_aud, at(now)).expect("signs");
-        assert!(v.verify(&t).expect("valid").is_some());
-        // Several audiences, one of them ours.
-        let mut many = spec();
-        many.audiences = vec!["vault".into(), AUDIENCE.into()];
-        let t = issuer.issue(&many, at(now)).expect("signs");
-        assert_eq!(decode_claims(&t)["aud"], serde_json::json!(["vault", AUDIENCE]));
-        assert!(v.verify(&t).expect("valid").is_some());
-    }
-
-    #[test]
-    fn key_rotation_and_bad_keys() {
-        let old = TokenIssuer::from_pkcs8(ISSUER, &pkcs8()).expect("key");
-        let new = TokenIssuer::from_pkcs8(ISSUER, &pkcs8()).expect("key");
-        let v = ServiceAccountVerifier::new(
-            vec![ISSUER.into()],
-            vec![AUDIENCE.into()],
-            vec![old.public_key().to_vec(), new.public_key().to_vec()],
-        )
-        .with_clock(Arc::new(|| at(1_000_001)));
-        for issuer in [&old, &new] {
-            let token = issuer.issue(&spec(), at(1_000_000)).expect("signs");
-            assert!(v.verify(&token).expect("valid").is_some());
-        }
-        let err = TokenIssuer::from_pkcs8(ISSUER, b"not a key").expect_err("refused");
-        assert!(matches!(err, Error::SigningKey { .. }));
-    }
-}
+mod tests;
