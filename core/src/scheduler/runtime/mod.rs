@@ -27,6 +27,7 @@
 
 pub mod cache;
 pub mod cluster_event;
+mod events;
 pub mod metrics;
 mod nominator;
 pub mod queue;

@@ -1,11 +1,10 @@
 //! The scheduling loop: watch events in, scheduling cycles, binds out.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use tokio::sync::{mpsc, watch};
@@ -14,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::SchedulerCache;
+use super::events::{Events, drain, ready, watch_of};
 use super::metrics::{ProfileMetrics, SchedulerMetrics};
 use super::nominator::{self, Evictions, Nominator};
 use super::queue::{QueuedPod, SchedulingQueue};
 use super::recorder::{EventRecord, RECORDER_CAPACITY, Record, Recorder, unschedulable_condition};
 use super::{Scheduler, SchedulerStats};
-use crate::client::{Api, Client, ListOptions, WatcherEvent, watcher};
+use crate::client::{Client, WatcherEvent};
 use crate::registry::Clock;
 use crate::scheduler::plugins::DEFAULT_SCHEDULER_NAME;
 use crate::scheduler::{
@@ -30,8 +30,6 @@ use crate::scheduler::{
 const ASSIGNED_PODS: &str = "spec.nodeName!=";
 /// Pods waiting for a node, finished ones left out: the queue's watch.
 const UNASSIGNED_PODS: &str = "spec.nodeName=,status.phase!=Succeeded,status.phase!=Failed";
-
-type Events<K> = Pin<Box<dyn Stream<Item = WatcherEvent<K>> + Send>>;
 
 /// How a binding cycle ended.
 struct BindOutcome {
@@ -57,22 +55,6 @@ fn scheduler_name(pod: &Pod) -> &str {
     pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or(DEFAULT_SCHEDULER_NAME)
 }
 
-fn watch_of<K: crate::object::Resource>(
-    client: &Arc<dyn Client>,
-    field_selector: Option<String>,
-) -> Events<K> {
-    let opts = ListOptions { field_selector, ..Default::default() };
-    Box::pin(watcher(Api::<K>::all(client.clone()), opts))
-}
-
-/// How many events of one watch the loop applies in a row before its next scheduling cycle.
-///
-/// One event per cycle starved the watches whenever cycles were slow (a preemption cycle on
-/// 5,000 nodes takes tens of milliseconds): victims' deletions and new pods queued up by the
-/// thousand, so pods were preempted again for victims already gone. Applying what is ready,
-/// up to this many, keeps the cache current at the cost of a short pause in scheduling.
-const EVENT_BATCH: usize = 1024;
-
 /// How many preemptors whose evictions failed may wait to be reported to the loop (their
 /// tasks wait for room; failures are rare).
 const EVICTION_FAILURES_CAPACITY: usize = 64;
@@ -84,24 +66,6 @@ const EVICTION_FAILURES_CAPACITY: usize = 64;
 /// (tokio runs a task spawned from a busy worker on that worker first), and the preemptors
 /// waited as long for their victims to go.
 const YIELD_AFTER: Duration = Duration::from_millis(5);
-
-/// The next event of `events` if one is ready now, without waiting.
-fn ready<K>(events: &mut Events<K>) -> Option<WatcherEvent<K>> {
-    events.next().now_or_never().flatten()
-}
-
-/// Applies `first`, then the events of `stream` that are ready, up to [`EVENT_BATCH`].
-macro_rules! drain {
-    ($stream:ident, $first:expr, |$event:ident| $apply:expr) => {{
-        let mut next = Some($first);
-        let mut applied = 0;
-        while let Some($event) = next {
-            $apply;
-            applied += 1;
-            next = if applied < EVENT_BATCH { ready(&mut $stream) } else { None };
-        }
-    }};
-}
 
 /// The loop's state; owned by the loop's task, so nothing here is locked.
 struct Runner {
