@@ -10,14 +10,14 @@
 //! tokens the old keys signed are no longer needed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use flotilla_api::auth::authn::service_account_key_id;
 use flotilla_api::pki::sa_keys::{
-    SA_PUBLIC_KEYS, SA_SIGNING_KEY, generate_signing_key_pem, parse_public_keys, public_keys_pem,
+    SA_PUBLIC_KEYS, SA_SIGNING_KEY, ServiceAccountKeys, generate_signing_key_pem, public_keys_pem,
     signing_public_key,
 };
 
@@ -82,12 +82,10 @@ type Keys = (Vec<u8>, Vec<Vec<u8>>, Option<Vec<u8>>);
 
 fn keys_of(bundle: &PkiBundle) -> anyhow::Result<Keys> {
     let signing = entry(bundle, SA_SIGNING_KEY).context("the cluster PKI bundle has no sa.key")?;
-    let signing = signing_public_key(SA_SIGNING_KEY.as_ref(), signing.as_bytes())?;
-    let others = match entry(bundle, SA_PUBLIC_KEYS) {
-        Some(text) => parse_public_keys(SA_PUBLIC_KEYS.as_ref(), text.as_bytes())?,
-        None => Vec::new(),
-    };
-    let others = others.into_iter().filter(|k| *k != signing).collect();
+    let public = entry(bundle, SA_PUBLIC_KEYS).map(str::as_bytes);
+    // What the servers load from these two files: errors name them, repeats are dropped.
+    let keys = ServiceAccountKeys::parse(Path::new(""), signing.as_bytes(), public)?;
+    let (signing, others) = (keys.signing_public_key().to_vec(), keys.other_public_keys().to_vec());
     let staged =
         entry(bundle, STAGED).map(|pem| signing_public_key(STAGED.as_ref(), pem.as_bytes())).transpose()?;
     Ok((signing, others, staged))
